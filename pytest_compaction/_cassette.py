@@ -1,0 +1,488 @@
+"""Cassette files: the exchange model, loading of every supported layout, reviewable atomic writes.
+
+The written layout is stock vcrpy YAML (``version: 1`` + ``interactions``) plus one top-level
+``compaction`` mapping that stock vcrpy ignores, so users can drop this project and keep their
+cassettes. JSON bodies are stored as literal block scalars with one top-level key and one array
+element per line: a re-record shows up as a line diff per input item, and libyaml reads the whole
+body as one scalar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import CompactionError
+
+try:  # libyaml when present: both faster and the same safe subset
+    from yaml import CSafeDumper as _SafeDumperBase
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeDumper as _SafeDumperBase  # type: ignore[assignment]
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+FORMAT = 1
+Headers = dict[str, list[str]]
+
+
+class CassetteError(CompactionError):
+    """A cassette that cannot be read, parsed or written."""
+
+
+class CassetteNotFound(CassetteError):
+    """The cassette file does not exist."""
+
+
+@dataclass
+class Exchange:
+    """One recorded request and its response, bodies decoded (never compressed)."""
+
+    method: str
+    uri: str
+    request_headers: Headers = field(default_factory=dict)
+    request_body: bytes | None = None
+    status: int = 200
+    reason: str = "OK"
+    response_headers: Headers = field(default_factory=dict)
+    response_body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.uri).path
+
+
+@dataclass
+class CassetteData:
+    """The content of one cassette file."""
+
+    exchanges: list[Exchange] = field(default_factory=list)
+    schema_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as they are
+
+
+# ---------------------------------------------------------------------------------------------
+# Compression
+
+
+def _brotli_decompress(data: bytes) -> bytes:
+    try:
+        import brotli  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        try:
+            import brotlicffi as brotli  # type: ignore[import-not-found, import-untyped, no-redef, unused-ignore]
+        except ImportError:
+            raise CassetteError(
+                "a body is compressed with 'br' but no brotli module is installed: "
+                "pip install brotli"
+            ) from None
+    out: bytes = brotli.decompress(data)
+    return out
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    try:
+        import zstandard  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        raise CassetteError(
+            "a body is compressed with 'zstd' but the zstandard module is not installed: "
+            "pip install zstandard"
+        ) from None
+    # Streaming frames carry no content size, so read through a stream reader.
+    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+        out: bytes = reader.read()
+    return out
+
+
+def _decompress(data: bytes, coding: str) -> bytes:
+    coding = coding.strip().lower()
+    try:
+        if coding in ("gzip", "x-gzip"):
+            return zlib.decompress(data, zlib.MAX_WBITS | 16)
+        if coding == "deflate":
+            try:
+                return zlib.decompress(data)
+            except zlib.error:  # raw deflate without the zlib wrapper, as some servers send
+                return zlib.decompress(data, -zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise CassetteError(f"a body declared as {coding!r} does not decompress: {exc}") from None
+    if coding == "br":
+        return _brotli_decompress(data)
+    if coding == "zstd":
+        return _zstd_decompress(data)
+    if coding == "identity":
+        return data
+    raise CassetteError(f"unsupported content-encoding {coding!r}")
+
+
+def header_get(headers: Mapping[str, list[str]], name: str) -> list[str] | None:
+    """Values of a header, case-insensitively."""
+    lname = name.lower()
+    for key, values in headers.items():
+        if key.lower() == lname:
+            return values
+    return None
+
+
+def _without(headers: Mapping[str, list[str]], *names: str) -> Headers:
+    drop = {n.lower() for n in names}
+    return {k: list(v) for k, v in headers.items() if k.lower() not in drop}
+
+
+def decode_body(headers: Mapping[str, list[str]], body: bytes) -> tuple[Headers, bytes]:
+    """Undo ``content-encoding`` and make the headers describe the decoded body.
+
+    Codings are undone last-applied first; ``content-length`` is set to the decoded length and
+    ``transfer-encoding`` dropped, since a replayed body is always complete.
+    """
+    codings: list[str] = []
+    for value in header_get(headers, "content-encoding") or []:
+        codings.extend(c for c in (p.strip() for p in value.split(",")) if c)
+    for coding in reversed(codings):
+        body = _decompress(body, coding)
+    out = _without(headers, "content-encoding", "transfer-encoding", "content-length")
+    if body or header_get(headers, "content-length") is not None:
+        out[_original_case(headers, "content-length")] = [str(len(body))]
+    return out, body
+
+
+def _original_case(headers: Mapping[str, list[str]], name: str) -> str:
+    for key in headers:
+        if key.lower() == name:
+            return key
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Body rendering
+
+# Characters YAML cannot hold in a block scalar (or would read as line breaks). They can only
+# occur inside JSON strings here, where a \u escape is equivalent.
+_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+
+
+def _escape_unprintable(text: str) -> str:
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _lines_for_array(items: list[Any], closing: str) -> list[str]:
+    lines = [_compact(item) + "," for item in items]
+    lines[-1] = lines[-1][:-1]
+    lines.append(closing)
+    return lines
+
+
+def render_json(value: Any) -> str:
+    """JSON with one top-level key, and one element of a top-level array, per line."""
+    if isinstance(value, dict) and value:
+        lines = ["{"]
+        last = len(value) - 1
+        for i, (key, item) in enumerate(value.items()):
+            comma = "" if i == last else ","
+            head = _compact(key) + ": "
+            if isinstance(item, list) and item:
+                lines.append(head + "[")
+                lines.extend(_lines_for_array(item, "]" + comma))
+            else:
+                lines.append(head + _compact(item) + comma)
+        lines.append("}")
+        text = "\n".join(lines)
+    elif isinstance(value, list) and value:
+        text = "\n".join(["[", *_lines_for_array(value, "]")])
+    else:
+        text = _compact(value)
+    return _escape_unprintable(text)
+
+
+def parse_json_bytes(body: bytes | str | None) -> tuple[bool, Any]:
+    """(True, value) when the body is JSON text, else (False, None)."""
+    if body is None or not body:
+        return False, None
+    first = body.lstrip()[:1]
+    if first not in (b"{", b"[", "{", "["):
+        return False, None
+    try:
+        return True, json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False, None
+
+
+def reviewable_text(body: bytes | None) -> str | bytes | None:
+    """What goes under ``body.string``: re-rendered JSON, the text as is, or bytes if binary."""
+    if body is None:
+        return None
+    is_json, value = parse_json_bytes(body)
+    if is_json:
+        return render_json(value)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+
+class _Literal(str):
+    """A string the dumper should write as a literal block scalar."""
+
+
+class _Dumper(_SafeDumperBase):  # type: ignore[misc, valid-type, unused-ignore]
+    pass
+
+
+def _represent_literal(dumper: Any, data: _Literal) -> Any:
+    # The emitter itself falls back to a quoted scalar when block style cannot hold the text.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
+
+
+_Dumper.add_representer(_Literal, _represent_literal)
+
+
+def _body_node(text: str | bytes | None) -> Any:
+    if isinstance(text, str) and ("\n" in text or len(text) > 80):
+        return _Literal(text)
+    return text
+
+
+def _fix_length(headers: Headers, body: bytes | None) -> Headers:
+    """Make ``content-length`` (when present) agree with the body as stored."""
+    if header_get(headers, "content-length") is None:
+        return headers
+    out = dict(headers)
+    out[_original_case(headers, "content-length")] = [str(len(body or b""))]
+    return out
+
+
+def stored_body(body: bytes | None) -> bytes | None:
+    """The bytes a replay will serve for ``body`` once written (JSON gets re-rendered)."""
+    text = reviewable_text(body)
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    return text
+
+
+def _interaction(ex: Exchange) -> dict[str, Any]:
+    req_text = reviewable_text(ex.request_body)
+    resp_text = reviewable_text(ex.response_body)
+    req_bytes = req_text.encode("utf-8") if isinstance(req_text, str) else req_text
+    resp_bytes = resp_text.encode("utf-8") if isinstance(resp_text, str) else resp_text
+    return {
+        "request": {
+            "method": ex.method,
+            "uri": ex.uri,
+            "body": _body_node(req_text),
+            "headers": _fix_length(ex.request_headers, req_bytes),
+        },
+        "response": {
+            "status": {"code": ex.status, "message": ex.reason},
+            "headers": _fix_length(ex.response_headers, resp_bytes),
+            "body": {"string": _body_node(resp_text) if resp_text is not None else ""},
+        },
+    }
+
+
+def dump_cassette(data: CassetteData) -> str:
+    """The YAML text of a cassette (stock vcrpy layout + the ``compaction`` key)."""
+    doc: dict[str, Any] = dict(data.extra)
+    doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
+    doc["interactions"] = [_interaction(ex) for ex in data.exchanges]
+    doc["version"] = 1
+    out: str = yaml.dump(doc, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=2**31 - 1)
+    return out
+
+
+def dump_cassette_json(data: CassetteData) -> str:
+    """The stock vcrpy JSON layout (for a ``.json`` cassette path), plus the ``compaction`` key."""
+    doc: dict[str, Any] = dict(data.extra)
+    doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
+    interactions = []
+    for ex in data.exchanges:
+        item = _interaction(ex)
+        for part, key in ((item["request"], "body"), (item["response"]["body"], "string")):
+            value = part[key]
+            if isinstance(value, bytes):
+                raise CassetteError("a binary body cannot be stored in a JSON cassette; use .yaml")
+            part[key] = None if value is None else str(value)
+        interactions.append(item)
+    doc["interactions"] = interactions
+    doc["version"] = 1
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _as_headers(raw: Any, where: str) -> Headers:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise CassetteError(f"{where}: headers must be a mapping")
+    out: Headers = {}
+    for key, values in raw.items():
+        if isinstance(values, (list, tuple)):
+            out[str(key)] = [str(v) for v in values]
+        else:
+            out[str(key)] = [str(values)]
+    return out
+
+
+def _as_body(part: Mapping[str, Any], where: str, *, response: bool) -> bytes | None:
+    if "parsed_body" in part:  # pydantic-ai's serializer keeps JSON bodies parsed
+        return json.dumps(part["parsed_body"], ensure_ascii=False).encode("utf-8")
+    raw = part.get("body")
+    if response:
+        if isinstance(raw, Mapping):
+            raw = raw.get("string")
+        elif raw is not None and not isinstance(raw, (str, bytes)):
+            raise CassetteError(f"{where}: response body must be a mapping with 'string'")
+    if raw is None:
+        return None if not response else b""
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, str):
+        return raw.encode("utf-8")
+    raise CassetteError(f"{where}: body must be a string, got {type(raw).__name__}")
+
+
+def _exchange(item: Any, index: int, path: str) -> Exchange:
+    where = f"{path}: interaction {index}"
+    if not isinstance(item, Mapping) or not isinstance(item.get("request"), Mapping):
+        raise CassetteError(f"{where}: expected a mapping with 'request' and 'response'")
+    req, resp = item["request"], item.get("response")
+    if not isinstance(resp, Mapping):
+        raise CassetteError(f"{where}: missing 'response'")
+    if not isinstance(req.get("method"), str) or not isinstance(req.get("uri"), str):
+        raise CassetteError(f"{where}: request needs 'method' and 'uri' strings")
+    status = resp.get("status")
+    if isinstance(status, Mapping):
+        code, reason = status.get("code"), status.get("message") or ""
+    else:  # httpx layout of older vcrpy versions
+        code, reason = resp.get("status_code", status), ""
+    if not isinstance(code, int):
+        raise CassetteError(f"{where}: response status code must be an integer")
+    resp_headers = _as_headers(resp.get("headers"), where)
+    body = _as_body(resp, where, response=True) or b""
+    if "parsed_body" in resp:
+        # The body was re-serialized, so the recorded encoding and length no longer apply.
+        resp_headers = _without(resp_headers, "content-encoding")
+    try:
+        resp_headers, body = decode_body(resp_headers, body)
+    except CassetteError as exc:
+        raise CassetteError(f"{where}: {exc}") from None
+    return Exchange(
+        method=req["method"].upper(),
+        uri=req["uri"],
+        request_headers=_as_headers(req.get("headers"), where),
+        request_body=_as_body(req, where, response=False),
+        status=code,
+        reason=str(reason),
+        response_headers=resp_headers,
+        response_body=body,
+    )
+
+
+def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
+    """Parse cassette text: this project's layout, vcrpy YAML or JSON, pydantic-ai's."""
+    doc: Any
+    if text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise CassetteError(f"{path}: not valid JSON: {exc}") from None
+    else:
+        try:
+            doc = yaml.load(text, Loader=_SafeLoader)
+        except yaml.YAMLError as exc:
+            raise CassetteError(f"{path}: not valid YAML: {exc}") from None
+    if doc is None:
+        raise CassetteNotFound(f"{path}: the cassette is empty")
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("interactions"), list):
+        raise CassetteError(f"{path}: not a cassette (no 'interactions' list at the top level)")
+    meta = doc.get("compaction")
+    version: str | None = None
+    if isinstance(meta, Mapping):
+        fmt = meta.get("format", FORMAT)
+        if not isinstance(fmt, int) or fmt > FORMAT:
+            raise CassetteError(
+                f"{path}: cassette format {fmt!r} is newer than this pytest-compaction reads "
+                f"({FORMAT}); upgrade pytest-compaction"
+            )
+        raw_version = meta.get("schema_version")
+        version = str(raw_version) if raw_version is not None else None
+    exchanges = [_exchange(item, i, path) for i, item in enumerate(doc["interactions"])]
+    extra = {k: v for k, v in doc.items() if k not in ("interactions", "version", "compaction")}
+    return CassetteData(exchanges=exchanges, schema_version=version, extra=extra)
+
+
+def load_cassette(path: str | os.PathLike[str]) -> CassetteData:
+    """Read a cassette file; :class:`CassetteNotFound` when it does not exist."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise CassetteNotFound(f"cassette {p} does not exist") from None
+    except OSError as exc:
+        raise CassetteError(f"cassette {p} cannot be read: {exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CassetteError(f"cassette {p} is not UTF-8 text: {exc}") from None
+    if not text.strip():
+        raise CassetteNotFound(f"cassette {p} is empty")
+    return parse_cassette(text, str(p))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a reader sees either the old file or the new one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if target.exists():
+            # Keep the permissions of the file being replaced (mkstemp creates 0600).
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise CassetteError(f"cassette {target} was not written: {exc}") from exc
+        raise
+
+
+def save_cassette(path: str | os.PathLike[str], data: CassetteData) -> None:
+    """Write a cassette atomically, as JSON when the path ends in ``.json``, else YAML."""
+    text = dump_cassette_json(data) if str(path).endswith(".json") else dump_cassette(data)
+    write_atomic(path, text.encode("utf-8"))
+
+
+def with_decoded_bodies(exchanges: Iterable[Exchange]) -> list[Exchange]:
+    """Copies of the exchanges with compressed response bodies decoded."""
+    out = []
+    for ex in exchanges:
+        headers, body = decode_body(ex.response_headers, ex.response_body)
+        out.append(replace(ex, response_headers=headers, response_body=body))
+    return out
