@@ -46,6 +46,10 @@ _SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(_EDGE + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
     ),
     ("a bearer token", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9_\-.=+/]{16,}")),
+    (
+        "a key in a URL",
+        re.compile(r"(?i)[?&](api[_\-]?key|key|subscription[_\-]?key|access_token)=[^&\s\"']{16,}"),
+    ),
 )
 # Azure-style keys are bare 32-hex strings: only flagged where a key is plausible (header and
 # query values, JSON fields named like keys), since ids and hashes look the same elsewhere.

@@ -99,7 +99,7 @@ class Upstream:
                     if self.headers.get("x-test-secret"):
                         payload["note"] = "sk-proj-" + "A1b2C3d4" * 5
                 else:
-                    payload = {"object": "other", "path": self.path, "n": n}
+                    payload = {"object": "other", "path": self.path.split("?")[0], "n": n}
                 body = json.dumps(payload).encode()
                 encoding = self.headers.get("x-test-encoding")
                 if encoding == "gzip":
