@@ -1,0 +1,163 @@
+"""Request checking: the body must be JSON, declare only known parameters and match the schema.
+
+Errors are answered as the real API answers them: HTTP 400 with
+``{"error": {"message", "type": "invalid_request_error", "param", "code"}}``, ``param`` naming the
+offending field in the API's own notation (``input[0].role``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import Any
+
+from .._versions import load_schema_set
+from ._apierror import bad_request
+
+_NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+    "sent was not valid JSON. If you have trouble figuring out how to fix this, please contact "
+    "us through our help center at help.openai.com.)"
+)
+_MISSING = re.compile(r"missing required propert(?:y|ies) '([^']+)'")
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or ApiError."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad_request(_NOT_JSON, param=None, code=None) from None
+    if not isinstance(body, dict):
+        raise bad_request(
+            f"Invalid type for request body: expected an object, but got {_json_type(body)} "
+            "instead.",
+            param=None,
+            code="invalid_type",
+        )
+    return body
+
+
+@cache
+def declared_parameters(version: str | None = None) -> frozenset[str]:
+    """Top-level property names the request schema of ``version`` declares."""
+    document = load_schema_set(version).document("request")
+    root = document.get("$ref", "")
+    node: Any = document
+    for part in root.removeprefix("#/").split("/") if root.startswith("#/") else []:
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return frozenset(node.get("properties", {}))
+
+
+def check_request(body: dict[str, Any], *, version: str | None = None) -> None:
+    """Raise ApiError for the first problem with ``body``, in the order the API reports them."""
+    declared = declared_parameters(version)
+    for name in body:
+        if name not in declared:
+            raise bad_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+    _schema_check(body, version)
+
+
+def _schema_check(body: dict[str, Any], version: str | None) -> None:
+    # The one place the project's validator is consulted.
+    from .._validate import validate_request
+
+    report = validate_request(body, version=version)
+    if report.valid or not report.violations:
+        return
+    # The shallowest problem first: a missing ``model`` before a detail deep in ``input``.
+    violation = min(report.violations, key=lambda v: len(_pointer_parts(v.path)))
+    keyword = _last_keyword(str(getattr(violation, "schema_path", "")))
+    parts = _pointer_parts(violation.path)
+    message = violation.message
+    if keyword == "required":
+        missing = _MISSING.search(message)
+        if missing:
+            parts = [*parts, missing.group(1)]
+        param = _param(parts)
+        raise bad_request(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    param = _param(parts)
+    value = _lookup(body, parts)
+    if keyword == "type":
+        raise bad_request(
+            f"Invalid type for '{param}': got {_json_type(value)}. ({message})",
+            param=param,
+            code="invalid_type",
+        )
+    if keyword in {"enum", "const"}:
+        raise bad_request(
+            f"Invalid value: {_short(value)}. ({message})", param=param, code="invalid_value"
+        )
+    if keyword == "maxLength":
+        code = "string_above_max_length"
+    elif keyword == "minLength":
+        code = "string_below_min_length"
+    elif keyword == "maxItems":
+        code = "array_above_max_length"
+    else:
+        code = "invalid_value"
+    raise bad_request(f"Invalid '{param}': {message}", param=param, code=code)
+
+
+def _last_keyword(schema_path: str) -> str:
+    for part in reversed(schema_path.strip("/").split("/")):
+        if part and not part.isdigit():
+            return part
+    return ""
+
+
+def _pointer_parts(pointer: str) -> list[str]:
+    if not pointer or pointer == "/":
+        return []
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+
+
+def _param(parts: list[str]) -> str:
+    """``["input", "0", "role"]`` -> ``input[0].role`` (the API's notation)."""
+    text = ""
+    for part in parts:
+        if part.isdigit():
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _lookup(body: Any, parts: list[str]) -> Any:
+    node = body
+    for part in parts:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    text = "'" + text[1:-1] + "'" if isinstance(value, str) else text
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,233 @@
+"""What ``POST /responses/compact`` does: keep the user turns, fold everything else into a token.
+
+The output mirrors the live API: every user message of the context is re-issued (``msg_`` id,
+``status: "completed"``, content as ``input_text`` parts), followed by exactly one ``compaction``
+item whose ``encrypted_content`` seals the whole transcript. A compaction item found in the input
+is opened and its transcript spliced in place, so state survives any number of compactions.
+
+Token usage is estimated, not measured: ``ceil(utf8_bytes / 4)`` of the canonical JSON (sorted
+keys, no spaces) of what is counted:
+
+- ``input_tokens``: ``{"instructions": ..., "items": transcript}`` where the transcript is the
+  context with earlier compactions expanded, so usage never depends on a random nonce;
+- ``cached_tokens``: the same estimate of the part of the context taken from
+  ``previous_response_id`` (the server already holds it), capped at ``input_tokens``;
+- ``output_tokens``: the output array; ``reasoning_tokens`` and ``cache_write_tokens`` are 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._apierror import bad_request
+from ._ids import IdSource
+from ._tokens import TokenError, canonical_json, seal, unseal
+
+STATE_VERSION = 1
+# Mirrors the real message: the token is shortened so errors stay readable.
+_TOKEN_PREVIEW = 8
+
+
+def estimate_tokens(value: object) -> int:
+    """The documented estimate: a quarter of the UTF-8 bytes of the canonical JSON, rounded up."""
+    return math.ceil(len(canonical_json(value)) / 4)
+
+
+@dataclass
+class _Context:
+    """The conversation being compacted, built item by item."""
+
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    instructions: list[str] = field(default_factory=list)
+    reissued: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _text_parts(content: Any) -> list[Any]:
+    if isinstance(content, str):
+        return [{"type": "input_text", "text": content}]
+    if isinstance(content, list):
+        return [copy.deepcopy(part) for part in content]
+    return []
+
+
+def _item_type(item: dict[str, Any]) -> Any:
+    # EasyInputMessage may omit ``type``; every SDK sends role-only messages.
+    return item.get("type", "message" if "role" in item else None)
+
+
+def _same_user_turn(item: dict[str, Any], message_id: str) -> bool:
+    return item.get("role") == "user" and item.get("id") == message_id
+
+
+def _preview(token: str) -> str:
+    if len(token) <= 2 * _TOKEN_PREVIEW:
+        return token
+    return f"{token[:_TOKEN_PREVIEW]}...{token[-_TOKEN_PREVIEW:]}"
+
+
+class Compactor:
+    """Stateful compaction engine: the key, the id source and the response store."""
+
+    def __init__(
+        self,
+        *,
+        key: bytes,
+        ids: IdSource,
+        deterministic: bool,
+        context_window: int,
+        clock: Any,
+    ) -> None:
+        self._key = key
+        self._ids = ids
+        self._deterministic = deterministic
+        self.context_window = context_window
+        self._clock = clock
+        self._store: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def open_token(self, token: str) -> dict[str, Any]:
+        """The state sealed in a compaction item's ``encrypted_content`` (TokenError if foreign)."""
+        state = unseal(token, self._key)
+        if state.get("v") != STATE_VERSION or not isinstance(state.get("items"), list):
+            raise TokenError("Encrypted content could not be decrypted or parsed.")
+        return state
+
+    # -- the operation ----------------------------------------------------------------------
+
+    def compact(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Answer a request body that already passed validation (raises ApiError otherwise)."""
+        ctx = _Context()
+        prior: list[dict[str, Any]] = []
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            with self._lock:
+                stored = self._store.get(previous)
+            if stored is None:
+                raise bad_request(
+                    f"Previous response with id '{previous}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            prior = copy.deepcopy(stored)
+            for item in prior:
+                self._take(ctx, item, where=None)
+        cached_items = list(ctx.transcript)
+
+        raw_input = body.get("input")
+        items: list[Any]
+        if isinstance(raw_input, str):
+            items = [{"type": "message", "role": "user", "content": raw_input}]
+        else:
+            items = list(raw_input or [])
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise bad_request(
+                    f"Invalid type for 'input[{index}]': expected an object, "
+                    f"but got {type(item).__name__} instead.",
+                    param=f"input[{index}]",
+                    code="invalid_type",
+                )
+            self._take(ctx, item, where=f"input[{index}]")
+
+        instructions = body.get("instructions")
+        if isinstance(instructions, str) and instructions:
+            ctx.instructions.append(instructions)
+
+        counted = {"instructions": instructions, "items": ctx.transcript}
+        input_tokens = estimate_tokens(counted)
+        if input_tokens > self.context_window:
+            raise bad_request(
+                "Your input exceeds the context window of this model. "
+                "Please adjust your input and try again.",
+                param="input",
+                code="context_length_exceeded",
+            )
+        cached = min(estimate_tokens({"items": cached_items}), input_tokens) if prior else 0
+
+        state = {
+            "v": STATE_VERSION,
+            "model": body.get("model"),
+            "instructions": ctx.instructions,
+            "items": ctx.transcript,
+        }
+        compaction = {
+            "id": self._ids.new("cmp"),
+            "type": "compaction",
+            "encrypted_content": seal(state, self._key, deterministic=self._deterministic),
+        }
+        output = [*ctx.reissued, compaction]
+        output_tokens = estimate_tokens(output)
+        response_id = self._ids.new("resp")
+        response = {
+            "id": response_id,
+            "object": "response.compaction",
+            "created_at": int(self._clock()),
+            "output": output,
+            "usage": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input_tokens + output_tokens,
+            },
+        }
+        with self._lock:
+            # The compacted window is what a later request continues from.
+            self._store[response_id] = copy.deepcopy(output)
+        return response
+
+    def _take(self, ctx: _Context, item: dict[str, Any], *, where: str | None) -> None:
+        kind = _item_type(item)
+        if kind == "compaction":
+            self._unpack(ctx, item, where)
+            return
+        if kind == "message" and item.get("role") == "user":
+            given = item.get("id")
+            message_id = given if isinstance(given, str) else self._ids.new("msg")
+            message: dict[str, Any] = {
+                "id": message_id,
+                "type": "message",
+                "status": "completed",
+                "content": _text_parts(item.get("content")),
+                "role": "user",
+            }
+            ctx.reissued.append(message)
+            # A turn that an opened compaction already holds is not recorded twice.
+            if not any(_same_user_turn(t, message_id) for t in ctx.transcript):
+                ctx.transcript.append(copy.deepcopy(message))
+            return
+        # Assistant/system/developer turns, tool calls, reasoning...: folded, kept verbatim.
+        ctx.transcript.append(copy.deepcopy(item))
+
+    def _unpack(self, ctx: _Context, item: dict[str, Any], where: str | None) -> None:
+        token = item.get("encrypted_content")
+        try:
+            if not isinstance(token, str):
+                raise TokenError("Encrypted content is missing.")
+            state = self.open_token(token)
+        except TokenError as exc:
+            item_id = item.get("id")
+            subject = (
+                f"for item {item_id}" if isinstance(item_id, str) else _preview(str(token or ""))
+            )
+            raise bad_request(
+                f"The encrypted content {subject} could not be verified. Reason: {exc}",
+                param=f"{where}.encrypted_content" if where else "previous_response_id",
+                code="invalid_encrypted_content",
+            ) from None
+        ctx.instructions.extend(i for i in state.get("instructions", []) if isinstance(i, str))
+        carried = [i for i in state["items"] if isinstance(i, dict)]
+        # The user turns re-issued beside a compaction item are also sealed inside it; when the
+        # client sends both (the documented "pass output as next input"), keep the sealed copy,
+        # which sits in the original order among the folded turns.
+        carried_ids = {i["id"] for i in carried if isinstance(i.get("id"), str)}
+        ctx.transcript[:] = [
+            t for t in ctx.transcript if not any(_same_user_turn(t, i) for i in carried_ids)
+        ]
+        ctx.transcript.extend(carried)

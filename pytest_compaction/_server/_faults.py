@@ -1,0 +1,169 @@
+"""Faults injected on demand, so clients' retry and error paths can be tested for real.
+
+Syntax (header ``x-compaction-fault``, or a server-wide / next-N option)::
+
+    FAULT[;times=N][;retry-after=SECONDS]
+
+    FAULT := 429 | 500 | 503 | <any 4xx/5xx status>   an error answer with a real-looking body
+           | slow:SECONDS                             answer normally after a delay
+           | malformed-json                           200 with a body that is not valid JSON
+           | truncated                                Content-Length larger than the bytes sent
+           | drop                                     close the connection without answering
+
+``times=N`` fails only the first N attempts of a request: the attempt number is the
+``x-stainless-retry-count`` header when present (what the openai SDK sends), otherwise a count
+kept per ``idempotency-key`` header or, without one, per request fingerprint (method, path,
+body, fault). So a client that retries the same request eventually succeeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from ._apierror import ApiError
+
+FAULT_HEADER = "x-compaction-fault"
+_KINDS = ("slow", "malformed-json", "truncated", "drop")
+
+
+class FaultSyntaxError(ValueError):
+    """A fault specification that does not follow the documented syntax."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    spec: str
+    kind: str  # "status", "slow", "malformed-json", "truncated" or "drop"
+    status: int = 0
+    seconds: float = 0.0
+    times: int | None = None
+    retry_after: str | None = None
+
+    def error(self) -> ApiError:
+        """The answer of a ``status`` fault, shaped like the real API's."""
+        headers = {"retry-after": self.retry_after} if self.retry_after is not None else {}
+        if self.status == 429:
+            wait = self.retry_after if self.retry_after is not None else "1"
+            headers.setdefault("retry-after", wait)
+            return ApiError(
+                429,
+                f"Rate limit reached for requests. Please try again in {wait}s.",
+                param=None,
+                code="rate_limit_exceeded",
+                type="requests",
+                headers=headers,
+            )
+        if self.status == 500:
+            message = "The server had an error while processing your request. Sorry about that!"
+        elif self.status == 503:
+            message = "We're currently experiencing high demand, which may cause temporary errors."
+        else:
+            message = f"Fault injected on request: HTTP {self.status}."
+        kind = "server_error" if self.status >= 500 else "invalid_request_error"
+        return ApiError(self.status, message, param=None, code=None, type=kind, headers=headers)
+
+
+def parse_fault(text: str) -> Fault:
+    """Parse a fault specification; FaultSyntaxError names what is wrong."""
+    spec = text.strip()
+    head, *options = [part.strip() for part in spec.split(";")]
+    times: int | None = None
+    retry_after: str | None = None
+    for option in options:
+        name, sep, value = option.partition("=")
+        name = name.strip().lower()
+        value = value.strip()
+        if not sep:
+            raise FaultSyntaxError(f"fault option {option!r} in {spec!r} has no '=value'")
+        if name == "times":
+            if not value.isdigit() or int(value) < 1:
+                raise FaultSyntaxError(f"times must be a positive integer in {spec!r}")
+            times = int(value)
+        elif name == "retry-after":
+            if not _is_seconds(value):
+                raise FaultSyntaxError(f"retry-after must be a number of seconds in {spec!r}")
+            retry_after = value
+        else:
+            raise FaultSyntaxError(f"unknown fault option {name!r} in {spec!r}")
+    lowered = head.lower()
+    if lowered.isdigit() and len(lowered) == 3 and 400 <= int(lowered) <= 599:
+        return Fault(spec, "status", status=int(lowered), times=times, retry_after=retry_after)
+    if lowered.startswith(("slow:", "slow=")):
+        seconds = lowered[5:]
+        if not _is_seconds(seconds):
+            raise FaultSyntaxError(f"slow needs a number of seconds, as in 'slow:0.2': {spec!r}")
+        return Fault(spec, "slow", seconds=float(seconds), times=times)
+    if lowered in _KINDS and lowered != "slow":
+        return Fault(spec, lowered, times=times)
+    raise FaultSyntaxError(
+        f"unknown fault {head!r}; expected a 4xx/5xx status, 'slow:SECONDS', "
+        "'malformed-json', 'truncated' or 'drop'"
+    )
+
+
+def _is_seconds(value: str) -> bool:
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number >= 0
+
+
+class FaultPlan:
+    """Which fault, if any, applies to a request: header, then next-N queue, then default."""
+
+    def __init__(self, default: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._default = parse_fault(default) if default else None
+        self._queue: deque[Fault] = deque()
+        self._attempts: Counter[str] = Counter()
+
+    def set_default(self, spec: str | None) -> None:
+        fault = parse_fault(spec) if spec else None
+        with self._lock:
+            self._default = fault
+
+    def inject(self, spec: str, count: int = 1) -> None:
+        if count < 1:
+            raise FaultSyntaxError(f"count must be at least 1, got {count}")
+        fault = parse_fault(spec)
+        with self._lock:
+            self._queue.extend([fault] * count)
+
+    def choose(
+        self,
+        header: str | None,
+        *,
+        method: str,
+        path: str,
+        body: bytes,
+        idempotency_key: str | None,
+        retry_count: str | None,
+    ) -> Fault | None:
+        """The fault for this attempt (FaultSyntaxError for a malformed header)."""
+        if header is not None and header.strip():
+            fault: Fault | None = parse_fault(header)
+        else:
+            with self._lock:
+                fault = self._queue.popleft() if self._queue else self._default
+        if fault is None or fault.times is None:
+            return fault
+        if retry_count is not None and retry_count.strip().isdigit():
+            attempt = int(retry_count)
+        else:
+            key = idempotency_key or _fingerprint(method, path, body, fault.spec)
+            with self._lock:
+                attempt = self._attempts[key]
+                self._attempts[key] += 1
+        return fault if attempt < fault.times else None
+
+
+def _fingerprint(method: str, path: str, body: bytes, spec: str) -> str:
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), spec.encode(), body):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()

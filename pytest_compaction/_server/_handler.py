@@ -1,0 +1,331 @@
+"""The HTTP side: routing, body reading, faults, and writing answers byte by byte.
+
+Built on ``http.server`` rather than a framework because faults need control below HTTP
+semantics: a wrong Content-Length, half a body, a connection closed with no answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._apierror import ApiError
+from ._checks import check_request, parse_body
+from ._compact import Compactor
+from ._faults import FAULT_HEADER, Fault, FaultPlan, FaultSyntaxError
+
+log = logging.getLogger("pytest_compaction.server")
+
+# Every route a supported gateway exposes for compaction answers the same way for now.
+COMPACT_ROUTES = frozenset(
+    {
+        "/v1/responses/compact",
+        "/openai/v1/responses/compact",
+        "/responses/compact",
+        "/api/llm/responses/compact",
+    }
+)
+MAX_BODY = 64 * 1024 * 1024
+# A fixed Date header in deterministic mode, so whole answers repeat byte for byte.
+FIXED_HTTP_DATE = "Thu, 01 Jan 2026 00:00:00 GMT"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it (kept in memory only)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int | None = None
+    fault: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class ServerState:
+    compactor: Compactor
+    faults: FaultPlan
+    deterministic: bool
+    schema_version: str | None
+    dialect: str
+    stopping: threading.Event = field(default_factory=threading.Event)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    record: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    request_counter: int = 0
+
+    def next_request_id(self) -> str:
+        with self.lock:
+            self.request_counter += 1
+            return f"req_{self.request_counter:04d}"
+
+
+class CompactionHTTPServer(ThreadingHTTPServer):
+    daemon_threads = False  # stop() joins every handler thread
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: ServerState) -> None:
+        self.state = state
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, CompactionHandler)
+
+    def close_connections(self) -> None:
+        """Wake handler threads blocked on idle keep-alive connections so they can end."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class CompactionHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "pytest-compaction"
+    sys_version = ""
+    timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    server: CompactionHTTPServer
+
+    # -- connection bookkeeping -----------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass  # the peer or a fault already closed the socket
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if self.server.state.deterministic:
+            return FIXED_HTTP_DATE
+        return super().date_time_string(timestamp)
+
+    # -- methods ----------------------------------------------------------------------------
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        started = time.monotonic()
+        state = self.server.state
+        path = urlsplit(self.path).path
+        try:
+            raw = self._read_body()
+        except ApiError as exc:
+            self.close_connection = True
+            self._send_json(exc.status, exc.body(), exc.headers, started)
+            return
+        fault: Fault | None = None
+        status: int | None = None
+        try:
+            if path not in COMPACT_ROUTES:
+                raise ApiError(404, f"Invalid URL ({self.command} {path})", param=None, code=None)
+            if self.command != "POST":
+                raise ApiError(
+                    405,
+                    f"Method {self.command} is not allowed on {path}; use POST.",
+                    param=None,
+                    code="method_not_allowed",
+                    headers={"allow": "POST"},
+                )
+            try:
+                fault = state.faults.choose(
+                    self.headers.get(FAULT_HEADER),
+                    method=self.command,
+                    path=path,
+                    body=raw,
+                    idempotency_key=self.headers.get("idempotency-key"),
+                    retry_count=self.headers.get("x-stainless-retry-count"),
+                )
+            except FaultSyntaxError as exc:
+                raise ApiError(400, str(exc), param=FAULT_HEADER, code="invalid_fault") from None
+            if fault is not None:
+                if fault.kind == "drop":
+                    status = 0
+                    self._drop()
+                    return
+                if fault.kind == "status":
+                    raise fault.error()
+                if fault.kind == "slow" and state.stopping.wait(fault.seconds):
+                    status = 0
+                    self._drop()  # shutting down: do not hold the server for a slow answer
+                    return
+            body = parse_body(raw)
+            check_request(body, version=state.schema_version)
+            status, payload, headers = 200, state.compactor.compact(body), {}
+        except ApiError as exc:
+            status, payload, headers = exc.status, exc.body(), exc.headers
+        except Exception:  # a bug must still get an answer, never a dead connection
+            log.exception("unexpected error answering %s %s", self.command, path)
+            status, headers = 500, {}
+            payload = ApiError(
+                500,
+                "The server had an error while processing your request. Sorry about that!",
+                param=None,
+                code=None,
+                type="server_error",
+            ).body()
+        finally:
+            if state.record:
+                self._record(raw, status, fault)
+        if fault is not None and fault.kind == "malformed-json":
+            data = _dump(payload)
+            self._send_bytes(status, data[: max(1, len(data) // 2)], headers, started)
+        elif fault is not None and fault.kind == "truncated":
+            self._send_truncated(status, _dump(payload), headers, started)
+        else:
+            self._send_json(status, payload, headers, started)
+
+    def _record(self, raw: bytes, status: int | None, fault: Fault | None) -> None:
+        state = self.server.state
+        entry = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=raw,
+            status=status,
+            fault=fault.spec if fault else None,
+        )
+        with state.lock:
+            state.requests.append(entry)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            return self._read_chunked()
+        length_text = self.headers.get("content-length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise ApiError(
+                400, f"Invalid Content-Length header: {length_text!r}.", param=None, code=None
+            ) from None
+        if length < 0 or length > MAX_BODY:
+            raise ApiError(
+                413,
+                f"Request body of {length} bytes exceeds the limit of {MAX_BODY} bytes.",
+                param=None,
+                code="request_too_large",
+            )
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024).strip()
+            try:
+                size = int(line.split(b";")[0], 16)
+            except ValueError:
+                raise ApiError(400, "Malformed chunked body.", param=None, code=None) from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY:
+                raise ApiError(
+                    413,
+                    f"Request body exceeds the limit of {MAX_BODY} bytes.",
+                    param=None,
+                    code="request_too_large",
+                )
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(8)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _common_headers(self, started: float) -> dict[str, str]:
+        state = self.server.state
+        elapsed = 0 if state.deterministic else int((time.monotonic() - started) * 1000)
+        return {
+            "content-type": "application/json",
+            "openai-version": "2020-10-01",
+            "openai-processing-ms": str(elapsed),
+            "x-request-id": state.next_request_id(),
+        }
+
+    def _send_json(
+        self, status: int, payload: Any, headers: dict[str, str], started: float
+    ) -> None:
+        self._send_bytes(status, _dump(payload), headers, started)
+
+    def _send_bytes(
+        self, status: int, data: bytes, headers: dict[str, str], started: float
+    ) -> None:
+        self.send_response(status)
+        for name, value in {**self._common_headers(started), **headers}.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(data)))
+        if self.close_connection:
+            self.send_header("connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _send_truncated(
+        self, status: int, data: bytes, headers: dict[str, str], started: float
+    ) -> None:
+        self.send_response(status)
+        for name, value in {**self._common_headers(started), **headers}.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(data)))  # more than what follows
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self._drop()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _dump(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")

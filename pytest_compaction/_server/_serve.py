@@ -1,0 +1,68 @@
+"""``pytest-compaction serve``: run the compaction server in the foreground until signalled."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from .._errors import CompactionError
+from ._server import DIALECTS, CompactionServer
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="fixed clock, counter ids and a fixed key: identical runs give identical bytes",
+    )
+    parser.add_argument(
+        "--context-window",
+        type=int,
+        default=400_000,
+        metavar="TOKENS",
+        help="inputs estimated above this many tokens get context_length_exceeded",
+    )
+    parser.add_argument("--dialect", choices=DIALECTS, default="openai")
+    parser.add_argument(
+        "--fault", default=None, metavar="SPEC", help="fault applied to every request"
+    )
+    parser.add_argument(
+        "--schema-version", default=None, help="schema version requests are checked against"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    try:
+        server = CompactionServer(
+            args.host,
+            args.port,
+            deterministic=args.deterministic,
+            context_window=args.context_window,
+            dialect=args.dialect,
+            fault=args.fault,
+            schema_version=args.schema_version,
+            record_requests=False,  # a long-running server must not grow without bound
+        ).start()
+    except CompactionError as exc:
+        print(f"pytest-compaction serve: {exc}", file=sys.stderr)
+        return 2
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(server.base_url, flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+    return 0

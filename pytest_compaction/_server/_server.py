@@ -1,0 +1,190 @@
+"""``CompactionServer``: a local, faithful compaction endpoint in a background thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from types import TracebackType
+from typing import Any, Self
+
+from .._errors import CompactionError
+from ._compact import Compactor
+from ._faults import FaultPlan, FaultSyntaxError
+from ._handler import CompactionHTTPServer, RecordedRequest, ServerState
+from ._ids import IdSource
+from ._tokens import DETERMINISTIC_KEY
+
+DIALECTS = ("openai", "azure", "litellm", "truefoundry", "bifrost")
+# created_at of every answer in deterministic mode (2026-01-01T00:00:00Z).
+FIXED_CREATED_AT = 1_767_225_600
+
+
+class ServerError(CompactionError):
+    """The compaction server cannot be configured or started as asked."""
+
+
+class CompactionServer:
+    """An HTTP server answering ``POST /v1/responses/compact`` like the real API.
+
+    Use as a context manager (``with CompactionServer() as server: ...``) or call
+    :meth:`start` and :meth:`stop`. ``base_url`` is what an OpenAI client takes.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        deterministic: bool = False,
+        key: bytes | None = None,
+        context_window: int = 400_000,
+        dialect: str = "openai",
+        fault: str | None = None,
+        schema_version: str | None = None,
+        record_requests: bool = True,
+    ) -> None:
+        if dialect not in DIALECTS:
+            raise ServerError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
+        if context_window < 1:
+            raise ServerError(f"context_window must be positive, got {context_window}")
+        if key is not None and len(key) < 16:
+            raise ServerError("key must be at least 16 bytes")
+        try:
+            faults = FaultPlan(fault)
+        except FaultSyntaxError as exc:
+            raise ServerError(f"invalid fault: {exc}") from None
+        self._host = host
+        self._port = port
+        self.deterministic = deterministic
+        self.dialect = dialect
+        if key is None:
+            key = DETERMINISTIC_KEY if deterministic else os.urandom(32)
+        clock = (lambda: FIXED_CREATED_AT) if deterministic else time.time
+        self._state = ServerState(
+            compactor=Compactor(
+                key=key,
+                ids=IdSource(deterministic=deterministic),
+                deterministic=deterministic,
+                context_window=context_window,
+                clock=clock,
+            ),
+            faults=faults,
+            deterministic=deterministic,
+            schema_version=schema_version,
+            dialect=dialect,
+            record=record_requests,
+        )
+        self._httpd: CompactionHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._httpd is not None:
+            return self
+        try:
+            httpd = CompactionHTTPServer((self._host, self._port), self._state)
+        except OSError as exc:
+            raise ServerError(f"cannot listen on {self._host}:{self._port}: {exc}") from None
+        self._httpd = httpd
+        self._state.stopping.clear()
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"compaction-server-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end open connections, join every thread and close the socket."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._state.stopping.set()
+        httpd.shutdown()
+        if thread is not None:
+            thread.join()
+        httpd.close_connections()
+        httpd.server_close()  # joins the handler threads
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    # -- addresses --------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise ServerError("the server is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The root URL, e.g. ``http://127.0.0.1:8123``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI client takes as ``base_url``: the root URL plus ``/v1``."""
+        return f"{self.url}/v1"
+
+    # -- faults and inspection --------------------------------------------------------------
+
+    def set_fault(self, spec: str | None) -> None:
+        """Apply ``spec`` to every later request (``None`` clears it)."""
+        try:
+            self._state.faults.set_default(spec)
+        except FaultSyntaxError as exc:
+            raise ServerError(f"invalid fault: {exc}") from None
+
+    def inject_fault(self, spec: str, count: int = 1) -> None:
+        """Apply ``spec`` to the next ``count`` requests (after any already queued)."""
+        try:
+            self._state.faults.inject(spec, count)
+        except FaultSyntaxError as exc:
+            raise ServerError(f"invalid fault: {exc}") from None
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The requests received so far, oldest first (a copy)."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def clear_requests(self) -> None:
+        with self._state.lock:
+            self._state.requests.clear()
+
+    def open_token(self, encrypted_content: str) -> dict[str, Any]:
+        """The state sealed in a compaction item this server (or one sharing its key) made."""
+        return self._state.compactor.open_token(encrypted_content)
+
+    def __repr__(self) -> str:
+        where = self.base_url if self.running else "not started"
+        return f"CompactionServer({where}, dialect={self.dialect!r})"
+
+
+def start_server(**options: Any) -> CompactionServer:
+    """Create and start a server (``options`` as for :class:`CompactionServer`)."""
+    return CompactionServer(**options).start()
