@@ -118,6 +118,9 @@ class CompactionHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def date_time_string(self, timestamp: float | None = None) -> str:
         if self.server.state.deterministic:
             return FIXED_HTTP_DATE
