@@ -661,3 +661,15 @@ def test_bad_options_are_clear_errors() -> None:
         _ = CompactionServer().base_url
     with CompactionServer() as taken, pytest.raises(ServerError, match="cannot listen"):
         CompactionServer(port=taken.port).start()
+
+
+def test_schema_version_option() -> None:
+    with CompactionServer(schema_version="2026-04-13") as old, httpx.Client(timeout=5) as client:
+        # prompt_cache_retention is not declared before 2026-05-13: unknown to that server.
+        response = client.post(
+            f"{old.base_url}/responses/compact",
+            json={"model": "m", "input": "x", "prompt_cache_retention": "24h"},
+        )
+    assert (response.status_code, error_of(response)["param"]) == (400, "prompt_cache_retention")
+    with pytest.raises(ServerError, match="unknown schema version"):
+        CompactionServer(schema_version="1999-01-01")

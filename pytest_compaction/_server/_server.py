@@ -8,7 +8,8 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
-from .._errors import CompactionError
+from .._errors import CompactionError, VersionError
+from .._versions import resolve_version
 from ._compact import Compactor
 from ._faults import FaultPlan, FaultSyntaxError
 from ._handler import CompactionHTTPServer, RecordedRequest, ServerState
@@ -50,6 +51,11 @@ class CompactionServer:
             raise ServerError(f"context_window must be positive, got {context_window}")
         if key is not None and len(key) < 16:
             raise ServerError("key must be at least 16 bytes")
+        if schema_version is not None:
+            try:
+                schema_version = resolve_version(schema_version)
+            except VersionError as exc:
+                raise ServerError(str(exc)) from None
         try:
             faults = FaultPlan(fault)
         except FaultSyntaxError as exc:
