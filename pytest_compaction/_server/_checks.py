@@ -21,6 +21,14 @@ _NOT_JSON = (
     "sent was not valid JSON. If you have trouble figuring out how to fix this, please contact "
     "us through our help center at help.openai.com.)"
 )
+_TYPE_NAMES = {
+    "string": "a string",
+    "array": "an array",
+    "object": "an object",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+}
 _MISSING = re.compile(r"missing required propert(?:y|ies) '([^']+)'")
 
 
@@ -40,15 +48,76 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _resolve(document: dict[str, Any], node: Any) -> Any:
+    seen = 0
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 32:
+        ref = node["$ref"]
+        node = document
+        for part in ref.removeprefix("#/").split("/") if ref.startswith("#/") else []:
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        seen += 1
+    return node
+
+
+def _root(version: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    document = load_schema_set(version).document("request")
+    return document, _resolve(document, document)
+
+
 @cache
 def declared_parameters(version: str | None = None) -> frozenset[str]:
     """Top-level property names the request schema of ``version`` declares."""
-    document = load_schema_set(version).document("request")
-    root = document.get("$ref", "")
-    node: Any = document
-    for part in root.removeprefix("#/").split("/") if root.startswith("#/") else []:
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return frozenset(node.get("properties", {}))
+    _, root = _root(version)
+    return frozenset(root.get("properties", {}))
+
+
+def _allowed_types(document: dict[str, Any], node: Any, depth: int = 0) -> set[str] | None:
+    """JSON types a schema can accept (None: any), looking through $ref/anyOf/oneOf/enum."""
+    node = _resolve(document, node)
+    if not isinstance(node, dict) or depth > 16:
+        return None
+    if "type" in node:
+        kinds = node["type"]
+        return {kinds} if isinstance(kinds, str) else set(kinds)
+    if "const" in node or "enum" in node:
+        values = [node["const"]] if "const" in node else list(node["enum"])
+        return {_schema_type(v) for v in values}
+    branches = node.get("anyOf") or node.get("oneOf")
+    if isinstance(branches, list):
+        found: set[str] = set()
+        for branch in branches:
+            kinds = _allowed_types(document, branch, depth + 1)
+            if kinds is None:
+                return None
+            found |= kinds
+        return found
+    return None
+
+
+def _schema_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _wrong_top_level_type(version: str | None, name: str, value: Any) -> set[str] | None:
+    """The types a top-level parameter accepts, when ``value`` is none of them."""
+    document, root = _root(version)
+    kinds = _allowed_types(document, root.get("properties", {}).get(name))
+    if kinds is None:
+        return None
+    actual = _schema_type(value)
+    if actual in kinds or (actual == "integer" and "number" in kinds):
+        return None
+    return kinds
 
 
 def check_request(body: dict[str, Any], *, version: str | None = None) -> None:
@@ -84,6 +153,14 @@ def _schema_check(body: dict[str, Any], version: str | None) -> None:
         )
     param = _param(parts)
     value = _lookup(body, parts)
+    expected = _wrong_top_level_type(version, parts[0], value) if len(parts) == 1 else None
+    if expected is not None:
+        wanted = " or ".join(_TYPE_NAMES.get(k, k) for k in sorted(expected - {"null"}))
+        raise bad_request(
+            f"Invalid type for '{param}': expected {wanted}, but got {_json_type(value)} instead.",
+            param=param,
+            code="invalid_type",
+        )
     if keyword == "type":
         raise bad_request(
             f"Invalid type for '{param}': got {_json_type(value)}. ({message})",
