@@ -3,15 +3,74 @@
 from __future__ import annotations
 
 from ._errors import BodyError, CompactionError, SpecError, VersionError
-from ._server import CompactionServer
+from ._validate import (
+    DriftNote,
+    Report,
+    Validator,
+    Violation,
+    get_validator,
+    parse_body,
+    validate,
+    validate_request,
+    validate_response,
+)
+from ._versions import available_versions, newest_version, resolve_version
 
 __version__ = "0.1.0"
 
+# Record/replay and the server pull in vcrpy, httpx and http.server: loaded on first use so
+# that validating a body stays a light import.
+_LAZY = {
+    "CompactionServer": "._server",
+    "use_cassette": "._recorder",
+    "Recording": "._recorder",
+    "ReplayError": "._recorder",
+    "RequestNotRecorded": "._recorder",
+    "SecretFound": "._redact",
+    "CassetteError": "._cassette",
+    "Exchange": "._cassette",
+    "load_cassette": "._cassette",
+    "save_cassette": "._cassette",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_compaction' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "BodyError",
+    "CassetteError",
     "CompactionError",
     "CompactionServer",
+    "DriftNote",
+    "Exchange",
+    "Recording",
+    "ReplayError",
+    "Report",
+    "RequestNotRecorded",
+    "SecretFound",
     "SpecError",
+    "Validator",
     "VersionError",
+    "Violation",
     "__version__",
+    "available_versions",
+    "get_validator",
+    "load_cassette",
+    "newest_version",
+    "parse_body",
+    "resolve_version",
+    "save_cassette",
+    "use_cassette",
+    "validate",
+    "validate_request",
+    "validate_response",
 ]

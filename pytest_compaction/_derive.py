@@ -1,0 +1,450 @@
+"""Derive standalone JSON Schema 2020-12 documents for /responses/compact from an OpenAPI spec.
+
+The output keeps structure only (no prose, examples or ``x-*`` extensions), resolves
+discriminated ``oneOf`` by the discriminator, and records every spec defect it works around
+in the manifest. The same spec always gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import SpecError
+from ._spec import SCHEMA_PREFIX, Spec, load_spec
+
+GENERATOR_VERSION = "1"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_FILES = ("request.schema.json", "response.schema.json", "error.schema.json")
+# Formats the spec uses that JSON Schema does not define; registered with both validators.
+CUSTOM_FORMATS = ("unixtime", "float")
+
+# Keywords that carry validation; everything else (prose, examples, x-*) is dropped.
+_SCHEMA_KEYS = frozenset(
+    {"items", "additionalProperties", "not", "propertyNames", "contains", "if", "then", "else"}
+)
+_SCHEMA_LIST_KEYS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_MAP_KEYS = frozenset({"properties", "patternProperties", "dependentSchemas"})
+_VALUE_KEYS = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "required",
+        "format",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Defect:
+    """A place where the spec contradicts itself and what derivation did about it."""
+
+    kind: str
+    location: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "location": self.location, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class _Tag:
+    """What a ``oneOf`` member says about the discriminator property."""
+
+    values: frozenset[str]
+    optional: bool  # the member does not require the property
+    nullable: bool  # the member accepts null for it
+    wildcard: bool  # the member accepts any string
+
+
+@dataclass
+class _Translator:
+    spec: Spec
+    defects: list[Defect] = field(default_factory=list)
+    defs: dict[str, Any] = field(default_factory=dict)
+    _pending: list[str] = field(default_factory=list)
+
+    # -- closure -----------------------------------------------------------------------
+    def closure(self, root: str) -> dict[str, Any]:
+        """Translate ``root`` and every schema it reaches; returns the ``$defs`` map."""
+        self.defs = {}
+        self._pending = [root]
+        while self._pending:
+            name = self._pending.pop()
+            if name in self.defs:
+                continue
+            self.defs[name] = None  # mark before descending: the graph has cycles
+            self.defs[name] = self.schema(self._component(name), name, name)
+        return dict(sorted(self.defs.items()))
+
+    def _component(self, name: str) -> Any:
+        try:
+            return self.spec.schemas[name]
+        except KeyError:
+            raise SpecError(
+                f"{self.spec.source}: schema {name!r} is referenced but not defined"
+            ) from None
+
+    def _ref(self, ref: str, where: str) -> str:
+        if not ref.startswith(SCHEMA_PREFIX):
+            raise SpecError(f"{self.spec.source}: unsupported reference {ref!r} at {where}")
+        name = ref[len(SCHEMA_PREFIX) :]
+        self._component(name)
+        if name not in self.defs:
+            self._pending.append(name)
+        return f"#/$defs/{name}"
+
+    # -- one schema node ---------------------------------------------------------------
+    def schema(self, node: Any, where: str, owner: str) -> Any:
+        if isinstance(node, bool):
+            return node
+        if not isinstance(node, dict):
+            raise SpecError(f"{self.spec.source}: schema at {where} is not an object")
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            here = f"{where}/{key}"
+            if key == "$ref":
+                out["$ref"] = self._ref(value, here)
+            elif key == "$recursiveRef":
+                # Draft 2019-09 dynamic reference; the only anchor in the closure is the
+                # enclosing component, so a static reference to it is equivalent.
+                out["$ref"] = f"#/$defs/{owner}"
+                self.defects.append(
+                    Defect("recursive-ref", here, f"$recursiveRef {value!r} -> #/$defs/{owner}")
+                )
+            elif key in _SCHEMA_KEYS:
+                out[key] = self.schema(value, here, owner)
+            elif key in _SCHEMA_LIST_KEYS and key != "oneOf":
+                out[key] = [self.schema(v, f"{here}/{i}", owner) for i, v in enumerate(value)]
+            elif key in _SCHEMA_MAP_KEYS:
+                out[key] = {
+                    k: self.schema(v, f"{here}/{k}", owner) for k, v in sorted(value.items())
+                }
+            elif key in _VALUE_KEYS:
+                out[key] = value
+        if "oneOf" in node:
+            out.update(self._one_of(node, where, owner))
+        self._drop_undefined_required(out, where)
+        return out
+
+    def _drop_undefined_required(self, out: dict[str, Any], where: str) -> None:
+        required = out.get("required")
+        properties = out.get("properties")
+        composed = any(k in out for k in ("$ref", "allOf", "anyOf", "oneOf", "if"))
+        if not isinstance(required, list) or not isinstance(properties, dict) or composed:
+            return
+        if out.get("additionalProperties") not in (None, False):
+            return
+        missing = [name for name in required if name not in properties]
+        for name in missing:
+            self.defects.append(
+                Defect(
+                    "required-undefined",
+                    f"{where}/required",
+                    f"'{name}' is required but not defined in properties; dropped",
+                )
+            )
+        if missing:
+            kept = [name for name in required if name in properties]
+            if kept:
+                out["required"] = kept
+            else:
+                del out["required"]
+
+    # -- oneOf -------------------------------------------------------------------------
+    def _one_of(self, node: dict[str, Any], where: str, owner: str) -> dict[str, Any]:
+        members = node["oneOf"]
+        here = f"{where}/oneOf"
+        translated = [self.schema(m, f"{here}/{i}", owner) for i, m in enumerate(members)]
+        disc = node.get("discriminator")
+        prop = disc.get("propertyName") if isinstance(disc, dict) else None
+        if isinstance(prop, str):
+            return self._dispatch(prop, members, translated, here, owner)
+        if self._disjoint(members):
+            return {"oneOf": translated}
+        self.defects.append(
+            Defect("ambiguous-oneOf", here, "members overlap, no discriminator; read as anyOf")
+        )
+        return {"anyOf": translated}
+
+    def _disjoint(self, members: list[Any]) -> bool:
+        seen: set[str] = set()
+        for member in members:
+            types = self._types(member)
+            both = seen | types
+            if not types or types & seen or ("number" in both and "integer" in both):
+                return False
+            seen |= types
+        return True
+
+    def _types(self, node: Any, depth: int = 0) -> set[str]:
+        if not isinstance(node, dict) or depth > 20:
+            return set()
+        declared = node.get("type")
+        if isinstance(declared, str):
+            return {declared}
+        if isinstance(declared, list):
+            return {str(t) for t in declared}
+        if "$ref" in node:
+            return self._types(self._component(node["$ref"][len(SCHEMA_PREFIX) :]), depth + 1)
+        return set()
+
+    def _dispatch(
+        self, prop: str, members: list[Any], translated: list[Any], where: str, owner: str
+    ) -> dict[str, Any]:
+        """Select members by the discriminator value instead of counting matches."""
+        tags = [self._tag(m, prop, f"{where}/{i}", owner) for i, m in enumerate(members)]
+        by_value: dict[str, list[Any]] = {}
+        for tag, schema in zip(tags, translated, strict=True):
+            for value in sorted(tag.values):
+                by_value.setdefault(value, []).append(schema)
+
+        def either(schemas: list[Any]) -> Any:
+            return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+
+        wild = [s for t, s in zip(tags, translated, strict=True) if t.wildcard]
+        nullable = [s for t, s in zip(tags, translated, strict=True) if t.nullable]
+        optional = [s for t, s in zip(tags, translated, strict=True) if t.optional]
+        known: list[Any] = sorted(by_value) + ([None] if nullable else [])
+        # A switch written as an if/then/else chain: the first matching value wins, so an
+        # item is checked against its own member(s) only, and no allOf is introduced
+        # (which keeps the strict drift variant simple).
+        if wild:
+            fallback: Any = either(wild)
+        else:
+            # An unknown value gets one violation that lists the allowed ones.
+            fallback = {"properties": {prop: {"enum": known}}}
+        cases: list[tuple[Any, Any]] = [
+            ({"not": {"required": [prop]}}, either(optional) if optional else {"required": [prop]})
+        ]
+        if nullable:
+            cases.append(
+                ({"properties": {prop: {"type": "null"}}, "required": [prop]}, either(nullable))
+            )
+        for value, schemas in sorted(by_value.items()):
+            cases.append(
+                (
+                    {"properties": {prop: {"const": value}}, "required": [prop]},
+                    either(schemas + wild),
+                )
+            )
+        out: dict[str, Any] = fallback
+        for condition, then in reversed(cases):
+            out = {"if": condition, "then": then, "else": out}
+        member_types = set().union(*(self._types(m) for m in members))
+        if member_types == {"object"} or all(self._types(m) == {"object"} for m in members):
+            out["type"] = "object"
+        return out
+
+    def _tag(self, member: Any, prop: str, where: str, owner: str, depth: int = 0) -> _Tag:
+        if depth > 20 or not isinstance(member, dict):
+            return _Tag(frozenset(), True, False, True)
+        if "$recursiveRef" in member:
+            member = self._component(owner)
+        if "oneOf" in member and "discriminator" in member:
+            tags = [self._tag(m, prop, where, owner, depth + 1) for m in member["oneOf"]]
+            return _Tag(
+                frozenset().union(*(t.values for t in tags)),
+                any(t.optional for t in tags),
+                any(t.nullable for t in tags),
+                any(t.wildcard for t in tags),
+            )
+        properties = member.get("properties")
+        if isinstance(properties, dict) and prop in properties:
+            values, nullable, wildcard = self._values(properties[prop], depth)
+            required = member.get("required")
+            optional = not (isinstance(required, list) and prop in required)
+            return _Tag(frozenset(values), optional, nullable, wildcard)
+        for part in member.get("allOf", []):
+            tag = self._tag(part, prop, where, owner, depth + 1)
+            if tag.values or tag.nullable:
+                return tag
+        if "$ref" in member:
+            name = member["$ref"][len(SCHEMA_PREFIX) :]
+            return self._tag(self._component(name), prop, where, owner, depth + 1)
+        raise SpecError(
+            f"{self.spec.source}: discriminated member at {where} does not declare '{prop}'"
+        )
+
+    def _values(self, node: Any, depth: int) -> tuple[set[str], bool, bool]:
+        """(string values, accepts null, accepts any string) of a discriminator property."""
+        if not isinstance(node, dict) or depth > 20:
+            return set(), False, True
+        if "$ref" in node:
+            return self._values(self._component(node["$ref"][len(SCHEMA_PREFIX) :]), depth + 1)
+        if "const" in node:
+            return ({node["const"]} if node["const"] is not None else set()), False, False
+        if "enum" in node:
+            enum = node["enum"]
+            return {v for v in enum if isinstance(v, str)}, None in enum, False
+        branches = node.get("anyOf") or node.get("oneOf")
+        if isinstance(branches, list):
+            values: set[str] = set()
+            nullable = wildcard = False
+            for branch in branches:
+                if isinstance(branch, dict) and branch.get("type") == "null":
+                    nullable = True
+                    continue
+                v, n, w = self._values(branch, depth + 1)
+                values |= v
+                nullable |= n
+                wildcard |= w
+            return values, nullable, wildcard
+        return set(), node.get("type") == "null", node.get("type") != "null"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """The documents derived from one spec, ready to write."""
+
+    name: str
+    files: dict[str, bytes]
+
+
+def _document(root: str, defs: dict[str, Any]) -> dict[str, Any]:
+    return {"$schema": DIALECT, "$ref": f"#/$defs/{root}", "$defs": defs}
+
+
+def _dump(document: Any) -> bytes:
+    return (json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _schema_name(ref: Any, where: str, spec: Spec) -> str:
+    if not isinstance(ref, str) or not ref.startswith(SCHEMA_PREFIX):
+        raise SpecError(f"{spec.source}: expected a schema reference at {where}, got {ref!r}")
+    return ref[len(SCHEMA_PREFIX) :]
+
+
+def _json_schema_ref(container: Any, where: str, spec: Spec) -> str:
+    try:
+        ref = container["content"]["application/json"]["schema"]["$ref"]
+    except (KeyError, TypeError):
+        raise SpecError(f"{spec.source}: no application/json schema reference at {where}") from None
+    return _schema_name(ref, where, spec)
+
+
+def _error_responses(spec: Spec, operation: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The error body schema name and the declared non-2xx responses (status -> headers)."""
+    declared: dict[str, Any] = {}
+    name = "ErrorResponse"
+    for status, response in sorted(operation.get("responses", {}).items()):
+        if str(status).startswith("2"):
+            continue
+        if isinstance(response, dict) and "$ref" in response:
+            _, response = spec.resolve_component(response["$ref"])
+        where = "paths['/responses/compact'].post.responses.{status}"
+        name = _json_schema_ref(response, where, spec)
+        headers = {}
+        for header, definition in sorted((response.get("headers") or {}).items()):
+            translated = _Translator(spec).schema(definition.get("schema", {}), header, header)
+            headers[header] = {"required": bool(definition.get("required")), "schema": translated}
+        declared[str(status)] = {"headers": headers}
+    if name not in spec.schemas:
+        raise SpecError(f"{spec.source}: no error body schema {name!r}")
+    return name, declared
+
+
+def derive(spec: Spec, name: str) -> Derived:
+    """Derive the request, response and error schemas plus the manifest."""
+    operation = spec.compact_operation()
+    where = "paths['/responses/compact'].post"
+    request_root = _json_schema_ref(operation.get("requestBody"), f"{where}.requestBody", spec)
+    ok = operation.get("responses", {}).get("200")
+    response_root = _json_schema_ref(ok, f"{where}.responses.200", spec)
+    error_root, error_statuses = _error_responses(spec, operation)
+
+    files: dict[str, bytes] = {}
+    defects: dict[tuple[str, str, str], Defect] = {}
+    for filename, root in zip(SCHEMA_FILES, (request_root, response_root, error_root), strict=True):
+        translator = _Translator(spec)
+        files[filename] = _dump(_document(root, translator.closure(root)))
+        for defect in translator.defects:
+            defects[(defect.kind, defect.location, defect.detail)] = defect
+    manifest = {
+        "name": name,
+        "generator_version": GENERATOR_VERSION,
+        "source": {"file": Path(spec.source).name, "sha256": spec.sha256},
+        "info_version": spec.info_version,
+        "operation": {
+            "path": "/responses/compact",
+            "method": "post",
+            "operationId": operation.get("operationId"),
+            "request": request_root,
+            "response": response_root,
+            "error": error_root,
+            "error_statuses": error_statuses,
+        },
+        "custom_formats": list(CUSTOM_FORMATS),
+        "defects": [d.as_dict() for _, d in sorted(defects.items())],
+        "files": {f: hashlib.sha256(b).hexdigest() for f, b in sorted(files.items())},
+    }
+    files["manifest.json"] = _dump(manifest)
+    return Derived(name=name, files=files)
+
+
+def default_name(spec_path: str | Path) -> str:
+    """``2026-08-21_f85dbe223d40_openapi.yaml`` -> ``2026-08-21_f85dbe223d40``."""
+    stem = Path(spec_path).name.split(".")[0]
+    return stem.removesuffix("_openapi")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def derive_to(spec_path: str | Path, out_dir: str | Path, name: str | None = None) -> Path:
+    """Load a spec, derive its schemas and write them to ``out_dir/name``."""
+    spec = load_spec(spec_path)
+    derived = derive(spec, name or default_name(spec_path))
+    target = Path(out_dir) / derived.name
+    for filename, data in derived.files.items():
+        write_atomic(target / filename, data)
+    return target
+
+
+def iter_schema_nodes(node: Any) -> Iterable[dict[str, Any]]:
+    """Every schema object inside a derived document (used by tooling and tests)."""
+    if isinstance(node, dict):
+        yield node
+        for key, value in node.items():
+            if key in _SCHEMA_KEYS:
+                yield from iter_schema_nodes(value)
+            elif key in _SCHEMA_LIST_KEYS:
+                for v in value:
+                    yield from iter_schema_nodes(v)
+            elif key in _SCHEMA_MAP_KEYS or key == "$defs":
+                for v in value.values():
+                    yield from iter_schema_nodes(v)

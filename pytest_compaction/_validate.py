@@ -1,0 +1,616 @@
+"""Validate compaction bodies against the derived schemas.
+
+The verdict comes from jsonschema-rs on a *strict* variant of each schema (every declared
+object closed), which answers the common case, a valid body with no undocumented fields, in
+one native pass. Only when that pass fails do we look closer: the open schema gives the
+violations, and a walk of the body along the schema finds undocumented properties (drift).
+The pure-Python ``jsonschema`` backend gives the same verdicts and messages; it is the
+reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
+
+import jsonschema_rs
+
+from ._errors import BodyError
+from ._versions import Kind, SchemaSet, load_schema_set, resolve_version
+
+if TYPE_CHECKING:
+    import jsonschema
+
+Backend = Literal["rs", "python"]
+_URI = "urn:pytest-compaction:schema"
+MAX_DEPTH = 512  # deeper bodies are refused before they reach either backend
+
+
+# -- results ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Violation:
+    """One way a body breaks the contract."""
+
+    path: str  # JSON pointer into the body, "" for the body itself
+    message: str  # one line for a person, location included
+    schema_path: str = ""
+    item_type: str | None = None
+    keyword: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "message": self.message,
+            "schema_path": self.schema_path,
+            "item_type": self.item_type,
+            "keyword": self.keyword,
+        }
+
+
+@dataclass(frozen=True)
+class DriftNote:
+    """A property the body carries that the spec does not declare (objects are open)."""
+
+    path: str
+    message: str
+    item_type: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "message": self.message, "item_type": self.item_type}
+
+
+@dataclass(frozen=True)
+class Report:
+    """What validating one body found."""
+
+    kind: Kind
+    version: str
+    violations: tuple[Violation, ...] = ()
+    drift: tuple[DriftNote, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.violations
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "version": self.version,
+            "valid": self.valid,
+            "violations": [v.as_dict() for v in self.violations],
+            "drift": [d.as_dict() for d in self.drift],
+        }
+
+
+# -- body parsing ----------------------------------------------------------------------
+def parse_body(data: bytes | str) -> Any:
+    """Decode and parse a JSON body; :class:`BodyError` says what is wrong and where."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BodyError(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
+    else:
+        text = data
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BodyError("body nests deeper than the JSON parser allows") from None
+    except json.JSONDecodeError as exc:
+        raise BodyError(
+            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return False
+
+
+# -- schema variants -------------------------------------------------------------------
+def _closed(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy in which no declared object accepts undeclared properties.
+
+    Objects composed with ``allOf``/``$ref`` beside ``properties`` close with
+    ``unevaluatedProperties`` so that their parts' declarations still count; the parts
+    they reference are used through open copies.
+    """
+    defs = document["$defs"]
+    out_defs: dict[str, Any] = {}
+    open_defs: dict[str, Any] = {}
+
+    def visit(node: Any, close: bool) -> Any:
+        if not isinstance(node, dict):
+            return node
+        composed = "properties" in node and ("allOf" in node or "$ref" in node)
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("properties", "patternProperties", "dependentSchemas"):
+                out[key] = {k: visit(v, True) for k, v in value.items()}
+            elif key in ("allOf", "anyOf", "oneOf", "prefixItems"):
+                # allOf parts of a composed object must stay open (see above).
+                keep = not (composed and key == "allOf")
+                out[key] = [visit(v, keep) if keep else opened(v) for v in value]
+            elif key in ("items", "additionalProperties", "not", "contains", "then", "else"):
+                out[key] = visit(value, True)
+            elif key == "$ref" and composed:
+                out[key] = opened_ref(value)
+            else:  # "if", "propertyNames" and values: conditions are never closed
+                out[key] = value
+        if close and "properties" in node and "additionalProperties" not in node:
+            if composed:
+                out["unevaluatedProperties"] = False
+            elif node.get("type") == "object":
+                out["additionalProperties"] = False
+        return out
+
+    def opened_ref(ref: str) -> str:
+        name = ref.rsplit("/", 1)[-1]
+        if name not in open_defs:
+            open_defs[name] = None
+            open_defs[name] = visit(defs[name], False)
+        return f"#/$defs/{name}~open"
+
+    def opened(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"$ref"}:
+            return {"$ref": opened_ref(node["$ref"])}
+        return visit(node, False)
+
+    for name, node in defs.items():
+        out_defs[name] = visit(node, True)
+    out_defs.update({f"{k}~open": v for k, v in open_defs.items()})
+    return {**document, "$defs": out_defs}
+
+
+def _format_checks() -> dict[str, Any]:
+    # The spec's own formats; registered so neither backend trips on them.
+    def unixtime(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    return {"unixtime": unixtime, "float": number}
+
+
+# -- errors as data, from either backend -----------------------------------------------
+@dataclass
+class _Error:
+    path: tuple[str | int, ...]
+    schema_path: tuple[str | int, ...]
+    keyword: str
+    detail: dict[str, Any]
+    branches: list[list[_Error]] = field(default_factory=list)
+    fallback: str = ""
+
+
+def _from_rs(error: Any) -> _Error:
+    kind = error.kind
+    detail = kind.as_dict()
+    branches: list[list[_Error]] = []
+    if "context" in detail:
+        branches = [[_from_rs(e) for e in branch] for branch in detail.pop("context")]
+    return _Error(
+        tuple(error.instance_path),
+        tuple(error.schema_path),
+        kind.name,
+        detail,
+        branches,
+        error.message,
+    )
+
+
+def _from_python(error: jsonschema.ValidationError) -> _Error:
+    keyword = str(error.validator)
+    detail: dict[str, Any] = {}
+    value = error.validator_value
+    if keyword == "required":
+        missing = [p for p in value if isinstance(error.instance, dict) and p not in error.instance]
+        detail = {"property": missing[0] if missing else ""}
+    elif keyword == "type":
+        detail = {"types": [value] if isinstance(value, str) else list(value)}
+    elif keyword == "enum":
+        detail = {"options": list(value)}
+    elif keyword == "const":
+        detail = {"expected_value": value}
+    elif keyword in ("additionalProperties", "unevaluatedProperties"):
+        declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        extra = [k for k in error.instance if k not in declared]
+        detail = {"unexpected": extra}
+    branches: list[list[_Error]] = []
+    if keyword in ("anyOf", "oneOf") and error.context:
+        grouped: dict[Any, list[_Error]] = {}
+        for sub in error.context:
+            grouped.setdefault(sub.schema_path[0], []).append(_from_python(sub))
+        branches = [grouped[k] for k in sorted(grouped)]
+        # context errors carry paths relative to the anyOf's instance: make them absolute
+        base = tuple(error.absolute_path)
+        for branch in branches:
+            for sub_error in branch:
+                _rebase(sub_error, base)
+    if keyword == "oneOf" and not error.context:
+        keyword = "oneOfMultipleValid"
+    return _Error(
+        tuple(error.absolute_path),
+        tuple(error.absolute_schema_path),
+        keyword,
+        detail,
+        branches,
+        error.message,
+    )
+
+
+def _rebase(error: _Error, base: tuple[str | int, ...]) -> None:
+    error.path = base + error.path
+    for branch in error.branches:
+        for sub in branch:
+            _rebase(sub, base)
+
+
+def _best(errors: list[_Error], instance: Any) -> list[_Error]:
+    """Replace each anyOf/oneOf failure by the errors of the branch the body most likely meant."""
+    out: list[_Error] = []
+    for error in errors:
+        if error.keyword in ("anyOf", "oneOf") and error.branches:
+            out.extend(_best(_pick_branch(error, instance), instance))
+        else:
+            out.append(error)
+    return out
+
+
+def _pick_branch(error: _Error, instance: Any) -> list[_Error]:
+    def type_miss(branch: list[_Error]) -> bool:
+        return any(e.keyword == "type" and e.path == error.path for e in branch)
+
+    def const_miss(branch: list[_Error]) -> bool:
+        return any(e.keyword in ("const", "enum") and e.path == error.path for e in branch)
+
+    candidates = [b for b in error.branches if not type_miss(b) and not const_miss(b)]
+    if not candidates:
+        expected: list[str] = []
+        for branch in error.branches:
+            for e in branch:
+                if e.path == error.path and e.keyword == "type":
+                    expected += [t for t in e.detail.get("types", []) if t not in expected]
+        if expected and all(type_miss(b) for b in error.branches):
+            merged = _Error(error.path, error.schema_path, "type", {"types": expected})
+            return [merged]
+        return [error.__class__(error.path, error.schema_path, "anyOfNone", {}, [])]
+    # the branch whose failures sit deepest in the body is the one it was written for
+    return max(candidates, key=lambda b: (max(len(e.path) for e in b), -len(b)))
+
+
+# -- messages ----------------------------------------------------------------------------
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def pointer(path: Iterable[str | int]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _location(path: tuple[str | int, ...], instance: Any) -> tuple[str, str | None]:
+    """``output[2].call_id`` and the type of the innermost typed item on the way."""
+    text = ""
+    item_type: str | None = None
+    node = instance
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(node, dict | list):
+            try:
+                node = node[part]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                node = None
+            if isinstance(part, int) and isinstance(node, dict):
+                kind = node.get("type")
+                item_type = kind if isinstance(kind, str) else item_type
+    return text or "body", item_type
+
+
+def _value_at(instance: Any, path: tuple[str | int, ...]) -> Any:
+    node = instance
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _describe(error: _Error, instance: Any) -> str:
+    value = _value_at(instance, error.path)
+    detail = error.detail
+    keyword = error.keyword
+    if keyword == "required":
+        return f"missing required property '{detail.get('property', '')}'"
+    if keyword == "type":
+        return f"expected {' or '.join(detail.get('types', []))}, got {_json_type(value)}"
+    if keyword == "enum":
+        options = ", ".join(_show(o) for o in detail.get("options", []))
+        if (
+            error.path
+            and error.path[-1] == "type"
+            and error.schema_path[-3:-1]
+            == (
+                "properties",
+                "type",
+            )
+        ):
+            return f"unknown type {_show(value)}; expected one of: {options}"
+        return f"{_show(value)} is not one of: {options}"
+    if keyword == "const":
+        return f"expected {_show(detail.get('expected_value'))}, got {_show(value)}"
+    if keyword in ("additionalProperties", "unevaluatedProperties"):
+        names = ", ".join(f"'{n}'" for n in detail.get("unexpected", []))
+        return f"undocumented property {names} (strict)"
+    if keyword == "anyOfNone":
+        return f"{_json_type(value)} value matches none of the allowed shapes"
+    if keyword == "oneOfMultipleValid":
+        return "value matches more than one of the allowed shapes"
+    return error.fallback or f"fails '{keyword}'"
+
+
+def _violation(error: _Error, instance: Any) -> Violation:
+    where, item_type = _location(error.path, instance)
+    suffix = f" (type={item_type})" if item_type else ""
+    return Violation(
+        path=pointer(error.path),
+        message=f"{where}{suffix}: {_describe(error, instance)}",
+        schema_path=pointer(error.schema_path),
+        item_type=item_type,
+        keyword=error.keyword,
+    )
+
+
+# -- drift ---------------------------------------------------------------------------------
+class _DriftWalker:
+    """Walks a body along the open schema and lists properties no applicable schema declares."""
+
+    def __init__(self, document: dict[str, Any], registry: Any) -> None:
+        self.defs: dict[str, Any] = document["$defs"]
+        self.registry = registry
+        self.pointers: dict[int, str] = {}
+        self._index(document, "")
+        self.checks: dict[int, Any] = {}
+
+    def _index(self, node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            self.pointers[id(node)] = where
+            for key, value in node.items():
+                self._index(value, f"{where}/{key.replace('~', '~0').replace('/', '~1')}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                self._index(value, f"{where}/{i}")
+
+    def matches(self, node: Any, instance: Any) -> bool:
+        if not isinstance(node, dict):
+            return bool(node)
+        check = self.checks.get(id(node))
+        if check is None:
+            schema = {"$ref": f"{_URI}#{self.pointers[id(node)]}"}
+            check = jsonschema_rs.validator_for(schema, registry=self.registry)
+            self.checks[id(node)] = check
+        return bool(check.is_valid(instance))
+
+    def deref(self, node: Any) -> Any:
+        ref = node.get("$ref") if isinstance(node, dict) else None
+        return self.defs[ref.rsplit("/", 1)[-1]] if isinstance(ref, str) else None
+
+    def applicable(self, node: Any, instance: Any, out: list[dict[str, Any]], depth: int) -> None:
+        if not isinstance(node, dict) or depth > 64:
+            return
+        out.append(node)
+        target = self.deref(node)
+        if target is not None:
+            self.applicable(target, instance, out, depth + 1)
+        for part in node.get("allOf", ()):
+            self.applicable(part, instance, out, depth + 1)
+        for key in ("anyOf", "oneOf"):
+            for part in node.get(key, ()):
+                if self.matches(part, instance):
+                    self.applicable(part, instance, out, depth + 1)
+        if "if" in node:
+            branch = node.get("then") if self.matches(node["if"], instance) else node.get("else")
+            self.applicable(branch, instance, out, depth + 1)
+
+    def walk(
+        self,
+        node: Any,
+        instance: Any,
+        path: tuple[str | int, ...],
+        root: Any,
+        notes: list[DriftNote],
+        depth: int = 0,
+    ) -> None:
+        if depth > MAX_DEPTH or not isinstance(instance, dict | list):
+            return
+        nodes: list[dict[str, Any]] = []
+        self.applicable(node, instance, nodes, 0)
+        if isinstance(instance, list):
+            items = [n["items"] for n in nodes if isinstance(n.get("items"), dict)]
+            for index, element in enumerate(instance):
+                for sub in _unique(items):
+                    self.walk(sub, element, (*path, index), root, notes, depth + 1)
+            return
+        declared: set[str] = set()
+        shaped = False
+        open_map = False
+        children: dict[str, list[Any]] = {}
+        extra_schemas: list[Any] = []
+        for n in nodes:
+            properties = n.get("properties")
+            if isinstance(properties, dict) and n.get("type") == "object":
+                shaped = True
+            if isinstance(properties, dict):
+                declared.update(properties)
+                for name, sub in properties.items():
+                    children.setdefault(name, []).append(sub)
+            extra = n.get("additionalProperties")
+            if extra not in (None, False) or "patternProperties" in n:
+                open_map = True
+                if isinstance(extra, dict):
+                    extra_schemas.append(extra)
+        for name, value in instance.items():
+            if name in declared:
+                subs = children.get(name, [])
+            elif shaped and not open_map:
+                where, item_type = _location((*path, name), root)
+                notes.append(
+                    DriftNote(
+                        path=pointer((*path, name)),
+                        message=f"{where}"
+                        + (f" (type={item_type})" if item_type else "")
+                        + ": undocumented property",
+                        item_type=item_type,
+                    )
+                )
+                continue
+            else:
+                subs = extra_schemas
+            for sub in _unique(subs):
+                self.walk(sub, value, (*path, name), root, notes, depth + 1)
+
+
+def _unique(nodes: list[Any]) -> Iterator[Any]:
+    seen: set[int] = set()
+    for node in nodes:
+        if id(node) not in seen:
+            seen.add(id(node))
+            yield node
+
+
+# -- the validator -----------------------------------------------------------------------------
+class Validator:
+    """Validates one kind of body against one schema version; build it once, use it often."""
+
+    def __init__(self, schema_set: SchemaSet, kind: Kind, backend: Backend = "rs") -> None:
+        self.version = schema_set.name
+        self.kind: Kind = kind
+        self.backend: Backend = backend
+        self.document = schema_set.document(kind)
+        formats = _format_checks()
+        # Formats stay annotations, as 2020-12 says; the custom ones are known to both backends.
+        self._strict = jsonschema_rs.Draft202012Validator(
+            _closed(self.document), formats=formats, validate_formats=False
+        )
+        self._open: Any = None
+        self._python: Any = None
+        self._walker: _DriftWalker | None = None
+
+    def _open_validator(self) -> Any:
+        if self._open is None:
+            self._open = jsonschema_rs.Draft202012Validator(
+                self.document, formats=_format_checks(), validate_formats=False
+            )
+        return self._open
+
+    def _python_validator(self) -> Any:
+        if self._python is None:
+            # Imported here: the reference backend costs ~150 ms to import and is rarely used.
+            import jsonschema
+
+            self._python = jsonschema.Draft202012Validator(self.document, format_checker=None)
+        return self._python
+
+    def _drift_walker(self) -> _DriftWalker:
+        if self._walker is None:
+            registry = jsonschema_rs.Registry([(_URI, self.document)])
+            self._walker = _DriftWalker(self.document, registry)
+        return self._walker
+
+    def is_clean(self, body: Any) -> bool:
+        """True when the body is valid and carries nothing undocumented (one native pass)."""
+        return bool(self._strict.is_valid(body))
+
+    def errors(self, body: Any) -> list[_Error]:
+        if self.backend == "python":
+            raw = [_from_python(e) for e in self._python_validator().iter_errors(body)]
+        else:
+            raw = [_from_rs(e) for e in self._open_validator().iter_errors(body)]
+        return raw
+
+    def validate(self, body: Any, *, strict: bool = False) -> Report:
+        if isinstance(body, bytes | str | bytearray):
+            try:
+                body = parse_body(bytes(body) if isinstance(body, bytearray) else body)
+            except BodyError as exc:
+                return Report(self.kind, self.version, (Violation("", str(exc), keyword="json"),))
+        if _depth_exceeds(body, MAX_DEPTH):
+            message = f"body: nesting deeper than {MAX_DEPTH} levels"
+            return Report(self.kind, self.version, (Violation("", message, keyword="depth"),))
+        if self.backend == "rs" and self.is_clean(body):
+            return Report(self.kind, self.version)
+        seen: set[tuple[str, str]] = set()
+        violations: list[Violation] = []
+        for error in _best(self.errors(body), body):
+            violation = _violation(error, body)
+            if (violation.path, violation.message) not in seen:
+                seen.add((violation.path, violation.message))
+                violations.append(violation)
+        notes: list[DriftNote] = []
+        self._drift_walker().walk(self.document, body, (), body, notes)
+        if strict:
+            violations += [
+                Violation(n.path, n.message + " (strict)", item_type=n.item_type, keyword="drift")
+                for n in notes
+            ]
+        violations.sort(key=lambda v: v.path)
+        return Report(self.kind, self.version, tuple(violations), tuple(notes))
+
+
+@cache
+def get_validator(kind: Kind, version: str | None = None, backend: Backend = "rs") -> Validator:
+    """The cached validator for a kind and version (compiled on first use)."""
+    return Validator(load_schema_set(resolve_version(version)), kind, backend)
+
+
+def validate(kind: Kind, body: Any, *, version: str | None = None, strict: bool = False) -> Report:
+    """Validate a body (parsed JSON, or raw bytes/str) of the given kind."""
+    return get_validator(kind, resolve_version(version)).validate(body, strict=strict)
+
+
+def validate_request(body: Any, *, version: str | None = None, strict: bool = False) -> Report:
+    """Validate a ``POST /responses/compact`` request body."""
+    return validate("request", body, version=version, strict=strict)
+
+
+def validate_response(
+    body: Any, *, status: int = 200, version: str | None = None, strict: bool = False
+) -> Report:
+    """Validate a response body: 2xx against ``CompactResource``, others against the error body."""
+    kind: Kind = "response" if 200 <= status < 300 else "error"
+    return validate(kind, body, version=version, strict=strict)

@@ -1,0 +1,87 @@
+"""The bundled schema versions: where they live and how a name selects one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import VersionError
+
+Kind = Literal["request", "response", "error"]
+KINDS: tuple[Kind, ...] = ("request", "response", "error")
+
+
+def schemas_root() -> Path:
+    """``schemas/`` ships inside the wheel; in a source checkout it sits beside the package."""
+    packaged = Path(__file__).with_name("schemas")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+@cache
+def available_versions() -> tuple[str, ...]:
+    """Bundled version names, oldest first (names start with their date)."""
+    root = schemas_root()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()))
+
+
+def newest_version() -> str:
+    versions = available_versions()
+    if not versions:
+        raise VersionError(f"no schema versions found under {schemas_root()}")
+    return versions[-1]
+
+
+def resolve_version(version: str | Path | None = None) -> str:
+    """A full version name from a name, a unique date prefix, or a folder of derived schemas.
+
+    ``None`` means the newest bundled version.
+    """
+    if version is None or version == "":
+        return newest_version()
+    text = str(version)
+    if Path(text, "manifest.json").is_file():
+        return str(Path(text).resolve())
+    versions = available_versions()
+    if text in versions:
+        return text
+    matches = [v for v in versions if v.startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(versions) or "(none)"
+    if matches:
+        raise VersionError(f"schema version {text!r} is ambiguous: matches {', '.join(matches)}")
+    raise VersionError(f"unknown schema version {text!r}; known versions: {known}")
+
+
+@dataclass(frozen=True)
+class SchemaSet:
+    """The derived documents of one version."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+    documents: dict[str, dict[str, Any]]
+
+    def document(self, kind: Kind) -> dict[str, Any]:
+        return self.documents[kind]
+
+
+@cache
+def load_schema_set(version: str | None = None) -> SchemaSet:
+    name = resolve_version(version)
+    folder = Path(name) if Path(name).is_absolute() else schemas_root() / name
+    documents: dict[str, dict[str, Any]] = {}
+    try:
+        manifest = json.loads((folder / "manifest.json").read_bytes())
+        for kind in KINDS:
+            documents[kind] = json.loads((folder / f"{kind}.schema.json").read_bytes())
+    except (OSError, ValueError) as exc:
+        raise VersionError(f"schema version {name!r} at {folder} is unreadable: {exc}") from None
+    return SchemaSet(name=Path(name).name, path=folder, manifest=manifest, documents=documents)
