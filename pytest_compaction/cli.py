@@ -15,7 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    from . import _schema_commands
     from ._server import _serve
+
+    _schema_commands.add_schemas(commands)
+    _schema_commands.add_validate(commands)
 
     serve = commands.add_parser(
         "serve",
