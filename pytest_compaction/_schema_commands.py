@@ -119,3 +119,8 @@ def run_validate(args: argparse.Namespace) -> int:
         for name, report in results:
             print(_text(name, report))
     return 0 if all(report.valid for _, report in results) else 1
+
+
+def register(commands: Any) -> None:
+    add_schemas(commands)
+    add_validate(commands)

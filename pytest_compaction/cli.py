@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from importlib import import_module
 
 Handler = Callable[[argparse.Namespace], int]
+
+# Each module exposes ``register(commands)``, adding its subcommand(s) with a ``handler`` default.
+# Imported only when the parser is built, so ``import pytest_compaction`` stays light.
+COMMAND_MODULES = (
+    "._schema_commands",
+    "._server._serve",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,22 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record, replay and validate OpenAI /responses/compact exchanges.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    from . import _schema_commands
-    from ._server import _serve
-
-    _schema_commands.add_schemas(commands)
-    _schema_commands.add_validate(commands)
-
-    serve = commands.add_parser(
-        "serve",
-        help="run a local /v1/responses/compact server until interrupted",
-        description="Serve POST /v1/responses/compact locally; prints the base URL, "
-        "stops cleanly on SIGINT or SIGTERM.",
-    )
-    _serve.add_arguments(serve)
-    serve.set_defaults(handler=_serve.run)
-
+    for name in COMMAND_MODULES:
+        import_module(name, __package__).register(commands)
     return parser
 
 

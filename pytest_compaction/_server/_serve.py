@@ -7,9 +7,21 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from .._errors import CompactionError
 from ._server import DIALECTS, CompactionServer
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run a local /v1/responses/compact server until interrupted",
+        description="Serve POST /v1/responses/compact locally; prints the base URL, "
+        "stops cleanly on SIGINT or SIGTERM.",
+    )
+    add_arguments(serve)
+    serve.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
