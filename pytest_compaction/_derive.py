@@ -18,10 +18,18 @@ from typing import Any
 
 from ._errors import SpecError
 from ._spec import SCHEMA_PREFIX, Spec, load_spec
+from ._strict import closed
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILES = ("request.schema.json", "response.schema.json", "error.schema.json")
+
+
+def strict_name(filename: str) -> str:
+    """``request.schema.json`` -> ``request.strict.schema.json`` (see ``_strict``)."""
+    return filename.replace(".schema.json", ".strict.schema.json")
+
+
 # Formats the spec uses that JSON Schema does not define; registered with both validators.
 CUSTOM_FORMATS = ("unixtime", "float")
 
@@ -227,31 +235,45 @@ class _Translator:
         nullable = [s for t, s in zip(tags, translated, strict=True) if t.nullable]
         optional = [s for t, s in zip(tags, translated, strict=True) if t.optional]
         known: list[Any] = sorted(by_value) + ([None] if nullable else [])
-        # A switch written as an if/then/else chain: the first matching value wins, so an
-        # item is checked against its own member(s) only, and no allOf is introduced
-        # (which keeps the strict drift variant simple).
+        # A switch written with if/then/else, so that an item is checked against its own
+        # member(s) only and no allOf is introduced (which keeps the strict variant simple).
+        # Known values are found by halving the value list, so an item costs a few cheap
+        # conditions, not one per member (an array of items pays this for every item).
         if wild:
             fallback: Any = either(wild)
         else:
             # An unknown value gets one violation that lists the allowed ones.
             fallback = {"properties": {prop: {"enum": known}}}
-        cases: list[tuple[Any, Any]] = [
-            ({"not": {"required": [prop]}}, either(optional) if optional else {"required": [prop]})
-        ]
-        if nullable:
-            cases.append(
-                ({"properties": {prop: {"type": "null"}}, "required": [prop]}, either(nullable))
-            )
-        for value, schemas in sorted(by_value.items()):
-            cases.append(
-                (
-                    {"properties": {prop: {"const": value}}, "required": [prop]},
-                    either(schemas + wild),
-                )
-            )
+
+        def switch(values: list[str]) -> Any:
+            if len(values) == 1:
+                return either(by_value[values[0]] + wild)
+            half = len(values) // 2
+            return {
+                "if": {"properties": {prop: {"enum": values[:half]}}},
+                "then": switch(values[:half]),
+                "else": switch(values[half:]),
+            }
+
         out: dict[str, Any] = fallback
-        for condition, then in reversed(cases):
-            out = {"if": condition, "then": then, "else": out}
+        if by_value:
+            values = sorted(by_value)
+            out = {
+                "if": {"properties": {prop: {"enum": values}}, "required": [prop]},
+                "then": switch(values),
+                "else": fallback,
+            }
+        if nullable:
+            out = {
+                "if": {"properties": {prop: {"type": "null"}}, "required": [prop]},
+                "then": either(nullable),
+                "else": out,
+            }
+        out = {
+            "if": {"not": {"required": [prop]}},
+            "then": either(optional) if optional else {"required": [prop]},
+            "else": out,
+        }
         member_types = set().union(*(self._types(m) for m in members))
         if member_types == {"object"} or all(self._types(m) == {"object"} for m in members):
             out["type"] = "object"
@@ -378,7 +400,9 @@ def derive(spec: Spec, name: str) -> Derived:
     defects: dict[tuple[str, str, str], Defect] = {}
     for filename, root in zip(SCHEMA_FILES, (request_root, response_root, error_root), strict=True):
         translator = _Translator(spec)
-        files[filename] = _dump(_document(root, translator.closure(root)))
+        document = _document(root, translator.closure(root))
+        files[filename] = _dump(document)
+        files[strict_name(filename)] = _dump(closed(document))
         for defect in translator.defects:
             defects[(defect.kind, defect.location, defect.detail)] = defect
     manifest = {

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jsonschema_rs
 
@@ -27,11 +26,23 @@ if TYPE_CHECKING:
 Backend = Literal["rs", "python"]
 _URI = "urn:pytest-compaction:schema"
 MAX_DEPTH = 512  # deeper bodies are refused before they reach either backend
+# keywords whose detail is a number to compare against: (message verb, unit)
+_LIMITS = {
+    "maxLength": ("is longer than", "character"),
+    "minLength": ("is shorter than", "character"),
+    "maxItems": ("has more than", "item"),
+    "minItems": ("has fewer than", "item"),
+    "maxProperties": ("has more than", "property"),
+    "minProperties": ("has fewer than", "property"),
+    "maximum": ("is greater than the maximum of", ""),
+    "minimum": ("is less than the minimum of", ""),
+    "exclusiveMaximum": ("must be less than", ""),
+    "exclusiveMinimum": ("must be greater than", ""),
+}
 
 
-# -- results ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Violation:
+# -- results: plain value tuples, cheap to import and to build ---------------------------
+class Violation(NamedTuple):
     """One way a body breaks the contract."""
 
     path: str  # JSON pointer into the body, "" for the body itself
@@ -53,8 +64,7 @@ class Violation:
         }
 
 
-@dataclass(frozen=True)
-class DriftNote:
+class DriftNote(NamedTuple):
     """A property the body carries that the spec does not declare (objects are open)."""
 
     path: str
@@ -68,8 +78,7 @@ class DriftNote:
         return {"path": self.path, "message": self.message, "item_type": self.item_type}
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """What validating one body found."""
 
     kind: Kind
@@ -102,13 +111,20 @@ def parse_body(data: bytes | str) -> Any:
     else:
         text = data
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise BodyError("body nests deeper than the JSON parser allows") from None
     except json.JSONDecodeError as exc:
         raise BodyError(
             f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
+        raise BodyError(f"body is not JSON: {str(exc).split('; use sys.')[0]}") from None
+
+
+def _not_json(name: str) -> Any:
+    # Python's parser accepts NaN and Infinity; JSON (and the API) do not.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -124,61 +140,6 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-# -- schema variants -------------------------------------------------------------------
-def _closed(document: dict[str, Any]) -> dict[str, Any]:
-    """A copy in which no declared object accepts undeclared properties.
-
-    Objects composed with ``allOf``/``$ref`` beside ``properties`` close with
-    ``unevaluatedProperties`` so that their parts' declarations still count; the parts
-    they reference are used through open copies.
-    """
-    defs = document["$defs"]
-    out_defs: dict[str, Any] = {}
-    open_defs: dict[str, Any] = {}
-
-    def visit(node: Any, close: bool) -> Any:
-        if not isinstance(node, dict):
-            return node
-        composed = "properties" in node and ("allOf" in node or "$ref" in node)
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in ("properties", "patternProperties", "dependentSchemas"):
-                out[key] = {k: visit(v, True) for k, v in value.items()}
-            elif key in ("allOf", "anyOf", "oneOf", "prefixItems"):
-                # allOf parts of a composed object must stay open (see above).
-                keep = not (composed and key == "allOf")
-                out[key] = [visit(v, keep) if keep else opened(v) for v in value]
-            elif key in ("items", "additionalProperties", "not", "contains", "then", "else"):
-                out[key] = visit(value, True)
-            elif key == "$ref" and composed:
-                out[key] = opened_ref(value)
-            else:  # "if", "propertyNames" and values: conditions are never closed
-                out[key] = value
-        if close and "properties" in node and "additionalProperties" not in node:
-            if composed:
-                out["unevaluatedProperties"] = False
-            elif node.get("type") == "object":
-                out["additionalProperties"] = False
-        return out
-
-    def opened_ref(ref: str) -> str:
-        name = ref.rsplit("/", 1)[-1]
-        if name not in open_defs:
-            open_defs[name] = None
-            open_defs[name] = visit(defs[name], False)
-        return f"#/$defs/{name}~open"
-
-    def opened(node: Any) -> Any:
-        if isinstance(node, dict) and set(node) == {"$ref"}:
-            return {"$ref": opened_ref(node["$ref"])}
-        return visit(node, False)
-
-    for name, node in defs.items():
-        out_defs[name] = visit(node, True)
-    out_defs.update({f"{k}~open": v for k, v in open_defs.items()})
-    return {**document, "$defs": out_defs}
-
-
 def _format_checks() -> dict[str, Any]:
     # The spec's own formats; registered so neither backend trips on them.
     def unixtime(value: Any) -> bool:
@@ -191,26 +152,43 @@ def _format_checks() -> dict[str, Any]:
 
 
 # -- errors as data, from either backend -----------------------------------------------
-@dataclass
 class _Error:
-    path: tuple[str | int, ...]
-    schema_path: tuple[str | int, ...]
-    keyword: str
-    detail: dict[str, Any]
-    branches: list[list[_Error]] = field(default_factory=list)
-    fallback: str = ""
+    __slots__ = ("branches", "detail", "fallback", "keyword", "path", "schema_path")
+
+    def __init__(
+        self,
+        path: tuple[str | int, ...],
+        schema_path: tuple[str | int, ...],
+        keyword: str,
+        detail: dict[str, Any],
+        branches: list[list[_Error]] | None = None,
+        fallback: str = "",
+    ) -> None:
+        self.path = path
+        self.schema_path = schema_path
+        self.keyword = keyword
+        self.detail = detail
+        self.branches = branches if branches is not None else []
+        self.fallback = fallback
 
 
 def _from_rs(error: Any) -> _Error:
     kind = error.kind
     detail = kind.as_dict()
     branches: list[list[_Error]] = []
+    name = kind.name
     if "context" in detail:
         branches = [[_from_rs(e) for e in branch] for branch in detail.pop("context")]
+        if name == "oneOf" and not any(branches):
+            name = "oneOfMultipleValid"
+    if name == "propertyNames":
+        # the error about the name itself, with the name kept to describe it
+        inner = detail.pop("error")
+        name, detail = inner.kind.name, {**inner.kind.as_dict(), "name": inner.instance}
     return _Error(
         tuple(error.instance_path),
         tuple(error.schema_path),
-        kind.name,
+        name,
         detail,
         branches,
         error.message,
@@ -222,8 +200,10 @@ def _from_python(error: jsonschema.ValidationError) -> _Error:
     detail: dict[str, Any] = {}
     value = error.validator_value
     if keyword == "required":
+        # one error per missing property, each naming it in its message
         missing = [p for p in value if isinstance(error.instance, dict) and p not in error.instance]
-        detail = {"property": missing[0] if missing else ""}
+        named = [p for p in missing if error.message == f"{p!r} is a required property"]
+        detail = {"property": (named or missing or [""])[0]}
     elif keyword == "type":
         detail = {"types": [value] if isinstance(value, str) else list(value)}
     elif keyword == "enum":
@@ -234,17 +214,19 @@ def _from_python(error: jsonschema.ValidationError) -> _Error:
         declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
         extra = [k for k in error.instance if k not in declared]
         detail = {"unexpected": extra}
+    elif keyword in _LIMITS:
+        detail = {"limit": value}
+    elif keyword in ("pattern", "multipleOf"):
+        detail = {{"pattern": "pattern", "multipleOf": "multiple_of"}[keyword]: value}
+    if list(error.relative_schema_path)[-2:-1] == ["propertyNames"]:
+        detail["name"] = error.instance  # the name is the instance; its object holds the path
     branches: list[list[_Error]] = []
     if keyword in ("anyOf", "oneOf") and error.context:
         grouped: dict[Any, list[_Error]] = {}
         for sub in error.context:
             grouped.setdefault(sub.schema_path[0], []).append(_from_python(sub))
+        # absolute_path of a context error already walks up through its parents
         branches = [grouped[k] for k in sorted(grouped)]
-        # context errors carry paths relative to the anyOf's instance: make them absolute
-        base = tuple(error.absolute_path)
-        for branch in branches:
-            for sub_error in branch:
-                _rebase(sub_error, base)
     if keyword == "oneOf" and not error.context:
         keyword = "oneOfMultipleValid"
     return _Error(
@@ -255,13 +237,6 @@ def _from_python(error: jsonschema.ValidationError) -> _Error:
         branches,
         error.message,
     )
-
-
-def _rebase(error: _Error, base: tuple[str | int, ...]) -> None:
-    error.path = base + error.path
-    for branch in error.branches:
-        for sub in branch:
-            _rebase(sub, base)
 
 
 def _best(errors: list[_Error], instance: Any) -> list[_Error]:
@@ -282,7 +257,15 @@ def _pick_branch(error: _Error, instance: Any) -> list[_Error]:
     def const_miss(branch: list[_Error]) -> bool:
         return any(e.keyword in ("const", "enum") and e.path == error.path for e in branch)
 
+    def discriminator_miss(branch: list[_Error]) -> bool:
+        # A branch that, once resolved, rejects a nested item's "type" was written for
+        # another kind of item.
+        leaves = _best(branch, instance)
+        return any(e.keyword in ("const", "enum") and e.path[-1:] == ("type",) for e in leaves)
+
     candidates = [b for b in error.branches if not type_miss(b) and not const_miss(b)]
+    if len(candidates) > 1:
+        candidates = [b for b in candidates if not discriminator_miss(b)] or candidates
     if not candidates:
         expected: list[str] = []
         for branch in error.branches:
@@ -292,6 +275,15 @@ def _pick_branch(error: _Error, instance: Any) -> list[_Error]:
         if expected and all(type_miss(b) for b in error.branches):
             merged = _Error(error.path, error.schema_path, "type", {"types": expected})
             return [merged]
+        # a nullable enum (anyOf [enum, null]) given a value of the right type
+        misses = [e for b in error.branches for e in b if e.path == error.path]
+        options: list[Any] = []
+        for e in misses:
+            values = [e.detail.get("expected_value")] if e.keyword == "const" else []
+            values += e.detail.get("options", []) if e.keyword == "enum" else []
+            options += [v for v in values if v not in options]
+        if options and all(type_miss(b) or const_miss(b) for b in error.branches):
+            return [_Error(error.path, error.schema_path, "enum", {"options": options})]
         return [error.__class__(error.path, error.schema_path, "anyOfNone", {}, [])]
     # the branch whose failures sit deepest in the body is the one it was written for
     return max(candidates, key=lambda b: (max(len(e.path) for e in b), -len(b)))
@@ -352,9 +344,14 @@ def _value_at(instance: Any, path: tuple[str | int, ...]) -> Any:
 
 
 def _describe(error: _Error, instance: Any) -> str:
-    value = _value_at(instance, error.path)
     detail = error.detail
     keyword = error.keyword
+    if "name" in detail:  # a property name that propertyNames rejects
+        value = detail["name"]
+        subject = f"property name {_show(value)}"
+    else:
+        value = _value_at(instance, error.path)
+        subject = _show(value) if isinstance(value, str | int | float) else _json_type(value)
     if keyword == "required":
         return f"missing required property '{detail.get('property', '')}'"
     if keyword == "type":
@@ -377,6 +374,19 @@ def _describe(error: _Error, instance: Any) -> str:
     if keyword in ("additionalProperties", "unevaluatedProperties"):
         names = ", ".join(f"'{n}'" for n in detail.get("unexpected", []))
         return f"undocumented property {names} (strict)"
+    if keyword in _LIMITS:
+        verb, unit = _LIMITS[keyword]
+        limit = detail.get("limit")
+        plural = "" if not unit or limit == 1 else ("ies" if unit == "property" else "s")
+        unit = unit[:-1] if plural == "ies" else unit
+        size = f" ({len(value)} given)" if isinstance(value, str | list | dict) else ""
+        return f"{subject} {verb} {limit}{' ' + unit + plural if unit else ''}{size}"
+    if keyword == "pattern":
+        return f"{subject} does not match the pattern {_show(detail.get('pattern'))}"
+    if keyword == "multipleOf":
+        return f"{subject} is not a multiple of {detail.get('multiple_of')}"
+    if keyword == "uniqueItems":
+        return "array has duplicate items"
     if keyword == "anyOfNone":
         return f"{_json_type(value)} value matches none of the allowed shapes"
     if keyword == "oneOfMultipleValid":
@@ -521,15 +531,20 @@ class Validator:
         self.version = schema_set.name
         self.kind: Kind = kind
         self.backend: Backend = backend
-        self.document = schema_set.document(kind)
+        self._schema_set = schema_set
         formats = _format_checks()
         # Formats stay annotations, as 2020-12 says; the custom ones are known to both backends.
         self._strict = jsonschema_rs.Draft202012Validator(
-            _closed(self.document), formats=formats, validate_formats=False
+            schema_set.document(kind, strict=True), formats=formats, validate_formats=False
         )
         self._open: Any = None
         self._python: Any = None
         self._walker: _DriftWalker | None = None
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The open schema document (read on first need: the fast path uses the strict one)."""
+        return self._schema_set.document(self.kind)
 
     def _open_validator(self) -> Any:
         if self._open is None:
@@ -569,11 +584,13 @@ class Validator:
                 body = parse_body(bytes(body) if isinstance(body, bytearray) else body)
             except BodyError as exc:
                 return Report(self.kind, self.version, (Violation("", str(exc), keyword="json"),))
+        # The native pass copes with any depth; the Python code that explains a failure
+        # recurses along the body, so only that path refuses absurd nesting.
+        if self.backend == "rs" and self.is_clean(body):
+            return Report(self.kind, self.version)
         if _depth_exceeds(body, MAX_DEPTH):
             message = f"body: nesting deeper than {MAX_DEPTH} levels"
             return Report(self.kind, self.version, (Violation("", message, keyword="depth"),))
-        if self.backend == "rs" and self.is_clean(body):
-            return Report(self.kind, self.version)
         seen: set[tuple[str, str]] = set()
         violations: list[Violation] = []
         for error in _best(self.errors(body), body):
@@ -583,6 +600,8 @@ class Validator:
                 violations.append(violation)
         notes: list[DriftNote] = []
         self._drift_walker().walk(self.document, body, (), body, notes)
+        # several applicable schemas can reach the same property: note it once
+        notes = list(dict.fromkeys(notes))
         if strict:
             violations += [
                 Violation(n.path, n.message + " (strict)", item_type=n.item_type, keyword="drift")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -60,28 +59,44 @@ def resolve_version(version: str | Path | None = None) -> str:
     raise VersionError(f"unknown schema version {text!r}; known versions: {known}")
 
 
-@dataclass(frozen=True)
 class SchemaSet:
-    """The derived documents of one version."""
+    """The derived documents of one version, each read from disk on first use."""
 
-    name: str
-    path: Path
-    manifest: dict[str, Any]
-    documents: dict[str, dict[str, Any]]
+    def __init__(self, name: str, path: Path, manifest: dict[str, Any]) -> None:
+        self.name = name
+        self.path = path
+        self.manifest = manifest
+        self._documents: dict[tuple[str, bool], dict[str, Any]] = {}
 
-    def document(self, kind: Kind) -> dict[str, Any]:
-        return self.documents[kind]
+    def document(self, kind: Kind, strict: bool = False) -> dict[str, Any]:
+        """The open document of a kind, or its strict variant (every declared object closed)."""
+        key = (kind, strict)
+        if key not in self._documents:
+            self._documents[key] = self._read(kind, strict)
+        return self._documents[key]
+
+    def _read(self, kind: Kind, strict: bool) -> dict[str, Any]:
+        file = self.path / (f"{kind}.strict.schema.json" if strict else f"{kind}.schema.json")
+        if strict and not file.exists():
+            # Folders derived before the strict variant was written alongside.
+            from ._strict import closed
+
+            return closed(self.document(kind))
+        try:
+            document: dict[str, Any] = json.loads(file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise VersionError(
+                f"schema version {self.name!r}: {file} is unreadable: {exc}"
+            ) from None
+        return document
 
 
 @cache
 def load_schema_set(version: str | None = None) -> SchemaSet:
     name = resolve_version(version)
     folder = Path(name) if Path(name).is_absolute() else schemas_root() / name
-    documents: dict[str, dict[str, Any]] = {}
     try:
         manifest = json.loads((folder / "manifest.json").read_bytes())
-        for kind in KINDS:
-            documents[kind] = json.loads((folder / f"{kind}.schema.json").read_bytes())
     except (OSError, ValueError) as exc:
         raise VersionError(f"schema version {name!r} at {folder} is unreadable: {exc}") from None
-    return SchemaSet(name=Path(name).name, path=folder, manifest=manifest, documents=documents)
+    return SchemaSet(Path(name).name, folder, manifest)
