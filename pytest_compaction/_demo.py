@@ -37,7 +37,7 @@ RECORDED_ORIGIN = "http://127.0.0.1:8000"
 RATE_LIMIT_FAULT = "429;retry-after=0"
 OPENAI_MISSING = (
     "pytest-compaction demo: the demo drives the official openai SDK, which is not installed.\n"
-    "Install it with:  pip install openai"
+    "Install it with:  pip install 'pytest-compaction[demo]'"
 )
 
 

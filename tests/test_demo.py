@@ -193,7 +193,7 @@ def test_missing_openai_is_reported_with_the_fix(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "openai SDK, which is not installed" in run.stderr
-    assert "pip install openai" in run.stderr
+    assert "pip install 'pytest-compaction[demo]'" in run.stderr
     assert not (tmp_path / "out").exists()
 
 
