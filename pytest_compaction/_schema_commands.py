@@ -14,6 +14,7 @@ from typing import Any
 
 from ._derive import derive_to
 from ._errors import CompactionError
+from ._schema_diff import add_diff
 from ._validate import Report, get_validator
 from ._versions import KINDS, Kind, available_versions, load_schema_set, resolve_version
 
@@ -34,6 +35,7 @@ def add_schemas(commands: Any) -> None:
     derive.set_defaults(handler=run_derive)
     listing = sub.add_parser("list", help="list the bundled schema versions")
     listing.set_defaults(handler=run_list)
+    add_diff(sub)
 
 
 def add_validate(commands: Any) -> None:

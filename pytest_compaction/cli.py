@@ -13,6 +13,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = (
     "._schema_commands",
     "._server._serve",
+    "._check",
     "._demo",
 )
 

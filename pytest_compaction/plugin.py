@@ -18,6 +18,9 @@ import pytest
 from ._errors import CompactionError
 from ._recorder import OPTION_NAMES, RECORD_MODES, Recording, use_cassette
 
+# Cassettes collected as test items (--compaction-check-cassettes): a plugin of its own.
+pytest_plugins = ["pytest_compaction._collect"]
+
 _RECORDING = pytest.StashKey[Recording]()
 _STATS = pytest.StashKey[dict[str, dict[str, Any]]]()
 _SHARED = pytest.StashKey[dict[str, list[str]]]()

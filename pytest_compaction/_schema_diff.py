@@ -1,0 +1,736 @@
+"""What changed between two schema versions, and whom each change can break.
+
+The request, response and error documents of both versions are walked side by side from their
+roots, following ``$ref`` pairs breadth first so that each change is reported once, at the
+shortest body path that reaches it (``usage.input_tokens_details.cache_write_tokens``,
+``input[type=program]``). Each change narrows what is valid, widens it, or both:
+
+- narrowing a request breaks clients (a request that was valid is now invalid);
+- narrowing a response or error body breaks recordings (a recorded body is now invalid);
+- widening is compatible. A request property that disappears is counted as breaking for
+  clients even though objects are open, because the API rejects parameters it does not know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import CompactionError
+from ._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_version
+
+Impact = Literal["breaking-for-clients", "breaking-for-recordings", "compatible"]
+IMPACTS: tuple[Impact, ...] = ("breaking-for-clients", "breaking-for-recordings", "compatible")
+Direction = Literal["narrow", "widen", "both"]
+
+# change code -> which way it moves the set of valid bodies
+DIRECTIONS: dict[str, Direction] = {
+    "required-added": "narrow",
+    "required-removed": "widen",
+    "property-added": "widen",
+    "property-removed": "widen",  # open objects: see the module docstring for requests
+    "enum-narrowed": "narrow",
+    "enum-widened": "widen",
+    "const-changed": "both",
+    "type-narrowed": "narrow",
+    "type-widened": "widen",
+    "item-type-added": "widen",
+    "item-type-removed": "narrow",
+    "shape-added": "widen",
+    "shape-removed": "narrow",
+    "shape-changed": "both",
+    "constraint-tightened": "narrow",
+    "constraint-relaxed": "widen",
+    "constraint-changed": "both",
+    "closed": "narrow",
+    "opened": "widen",
+    "format-changed": "widen",  # formats are annotations: validity does not change
+}
+
+_LOWER_BOUNDS = ("minLength", "minimum", "exclusiveMinimum", "minItems", "minProperties")
+_UPPER_BOUNDS = ("maxLength", "maximum", "exclusiveMaximum", "maxItems", "maxProperties")
+_HANDLED = frozenset(
+    {
+        "$ref",
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "format",
+        "pattern",
+        "multipleOf",
+        "uniqueItems",
+        *_LOWER_BOUNDS,
+        *_UPPER_BOUNDS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between the two versions of a closure."""
+
+    kind: Kind
+    location: str  # body path, "" for the body itself
+    change: str  # a key of DIRECTIONS
+    detail: str  # for a person: "newly required (new field)"
+    impact: Impact
+    schema: str  # the named schema it sits in
+    pointer: str  # JSON pointer of the changed node in the newer document ("" if gone)
+    old_pointer: str  # the same in the older document ("" if new)
+    name: str = ""  # the property or item type concerned, when there is one
+
+    @property
+    def direction(self) -> Direction:
+        return DIRECTIONS[self.change]
+
+    @property
+    def where(self) -> str:
+        return self.location or "(body)"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.where}: {self.detail}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "location": self.location,
+            "change": self.change,
+            "detail": self.detail,
+            "impact": self.impact,
+            "schema": self.schema,
+            "pointer": self.pointer,
+            "old_pointer": self.old_pointer,
+            "name": self.name,
+        }
+
+
+@dataclass(frozen=True)
+class SchemaDiff:
+    """Every change from version ``old`` to version ``new``."""
+
+    old: str
+    new: str
+    changes: tuple[Change, ...]
+
+    def of_kind(self, kind: Kind) -> list[Change]:
+        return [c for c in self.changes if c.kind == kind]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {kind: dict.fromkeys(IMPACTS, 0) for kind in KINDS}
+        for change in self.changes:
+            out[change.kind][change.impact] += 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "old": self.old,
+            "new": self.new,
+            "summary": self.counts(),
+            "changes": [c.as_dict() for c in self.changes],
+        }
+
+
+def impact_of(kind: Kind, change: str) -> Impact:
+    if change == "property-removed" and kind == "request":
+        return "breaking-for-clients"
+    if DIRECTIONS[change] == "widen":
+        return "compatible"
+    return "breaking-for-clients" if kind == "request" else "breaking-for-recordings"
+
+
+# -- locations ---------------------------------------------------------------------------
+def join(location: str, name: str) -> str:
+    return f"{location}.{name}" if location else name
+
+
+def typed(location: str, prop: str, value: str) -> str:
+    """The location of one discriminated shape: ``output[]`` -> ``output[type=program]``."""
+    if value.startswith("("):  # no value, or any other value: the location says enough
+        return location
+    base = location[:-2] if location.endswith("[]") else location
+    return f"{base}[{prop}={value}]"
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where the walk is: a pointer into each document and the body location."""
+
+    old: str
+    new: str
+    location: str
+
+    def key(self, *keys: str | int, location: str | None = None) -> _At:
+        tail = "".join(f"/{_escape(str(k))}" for k in keys)
+        return _At(
+            self.old + tail, self.new + tail, self.location if location is None else location
+        )
+
+    def prop(self, name: str) -> _At:
+        return self.key("properties", name, location=join(self.location, name))
+
+
+# -- discriminated dispatch (see _derive: if/then/else on one property's value) ----------------
+@dataclass
+class _Dispatch:
+    prop: str
+    cases: dict[str, tuple[Any, str]]  # value -> (schema, pointer); "(other)": any other value
+    rest: dict[str, Any]  # keys beside the conditions ("type": "object")
+
+
+def _condition(condition: Any) -> tuple[str, frozenset[str]] | None:
+    """(property, the values it selects) for a condition on one property's value."""
+    if not isinstance(condition, dict) or not set(condition) <= {"properties", "required", "not"}:
+        return None
+    properties = condition.get("properties")
+    if isinstance(properties, dict) and len(properties) == 1:
+        ((prop, test),) = properties.items()
+        if isinstance(test, dict) and isinstance(test.get("const"), str):
+            return prop, frozenset([test["const"]])
+        if isinstance(test, dict) and isinstance(test.get("enum"), list):
+            return prop, frozenset(v if isinstance(v, str) else "null" for v in test["enum"])
+        if test == {"type": "null"}:
+            return prop, frozenset(["null"])
+        return None
+    negated = condition.get("not")
+    required = negated.get("required") if isinstance(negated, dict) else None
+    if set(condition) == {"not"} and isinstance(required, list) and len(required) == 1:
+        return str(required[0]), frozenset(["(absent)"])
+    return None
+
+
+def _is_guard(node: Any, prop: str) -> bool:
+    """The leaf that rejects an unknown value with the list of known ones."""
+    if not isinstance(node, dict) or set(node) != {"properties"}:
+        return False
+    properties = node["properties"]
+    test = properties.get(prop) if isinstance(properties, dict) else None
+    return len(properties) == 1 and isinstance(test, dict) and set(test) == {"enum"}
+
+
+def _dispatch(node: dict[str, Any], pointer: str) -> _Dispatch | None:
+    """Read a condition tree on one property back into value -> schema."""
+    first = _condition(node.get("if"))
+    if first is None or "then" not in node:
+        return None
+    prop = first[0]
+    cases: dict[str, tuple[Any, str]] = {}
+
+    def walk(
+        here: Any, where: str, allowed: frozenset[str] | None, excluded: frozenset[str]
+    ) -> bool:
+        if isinstance(here, dict) and "if" in here:
+            condition = _condition(here["if"])
+            if condition is None or condition[0] != prop:
+                return False
+            values = condition[1]
+            if allowed is None:  # any value but the excluded ones
+                then_values = values - excluded
+                ok = walk(here.get("else", True), f"{where}/else", None, excluded | values)
+            else:
+                then_values = allowed & values
+                ok = walk(here.get("else", True), f"{where}/else", allowed - values, excluded)
+            return ok and walk(here.get("then", True), f"{where}/then", then_values, excluded)
+        if _is_guard(here, prop):
+            return True
+        for value in sorted(allowed) if allowed is not None else ["(other)"]:
+            cases.setdefault(value, (here, where))
+        return True
+
+    tree = {k: node[k] for k in ("if", "then", "else") if k in node}
+    if not walk(tree, pointer, None, frozenset()):
+        return None
+    rest = {k: v for k, v in node.items() if k not in ("if", "then", "else")}
+    return _Dispatch(prop, cases, rest)
+
+
+def _order(value: str) -> tuple[bool, str]:
+    """Real values first, so that their shapes are reached by the shortest paths."""
+    return value.startswith("("), value
+
+
+def _value_text(prop: str, value: str) -> str:
+    noun = "item type" if prop == "type" else f"'{prop}' value"
+    if value == "(absent)":
+        return f"an item without '{prop}'"
+    if value == "(other)":
+        return f"any other {noun}"
+    return f"{noun} '{value}'"
+
+
+# -- other shapes ----------------------------------------------------------------------------
+def _union(node: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    """A node that is only an ``anyOf``/``oneOf``: (keyword, branches)."""
+    for key in ("anyOf", "oneOf"):
+        if set(node) == {key} and isinstance(node[key], list):
+            return key, node[key]
+    return None
+
+
+def _types(node: dict[str, Any]) -> set[str] | None:
+    declared = node.get("type")
+    if isinstance(declared, str):
+        return {declared}
+    if isinstance(declared, list):
+        return {str(t) for t in declared}
+    return None
+
+
+def _signature(node: Any) -> str:
+    if not isinstance(node, dict):
+        return repr(node)
+    if "$ref" in node:
+        return "ref:" + str(node["$ref"]).rsplit("/", 1)[-1]
+    if "if" in node:
+        return "dispatch"
+    types = _types(node)
+    if types is not None:
+        return "type:" + ",".join(sorted(types))
+    if "const" in node:
+        return "const:" + json.dumps(node["const"])
+    return "enum" if "enum" in node else "other"
+
+
+def _is_null(node: Any) -> bool:
+    return isinstance(node, dict) and node == {"type": "null"}
+
+
+def _describe(node: Any) -> str:
+    signature = _signature(node)
+    if _is_null(node):
+        return "null"
+    if signature.startswith(("ref:", "type:", "const:")):
+        return signature.split(":", 1)[1]
+    return "another shape"
+
+
+def _show(values: list[Any]) -> str:
+    return ", ".join(json.dumps(v, ensure_ascii=False) for v in values)
+
+
+# -- the walk ----------------------------------------------------------------------------
+Context = tuple[str, str] | None  # the discriminator value already selected, if any
+
+
+class _Differ:
+    def __init__(self, kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> None:
+        self.kind: Kind = kind
+        self.old_doc, self.new_doc = old, new
+        self.old_defs: dict[str, Any] = old.get("$defs", {})
+        self.new_defs: dict[str, Any] = new.get("$defs", {})
+        self.changes: list[Change] = []
+        self.queue: deque[tuple[str, str, str, Context]] = deque()
+        self.seen: set[tuple[str, str, Context]] = set()
+        self.owner = "(root)"
+
+    def run(self) -> list[Change]:
+        def root(doc: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in doc.items() if k not in ("$defs", "$schema")}
+
+        self.node(root(self.old_doc), root(self.new_doc), _At("", "", ""), None, 0)
+        # Breadth first: a schema reached by several paths is reported at the shortest.
+        while self.queue:
+            old_name, new_name, location, context = self.queue.popleft()
+            self.owner = new_name
+            at = _At(f"/$defs/{_escape(old_name)}", f"/$defs/{_escape(new_name)}", location)
+            self.node(self.old_defs[old_name], self.new_defs[new_name], at, context, 0)
+        return self.changes
+
+    def emit(
+        self,
+        change: str,
+        at: _At,
+        detail: str,
+        name: str = "",
+        *,
+        old: str | None = None,
+        new: str | None = None,
+    ) -> None:
+        self.changes.append(
+            Change(
+                kind=self.kind,
+                location=at.location,
+                change=change,
+                detail=detail,
+                impact=impact_of(self.kind, change),
+                schema=self.owner,
+                pointer=at.new if new is None else new,
+                old_pointer=at.old if old is None else old,
+                name=name,
+            )
+        )
+
+    def follow(self, old_ref: str, new_ref: str, location: str, context: Context) -> None:
+        old_name, new_name = old_ref.rsplit("/", 1)[-1], new_ref.rsplit("/", 1)[-1]
+        if old_name not in self.old_defs or new_name not in self.new_defs:
+            return
+        if context is not None:  # a selected value only matters to a schema dispatching on it
+            target = self.old_defs[old_name]
+            dispatch = _dispatch(target, "") if isinstance(target, dict) else None
+            if dispatch is None or dispatch.prop != context[0]:
+                context = None
+        key = (old_name, new_name, context)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.queue.append((old_name, new_name, location, context))
+
+    def deref(self, node: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        name = str(node["$ref"]).rsplit("/", 1)[-1]
+        target = defs.get(name)
+        merged = dict(target) if isinstance(target, dict) else {}
+        merged.update({k: v for k, v in node.items() if k != "$ref"})
+        return merged, f"/$defs/{_escape(name)}"
+
+    def node(self, old: Any, new: Any, at: _At, context: Context, depth: int) -> None:
+        if depth > 64:
+            return
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            if old != new:
+                self.emit("shape-changed", at, "schema replaced")
+            return
+        old_ref, new_ref = old.get("$ref"), new.get("$ref")
+        if isinstance(old_ref, str) and isinstance(new_ref, str):
+            self.follow(old_ref, new_ref, at.location, context)
+            old = {k: v for k, v in old.items() if k != "$ref"}
+            new = {k: v for k, v in new.items() if k != "$ref"}
+            if not old and not new:
+                return
+        elif isinstance(old_ref, str):
+            old, pointer = self.deref(old, self.old_defs)
+            return self.node(old, new, _At(pointer, at.new, at.location), context, depth + 1)
+        elif isinstance(new_ref, str):
+            new, pointer = self.deref(new, self.new_defs)
+            return self.node(old, new, _At(at.old, pointer, at.location), context, depth + 1)
+
+        old_dispatch, new_dispatch = _dispatch(old, at.old), _dispatch(new, at.new)
+        if old_dispatch is not None and new_dispatch is not None:
+            return self.dispatches(old_dispatch, new_dispatch, at, context, depth)
+
+        old_union, new_union = _union(old), _union(new)
+        if old_union is not None or new_union is not None:
+            # A lone schema compares as a union of one: [string] vs [string, null] is "now null".
+            old_key, old_list = old_union or ("", [old])
+            new_key, new_list = new_union or ("", [new])
+            return self.branches(old_key, old_list, new_key, new_list, at, context, depth)
+
+        if old_dispatch is not None or new_dispatch is not None:
+            both = old_dispatch or new_dispatch
+            assert both is not None
+            values = ", ".join(sorted(both.cases, key=_order))
+            shapes = f"one of the shapes selected by '{both.prop}' ({values})"
+            other = _describe(new if old_dispatch is not None else old)
+            if new_dispatch is not None:
+                detail = f"now {shapes}, was {other}"
+            else:
+                detail = f"now {other}, was {shapes}"
+            return self.emit("shape-changed", at, detail)
+        self.keywords(old, new, at, context, depth)
+
+    def dispatches(
+        self, old: _Dispatch, new: _Dispatch, at: _At, context: Context, depth: int
+    ) -> None:
+        if old.prop != new.prop:
+            self.emit("shape-changed", at, f"now selected by '{new.prop}', was by '{old.prop}'")
+            return
+        prop = new.prop
+        if context is not None and context[0] == prop:
+            value = context[1]
+            if value in old.cases and value in new.cases:
+                (o, op), (n, np) = old.cases[value], new.cases[value]
+                self.node(o, n, _At(op, np, at.location), context, depth + 1)
+            return
+        for value in sorted(set(new.cases) - set(old.cases), key=_order):
+            where = _At(at.old, new.cases[value][1], typed(at.location, prop, value))
+            self.emit("item-type-added", where, f"{_value_text(prop, value)} added", value)
+        for value in sorted(set(old.cases) - set(new.cases), key=_order):
+            where = _At(old.cases[value][1], at.new, typed(at.location, prop, value))
+            self.emit("item-type-removed", where, f"{_value_text(prop, value)} removed", value)
+        for value in sorted(set(old.cases) & set(new.cases), key=_order):
+            (o, op), (n, np) = old.cases[value], new.cases[value]
+            where = _At(op, np, typed(at.location, prop, value))
+            self.node(o, n, where, (prop, value), depth + 1)
+        if old.rest != new.rest:
+            self.keywords(old.rest, new.rest, at, None, depth)
+
+    def branches(
+        self,
+        old_key: str,
+        old_list: list[Any],
+        new_key: str,
+        new_list: list[Any],
+        at: _At,
+        context: Context,
+        depth: int,
+    ) -> None:
+        """Pair the branches of two unions by what they are (same reference, same type)."""
+        unmatched = list(range(len(new_list)))
+        for i, branch in enumerate(old_list):
+            signature = _signature(branch)
+            match = next((j for j in unmatched if _signature(new_list[j]) == signature), None)
+            old_at = f"{at.old}/{old_key}/{i}" if old_key else at.old
+            if match is None:
+                where = _At(old_at, at.new, at.location)
+                code = "type-narrowed" if _is_null(branch) else "shape-removed"
+                self.emit(code, where, f"no longer accepts {_describe(branch)}")
+                continue
+            unmatched.remove(match)
+            new_at = f"{at.new}/{new_key}/{match}" if new_key else at.new
+            self.node(branch, new_list[match], _At(old_at, new_at, at.location), context, depth + 1)
+        for j in unmatched:
+            where = _At(at.old, f"{at.new}/{new_key}/{j}" if new_key else at.new, at.location)
+            code = "type-widened" if _is_null(new_list[j]) else "shape-added"
+            self.emit(code, where, f"now also accepts {_describe(new_list[j])}")
+
+    def keywords(
+        self, old: dict[str, Any], new: dict[str, Any], at: _At, context: Context, depth: int
+    ) -> None:
+        self.types(old, new, at)
+        self.values(old, new, at)
+        self.constraints(old, new, at)
+        self.properties(old, new, at, depth)
+
+        old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
+        if isinstance(old_extra, dict) and isinstance(new_extra, dict):
+            where = at.key("additionalProperties", location=join(at.location, "*"))
+            self.node(old_extra, new_extra, where, None, depth + 1)
+        elif old_extra != new_extra:
+            if new_extra is False:
+                self.emit("closed", at, "no longer accepts undeclared properties")
+            elif old_extra is False:
+                self.emit("opened", at, "now accepts undeclared properties")
+            else:
+                self.emit("shape-changed", at, "additional properties changed")
+
+        if "items" in old or "items" in new:
+            where = at.key("items", location=f"{at.location}[]")
+            self.node(old.get("items", True), new.get("items", True), where, None, depth + 1)
+
+        old_key = "anyOf" if "anyOf" in old else "oneOf"
+        new_key = "anyOf" if "anyOf" in new else "oneOf"
+        old_list, new_list = old.get(old_key) or [], new.get(new_key) or []
+        if old_list or new_list:
+            self.branches(old_key, old_list, new_key, new_list, at, context, depth)
+        old_parts, new_parts = old.get("allOf") or [], new.get("allOf") or []
+        if len(old_parts) != len(new_parts):
+            self.emit("shape-changed", at, "composition (allOf) changed")
+        else:
+            for i, (o, n) in enumerate(zip(old_parts, new_parts, strict=True)):
+                self.node(o, n, at.key("allOf", i), None, depth + 1)
+
+        for key in sorted((set(old) | set(new)) - _HANDLED):
+            if old.get(key) != new.get(key):
+                self.emit("shape-changed", at, f"'{key}' changed")
+
+    def types(self, old: dict[str, Any], new: dict[str, Any], at: _At) -> None:
+        old_types, new_types = _types(old), _types(new)
+        if old_types == new_types:
+            return
+        if new_types is None:
+            self.emit("type-widened", at, "any type accepted now")
+        elif old_types is None:
+            self.emit("type-narrowed", at, f"now must be {' or '.join(sorted(new_types))}")
+        else:
+            gained, lost = new_types - old_types, old_types - new_types
+            if "number" in new_types:
+                lost.discard("integer")  # every integer is a number
+            if gained:
+                self.emit("type-widened", at, f"type now also {', '.join(sorted(gained))}")
+            if lost:
+                self.emit("type-narrowed", at, f"type no longer {', '.join(sorted(lost))}")
+
+    def values(self, old: dict[str, Any], new: dict[str, Any], at: _At) -> None:
+        if "enum" in old and "enum" in new:
+            old_keys = {json.dumps(v, sort_keys=True): v for v in old["enum"]}
+            new_keys = {json.dumps(v, sort_keys=True): v for v in new["enum"]}
+            added = [new_keys[k] for k in sorted(set(new_keys) - set(old_keys))]
+            removed = [old_keys[k] for k in sorted(set(old_keys) - set(new_keys))]
+            if added:
+                self.emit("enum-widened", at, f"enum widened with {_show(added)}")
+            if removed:
+                self.emit("enum-narrowed", at, f"enum narrowed: {_show(removed)} no longer allowed")
+        elif "enum" in new:
+            self.emit("enum-narrowed", at, f"now restricted to {_show(new['enum'])}")
+        elif "enum" in old:
+            self.emit("enum-widened", at, "no longer restricted to a list of values")
+        if old.get("const", ...) != new.get("const", ...):
+            if "const" in new:
+                self.emit("const-changed", at, f"now must be {_show([new['const']])}")
+            else:
+                self.emit("enum-widened", at, "no longer a fixed value")
+
+    def constraints(self, old: dict[str, Any], new: dict[str, Any], at: _At) -> None:
+        for key in (*_LOWER_BOUNDS, *_UPPER_BOUNDS):
+            before, after = old.get(key), new.get(key)
+            if before == after:
+                continue
+            if before is None or after is None:
+                tighter = before is None
+                text = f"{key} {after} added" if tighter else f"{key} {before} dropped"
+            else:
+                tighter = after > before if key in _LOWER_BOUNDS else after < before
+                text = f"{key} {before} -> {after}"
+            self.emit("constraint-tightened" if tighter else "constraint-relaxed", at, text)
+        for key in ("pattern", "multipleOf"):
+            before, after = old.get(key), new.get(key)
+            if before == after:
+                continue
+            if before is None:
+                self.emit("constraint-tightened", at, f"{key} {after!r} added")
+            elif after is None:
+                self.emit("constraint-relaxed", at, f"{key} {before!r} dropped")
+            else:
+                self.emit("constraint-changed", at, f"{key} {before!r} -> {after!r}")
+        if bool(old.get("uniqueItems")) != bool(new.get("uniqueItems")):
+            if new.get("uniqueItems"):
+                self.emit("constraint-tightened", at, "items must be unique")
+            else:
+                self.emit("constraint-relaxed", at, "items may repeat")
+        before, after = old.get("format"), new.get("format")
+        if before != after:
+            if before is None:
+                text = f"format {after!r} declared"
+            elif after is None:
+                text = f"format {before!r} no longer declared"
+            else:
+                text = f"format {before!r} -> {after!r}"
+            # Formats are annotations: neither version checks them, so validity is unchanged.
+            self.emit("format-changed", at, text + " (an annotation)")
+
+    def properties(self, old: dict[str, Any], new: dict[str, Any], at: _At, depth: int) -> None:
+        old_props: dict[str, Any] = old.get("properties") or {}
+        new_props: dict[str, Any] = new.get("properties") or {}
+        old_req, new_req = set(old.get("required") or ()), set(new.get("required") or ())
+        for name in sorted(set(new_props) - set(old_props)):
+            where = _At(at.old, at.prop(name).new, join(at.location, name))
+            if name in new_req:
+                self.emit("required-added", where, "newly required (new field)", name)
+            else:
+                self.emit("property-added", where, "added (optional)", name)
+        for name in sorted(set(old_props) - set(new_props)):
+            where = _At(at.prop(name).old, at.new, join(at.location, name))
+            if self.kind == "request":
+                detail = "removed (the API rejects parameters it does not know)"
+            else:
+                detail = "removed (now undocumented: a violation under --strict)"
+            self.emit("property-removed", where, detail, name)
+        for name in sorted(set(old_props) & set(new_props)):
+            self.node(old_props[name], new_props[name], at.prop(name), None, depth + 1)
+        # Names whose property is new were reported above, with the property.
+        for name in sorted(new_req - old_req):
+            if name in old_props or name not in new_props:
+                where = _At(at.old, at.new, join(at.location, name))
+                self.emit("required-added", where, "newly required", name)
+        for name in sorted(old_req - new_req):
+            if name in new_props or name not in old_props:
+                where = _At(at.old, at.new, join(at.location, name))
+                self.emit("required-removed", where, "no longer required", name)
+
+
+# -- entry points ----------------------------------------------------------------------------
+def diff_schema_sets(old: SchemaSet, new: SchemaSet) -> SchemaDiff:
+    """Every change to the request, response and error closures from ``old`` to ``new``."""
+    changes: list[Change] = []
+    for kind in KINDS:
+        changes += _Differ(kind, old.document(kind), new.document(kind)).run()
+    return SchemaDiff(old=old.name, new=new.name, changes=tuple(changes))
+
+
+def open_schema_set(operand: str | Path, workdir: str | Path) -> SchemaSet:
+    """A bundled version (name or date prefix), a derived folder, or a spec file.
+
+    A spec file is derived into ``workdir`` first, so it needs no ``schemas derive`` step.
+    """
+    from ._derive import derive_to
+
+    path = Path(operand)
+    if path.is_file():
+        slot = Path(workdir) / f"spec{len(list(Path(workdir).iterdir()))}"
+        return load_schema_set(str(derive_to(path, slot).resolve()))
+    looks_like_a_path = path.suffix.lower() in (".yaml", ".yml", ".json") or len(path.parts) > 1
+    if looks_like_a_path and not path.exists():
+        raise CompactionError(f"{operand}: no such spec file or schema folder")
+    return load_schema_set(resolve_version(str(operand)))
+
+
+def diff_versions(old: str | Path, new: str | Path) -> SchemaDiff:
+    """Diff two versions given as names, date prefixes, derived folders or spec files."""
+    with tempfile.TemporaryDirectory(prefix="pytest-compaction-diff-") as workdir:
+        return diff_schema_sets(open_schema_set(old, workdir), open_schema_set(new, workdir))
+
+
+# -- command line --------------------------------------------------------------------------
+_IMPACT_TEXT = {
+    "breaking-for-clients": "breaking for clients",
+    "breaking-for-recordings": "breaking for recordings",
+    "compatible": "compatible",
+}
+
+
+def format_text(diff: SchemaDiff) -> str:
+    """One line per change, breaking ones first, grouped by closure."""
+    lines = [f"schema changes {diff.old} -> {diff.new}"]
+    width = max(len(t) for t in _IMPACT_TEXT.values())
+    counts = diff.counts()
+    for kind in KINDS:
+        changes = sorted(diff.of_kind(kind), key=lambda c: IMPACTS.index(c.impact))
+        if not changes:
+            lines.append(f"{kind}: no changes")
+            continue
+        tally = ", ".join(
+            f"{counts[kind][impact]} {_IMPACT_TEXT[impact]}"
+            for impact in IMPACTS
+            if counts[kind][impact]
+        )
+        lines.append(f"{kind}: {len(changes)} change{'s' * (len(changes) != 1)} ({tally})")
+        for c in changes:
+            lines.append(
+                f"  {_IMPACT_TEXT[c.impact]:<{width}}  {c.where}: {c.detail}  [{c.schema}]"
+            )
+    return "\n".join(lines)
+
+
+def add_diff(actions: Any) -> None:
+    """Add ``diff`` to the ``schemas`` actions."""
+    parser = actions.add_parser(
+        "diff",
+        help="list the changes between two schema versions, classified",
+        description=(
+            "Compare the request, response and error schemas of A and B (bundled version names or "
+            "date prefixes, derived folders, or OpenAPI spec files). Each change is breaking for "
+            "clients (a valid request becomes invalid), breaking for recordings (a valid response "
+            "becomes invalid) or compatible. Exit 0 on success, 2 on usage errors."
+        ),
+    )
+    parser.add_argument("old", metavar="A", help="the older version")
+    parser.add_argument("new", metavar="B", help="the newer version")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(handler=run_diff)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    try:
+        diff = diff_versions(args.old, args.new)
+    except CompactionError as exc:
+        print(f"pytest-compaction: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(diff.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(format_text(diff))
+    return 0
