@@ -43,6 +43,10 @@ class CassetteNotFound(CassetteError):
     """The cassette file does not exist."""
 
 
+class NotACassette(CassetteError):
+    """A YAML/JSON document without an ``interactions`` list (some other file)."""
+
+
 @dataclass
 class Exchange:
     """One recorded request and its response, bodies decoded (never compressed)."""
@@ -408,7 +412,7 @@ def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
     if doc is None:
         raise CassetteNotFound(f"{path}: the cassette is empty")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("interactions"), list):
-        raise CassetteError(f"{path}: not a cassette (no 'interactions' list at the top level)")
+        raise NotACassette(f"{path}: not a cassette (no 'interactions' list at the top level)")
     meta = doc.get("compaction")
     version: str | None = None
     if isinstance(meta, Mapping):

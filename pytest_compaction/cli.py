@@ -14,6 +14,8 @@ COMMAND_MODULES = (
     "._schema_commands",
     "._server._serve",
     "._check",
+    "._scan",
+    "._import",
     "._demo",
 )
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ._errors import CompactionError
+from ._fixtures import compaction_exchanges as compaction_exchanges
 from ._recorder import OPTION_NAMES, RECORD_MODES, Recording, use_cassette
 
 # Cassettes collected as test items (--compaction-check-cassettes): a plugin of its own.
