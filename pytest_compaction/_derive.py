@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import SpecError
+from ._errors import CompactionError, SpecError
 from ._spec import SCHEMA_PREFIX, Spec, load_spec
 from ._strict import closed
 
@@ -106,6 +106,15 @@ class _Translator:
             self.defs[name] = self.schema(self._component(name), name, name)
         return dict(sorted(self.defs.items()))
 
+    def _ref_name(self, ref: Any, where: str) -> str:
+        if not isinstance(ref, str) or not ref.startswith(SCHEMA_PREFIX):
+            raise SpecError(f"{self.spec.source}: unsupported reference {ref!r} at {where}")
+        return ref[len(SCHEMA_PREFIX) :]
+
+    def _target(self, ref: Any) -> Any:
+        """The component a reference met while inspecting (not translating) names."""
+        return self._component(self._ref_name(ref, "a discriminated member"))
+
     def _component(self, name: str) -> Any:
         try:
             return self.spec.schemas[name]
@@ -114,10 +123,8 @@ class _Translator:
                 f"{self.spec.source}: schema {name!r} is referenced but not defined"
             ) from None
 
-    def _ref(self, ref: str, where: str) -> str:
-        if not ref.startswith(SCHEMA_PREFIX):
-            raise SpecError(f"{self.spec.source}: unsupported reference {ref!r} at {where}")
-        name = ref[len(SCHEMA_PREFIX) :]
+    def _ref(self, ref: Any, where: str) -> str:
+        name = self._ref_name(ref, where)
         self._component(name)
         if name not in self.defs:
             self._pending.append(name)
@@ -144,17 +151,23 @@ class _Translator:
             elif key in _SCHEMA_KEYS:
                 out[key] = self.schema(value, here, owner)
             elif key in _SCHEMA_LIST_KEYS and key != "oneOf":
-                out[key] = [self.schema(v, f"{here}/{i}", owner) for i, v in enumerate(value)]
+                members = self._shape(value, list, here)
+                out[key] = [self.schema(v, f"{here}/{i}", owner) for i, v in enumerate(members)]
             elif key in _SCHEMA_MAP_KEYS:
-                out[key] = {
-                    k: self.schema(v, f"{here}/{k}", owner) for k, v in sorted(value.items())
-                }
+                entries = sorted(self._shape(value, dict, here).items(), key=lambda kv: str(kv[0]))
+                out[key] = {str(k): self.schema(v, f"{here}/{k}", owner) for k, v in entries}
             elif key in _VALUE_KEYS:
                 out[key] = value
         if "oneOf" in node:
             out.update(self._one_of(node, where, owner))
         self._drop_undefined_required(out, where)
         return out
+
+    def _shape(self, value: Any, kind: type, where: str) -> Any:
+        if not isinstance(value, kind):
+            wanted = "a list" if kind is list else "an object"
+            raise SpecError(f"{self.spec.source}: {where} must be {wanted}, got {value!r:.60}")
+        return value
 
     def _drop_undefined_required(self, out: dict[str, Any], where: str) -> None:
         required = out.get("required")
@@ -182,8 +195,8 @@ class _Translator:
 
     # -- oneOf -------------------------------------------------------------------------
     def _one_of(self, node: dict[str, Any], where: str, owner: str) -> dict[str, Any]:
-        members = node["oneOf"]
         here = f"{where}/oneOf"
+        members = self._shape(node["oneOf"], list, here)
         translated = [self.schema(m, f"{here}/{i}", owner) for i, m in enumerate(members)]
         disc = node.get("discriminator")
         prop = disc.get("propertyName") if isinstance(disc, dict) else None
@@ -215,7 +228,7 @@ class _Translator:
         if isinstance(declared, list):
             return {str(t) for t in declared}
         if "$ref" in node:
-            return self._types(self._component(node["$ref"][len(SCHEMA_PREFIX) :]), depth + 1)
+            return self._types(self._target(node["$ref"]), depth + 1)
         return set()
 
     def _dispatch(
@@ -303,8 +316,7 @@ class _Translator:
             if tag.values or tag.nullable:
                 return tag
         if "$ref" in member:
-            name = member["$ref"][len(SCHEMA_PREFIX) :]
-            return self._tag(self._component(name), prop, where, owner, depth + 1)
+            return self._tag(self._target(member["$ref"]), prop, where, owner, depth + 1)
         raise SpecError(
             f"{self.spec.source}: discriminated member at {where} does not declare '{prop}'"
         )
@@ -314,10 +326,11 @@ class _Translator:
         if not isinstance(node, dict) or depth > 20:
             return set(), False, True
         if "$ref" in node:
-            return self._values(self._component(node["$ref"][len(SCHEMA_PREFIX) :]), depth + 1)
+            return self._values(self._target(node["$ref"]), depth + 1)
         if "const" in node:
-            return ({node["const"]} if node["const"] is not None else set()), False, False
-        if "enum" in node:
+            const = node["const"]
+            return ({const} if isinstance(const, str) else set()), const is None, False
+        if isinstance(node.get("enum"), list):
             enum = node["enum"]
             return {v for v in enum if isinstance(v, str)}, None in enum, False
         branches = node.get("anyOf") or node.get("oneOf")
@@ -366,19 +379,35 @@ def _json_schema_ref(container: Any, where: str, spec: Spec) -> str:
     return _schema_name(ref, where, spec)
 
 
+def _responses(spec: Spec, operation: dict[str, Any]) -> dict[str, Any]:
+    """The operation's responses by status; YAML reads an unquoted ``200:`` as a number."""
+    responses = operation.get("responses", {})
+    if not isinstance(responses, dict):
+        where = "paths['/responses/compact'].post.responses"
+        raise SpecError(f"{spec.source}: {where} must be an object")
+    return {str(status): response for status, response in responses.items()}
+
+
 def _error_responses(spec: Spec, operation: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The error body schema name and the declared non-2xx responses (status -> headers)."""
     declared: dict[str, Any] = {}
     name = "ErrorResponse"
-    for status, response in sorted(operation.get("responses", {}).items()):
-        if str(status).startswith("2"):
+    for status, response in sorted(_responses(spec, operation).items()):
+        if status.startswith("2"):
             continue
+        where = f"paths['/responses/compact'].post.responses.{status}"
         if isinstance(response, dict) and "$ref" in response:
+            if not isinstance(response["$ref"], str):
+                raise SpecError(f"{spec.source}: unsupported reference at {where}")
             _, response = spec.resolve_component(response["$ref"])
-        where = "paths['/responses/compact'].post.responses.{status}"
         name = _json_schema_ref(response, where, spec)
         headers = {}
-        for header, definition in sorted((response.get("headers") or {}).items()):
+        declared_headers = response.get("headers") or {}
+        if not isinstance(declared_headers, dict):
+            raise SpecError(f"{spec.source}: {where}.headers must be an object")
+        for header, definition in sorted(declared_headers.items()):
+            if not isinstance(definition, dict):
+                raise SpecError(f"{spec.source}: {where}.headers.{header} must be an object")
             translated = _Translator(spec).schema(definition.get("schema", {}), header, header)
             headers[header] = {"required": bool(definition.get("required")), "schema": translated}
         declared[str(status)] = {"headers": headers}
@@ -387,12 +416,30 @@ def _error_responses(spec: Spec, operation: dict[str, Any]) -> tuple[str, dict[s
     return name, declared
 
 
+def _check(document: dict[str, Any], filename: str, spec: Spec) -> None:
+    """Refuse output no validator could use: the spec holds a value of the wrong shape."""
+    import jsonschema_rs
+
+    try:
+        json.dumps(document)
+        jsonschema_rs.meta.validate(document)
+        jsonschema_rs.validator_for(document, validate_formats=False)
+    except jsonschema_rs.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.instance_path)
+        message = exc.message if len(exc.message) <= 200 else exc.message[:197] + "..."
+        raise SpecError(
+            f"{spec.source}: derived {filename} is not a valid JSON Schema at {where}: {message}"
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{spec.source}: derived {filename} cannot be used: {exc}") from None
+
+
 def derive(spec: Spec, name: str) -> Derived:
     """Derive the request, response and error schemas plus the manifest."""
     operation = spec.compact_operation()
     where = "paths['/responses/compact'].post"
     request_root = _json_schema_ref(operation.get("requestBody"), f"{where}.requestBody", spec)
-    ok = operation.get("responses", {}).get("200")
+    ok = _responses(spec, operation).get("200")
     response_root = _json_schema_ref(ok, f"{where}.responses.200", spec)
     error_root, error_statuses = _error_responses(spec, operation)
 
@@ -400,7 +447,13 @@ def derive(spec: Spec, name: str) -> Derived:
     defects: dict[tuple[str, str, str], Defect] = {}
     for filename, root in zip(SCHEMA_FILES, (request_root, response_root, error_root), strict=True):
         translator = _Translator(spec)
-        document = _document(root, translator.closure(root))
+        try:
+            document = _document(root, translator.closure(root))
+        except RecursionError:
+            raise SpecError(
+                f"{spec.source}: schema {root!r} nests too deeply to translate"
+            ) from None
+        _check(document, filename, spec)
         files[filename] = _dump(document)
         files[strict_name(filename)] = _dump(closed(document))
         for defect in translator.defects:
@@ -455,7 +508,12 @@ def derive_to(spec_path: str | Path, out_dir: str | Path, name: str | None = Non
     derived = derive(spec, name or default_name(spec_path))
     target = Path(out_dir) / derived.name
     for filename, data in derived.files.items():
-        write_atomic(target / filename, data)
+        try:
+            write_atomic(target / filename, data)
+        except OSError as exc:
+            raise CompactionError(
+                f"cannot write {target / filename}: {exc.strerror or exc}"
+            ) from None
     return target
 
 

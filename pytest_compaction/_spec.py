@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from ._errors import SpecError
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 COMPACT_PATH = "/responses/compact"
+# libyaml's loader overflows the C stack somewhere past 20,000 nested flow collections.
+MAX_FLOW_DEPTH = 10_000
 SCHEMA_PREFIX = "#/components/schemas/"
 
 
@@ -61,6 +64,18 @@ class Spec:
         return parts[-1], node
 
 
+def _nests_deeper(raw: bytes, limit: int) -> bool:
+    """Whether ``[``/``{`` nest deeper than ``limit`` (quotes ignored: errs on the safe side)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in re.finditer(rb"[\[\]{}]", raw):
+        depth += 1 if match.group() in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def load_spec(path: str | Path) -> Spec:
     """Load an OpenAPI document (YAML or JSON), with errors that name the file."""
     path = Path(path)
@@ -71,10 +86,14 @@ def load_spec(path: str | Path) -> Spec:
     try:
         if raw.lstrip()[:1] == b"{":
             document = json.loads(raw)
+        elif _nests_deeper(raw, MAX_FLOW_DEPTH):
+            raise SpecError(f"{path}: brackets nest deeper than {MAX_FLOW_DEPTH} levels")
         else:
             document = yaml.load(raw, Loader=_SafeLoader)
     except (ValueError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: not valid YAML or JSON: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: nests too deeply to be an OpenAPI document") from None
     if not isinstance(document, dict) or "openapi" not in document:
         raise SpecError(f"{path}: not an OpenAPI document (no top-level 'openapi' key)")
     return Spec(source=str(path), sha256=hashlib.sha256(raw).hexdigest(), document=document)
