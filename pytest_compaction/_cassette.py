@@ -74,6 +74,7 @@ class CassetteData:
     exchanges: list[Exchange] = field(default_factory=list)
     schema_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as they are
+    dialect: str | None = None  # the gateway dialect the exchanges were validated under
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +300,8 @@ def dump_cassette(data: CassetteData) -> str:
     """The YAML text of a cassette (stock vcrpy layout + the ``compaction`` key)."""
     doc: dict[str, Any] = dict(data.extra)
     doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
+    if data.dialect:
+        doc["compaction"]["dialect"] = data.dialect
     doc["interactions"] = [_interaction(ex) for ex in data.exchanges]
     doc["version"] = 1
     out: str = yaml.dump(doc, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=2**31 - 1)
@@ -309,6 +312,8 @@ def dump_cassette_json(data: CassetteData) -> str:
     """The stock vcrpy JSON layout (for a ``.json`` cassette path), plus the ``compaction`` key."""
     doc: dict[str, Any] = dict(data.extra)
     doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
+    if data.dialect:
+        doc["compaction"]["dialect"] = data.dialect
     interactions = []
     for ex in data.exchanges:
         item = _interaction(ex)
@@ -415,6 +420,7 @@ def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
         raise NotACassette(f"{path}: not a cassette (no 'interactions' list at the top level)")
     meta = doc.get("compaction")
     version: str | None = None
+    dialect: str | None = None
     if isinstance(meta, Mapping):
         fmt = meta.get("format", FORMAT)
         if not isinstance(fmt, int) or fmt > FORMAT:
@@ -424,9 +430,11 @@ def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
             )
         raw_version = meta.get("schema_version")
         version = str(raw_version) if raw_version is not None else None
+        raw_dialect = meta.get("dialect")
+        dialect = str(raw_dialect) if raw_dialect is not None else None
     exchanges = [_exchange(item, i, path) for i, item in enumerate(doc["interactions"])]
     extra = {k: v for k, v in doc.items() if k not in ("interactions", "version", "compaction")}
-    return CassetteData(exchanges=exchanges, schema_version=version, extra=extra)
+    return CassetteData(exchanges=exchanges, schema_version=version, extra=extra, dialect=dialect)
 
 
 def load_cassette(path: str | os.PathLike[str]) -> CassetteData:

@@ -90,14 +90,20 @@ def bodies_equal(cache: BodyCache, live: bytes | None, recorded: bytes | None) -
     return False
 
 
-def make_matchers(cache: BodyCache) -> dict[str, Callable[[Any, Any], bool]]:
-    """vcrpy matchers (called as matcher(live, recorded)) named after what they compare."""
+def make_matchers(
+    cache: BodyCache, canonical_path: Callable[[str], str] = normalize_path
+) -> dict[str, Callable[[Any, Any], bool]]:
+    """vcrpy matchers (called as matcher(live, recorded)) named after what they compare.
+
+    ``canonical_path`` maps a path to what is compared: a gateway dialect makes its compaction
+    aliases (``/v1/responses/compact``, ``/responses/compact``...) one path.
+    """
 
     def method(r1: Any, r2: Any) -> bool:
         return bool(r1.method.upper() == r2.method.upper())
 
     def path(r1: Any, r2: Any) -> bool:
-        return normalize_path(r1.path) == normalize_path(r2.path)
+        return canonical_path(r1.path) == canonical_path(r2.path)
 
     def query(r1: Any, r2: Any) -> bool:
         return query_items(r1.uri) == query_items(r2.uri)
@@ -181,16 +187,19 @@ def _diff_count(cache: BodyCache, recorded: bytes | None, live: bytes | None) ->
 
 
 def closest(
-    live: RequestLike, recorded: Sequence[RequestLike], cache: BodyCache
+    live: RequestLike,
+    recorded: Sequence[RequestLike],
+    cache: BodyCache,
+    canonical_path: Callable[[str], str] = normalize_path,
 ) -> tuple[int, list[str]] | None:
     """Index of the recorded request closest to ``live`` and how they differ, as readable lines."""
     best: tuple[tuple[int, int], int] | None = None
-    live_path = normalize_path(urlsplit(live.uri).path)
+    live_path = canonical_path(urlsplit(live.uri).path)
     live_body = _body_bytes(live)
     for index, req in enumerate(recorded):
         score = 0
         score += 4 if req.method.upper() == live.method.upper() else 0
-        score += 4 if normalize_path(urlsplit(req.uri).path) == live_path else 0
+        score += 4 if canonical_path(urlsplit(req.uri).path) == live_path else 0
         score += 1 if query_items(req.uri) == query_items(live.uri) else 0
         key = (-score, _diff_count(cache, _body_bytes(req), live_body) if score >= 8 else 10_000)
         if best is None or key < best[0]:
@@ -198,15 +207,20 @@ def closest(
     if best is None:
         return None
     index = best[1]
-    return index, describe_difference(recorded[index], live, cache)
+    return index, describe_difference(recorded[index], live, cache, canonical_path)
 
 
-def describe_difference(recorded: RequestLike, live: RequestLike, cache: BodyCache) -> list[str]:
+def describe_difference(
+    recorded: RequestLike,
+    live: RequestLike,
+    cache: BodyCache,
+    canonical_path: Callable[[str], str] = normalize_path,
+) -> list[str]:
     lines: list[str] = []
     if recorded.method.upper() != live.method.upper():
         lines.append(f"method: {recorded.method} != {live.method}")
     rec_path, live_path = urlsplit(recorded.uri).path, urlsplit(live.uri).path
-    if normalize_path(rec_path) != normalize_path(live_path):
+    if canonical_path(rec_path) != canonical_path(live_path):
         lines.append(f"path: {rec_path!r} != {live_path!r}")
     rec_q, live_q = query_items(recorded.uri), query_items(live.uri)
     if rec_q != live_q:

@@ -28,6 +28,7 @@ from vcr.persisters.filesystem import CassetteNotFoundError as _VcrNotFound
 from vcr.request import Request as _VcrRequest
 
 from . import _cassette as cf
+from ._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ._errors import CompactionError
 from ._match import BodyCache, closest, make_matchers, normalize_path
 from ._redact import (
@@ -57,6 +58,7 @@ OPTION_NAMES = frozenset(
         "record_mode",
         "version",
         "strict",
+        "dialect",
         "filter_headers",
         "filter_query_parameters",
         "before_record_request",
@@ -101,6 +103,7 @@ class Recording:
     record_mode: str
     requested_version: str | None = None
     strict: bool = False
+    requested_dialect: str | None = None  # None: the cassette's, else detected per request
     recorded: int = 0
     replayed: int = 0
     validated: int = 0
@@ -108,6 +111,7 @@ class Recording:
     drift: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     cassette_version: str | None = None
+    cassette_dialect: str | None = None
     save_error: CompactionError | None = None
     hint: Callable[[str], str] = field(default=lambda mode: f"record_mode={mode!r}")
     _cassette: Any = field(default=None, repr=False)
@@ -137,6 +141,21 @@ class Recording:
 
             self._version = resolve_version(self.requested_version or self.cassette_version)
         return self._version
+
+    @property
+    def dialect(self) -> str | None:
+        """The dialect named for this cassette (option or cassette header); None: detected."""
+        return self.requested_dialect or self.cassette_dialect
+
+    def dialect_for(self, uri: str) -> Dialect:
+        """The profile an exchange with this URL is validated under."""
+        return dialect_for(uri, self.dialect)
+
+    def _dialect_to_store(self, exchanges: Iterable[cf.Exchange]) -> str | None:
+        if self.dialect:
+            return get_dialect(self.dialect).name
+        found = {self.dialect_for(ex.uri).name for ex in exchanges if is_compact_path(ex.uri)}
+        return found.pop() if len(found) == 1 else None
 
     def assert_all_played(self) -> None:
         """Fail unless every recorded exchange was replayed (or recorded) in this run."""
@@ -168,10 +187,11 @@ class Recording:
     def _validate(self, index: int, request: Any, response: Mapping[str, Any], when: str) -> None:
         if not is_compact_path(request.uri):
             return
-        from ._validate import validate_request, validate_response
+        from ._dialects import kind_of, validate_with_dialect
 
         try:
             version = self.version
+            dialect = self.dialect_for(request.uri)
         except CompactionError as exc:
             self._problem(f"cassette {self.path}: {exc}")
             return
@@ -181,7 +201,9 @@ class Recording:
         if not is_json:
             lines.append("request: the body is not JSON")
         else:
-            report = validate_request(body, version=version, strict=self.strict)
+            report = validate_with_dialect(
+                "request", body, dialect=dialect, version=version, strict=self.strict
+            )
             lines += [f"request {v.path or '/'}: {v.message}" for v in report.violations]
             self.drift += [
                 f"exchange {index} request {d.path}: {d.message}"
@@ -189,7 +211,7 @@ class Recording:
                 if f"exchange {index} request {d.path}: {d.message}" not in self.drift
             ]
         status = int(response["status"]["code"])
-        key = (index, f"{version}/{self.strict}")
+        key = (index, f"{version}/{self.strict}/{dialect.name}")
         cached = self._response_reports.get(key) if when == "replayed" else None
         if cached is None:
             cached = []
@@ -197,7 +219,9 @@ class Recording:
             if not is_json:
                 cached.append(f"response (status {status}): the body is not JSON")
             else:
-                report = validate_response(body, status=status, version=version, strict=self.strict)
+                report = validate_with_dialect(
+                    kind_of(status), body, dialect=dialect, version=version, strict=self.strict
+                )
                 cached += [
                     f"response (status {status}) {v.path or '/'}: {v.message}"
                     for v in report.violations
@@ -212,9 +236,10 @@ class Recording:
         if not lines:
             return
         self.violations += [f"exchange {index} {line}" for line in lines]
+        under = "" if dialect.name == "openai" else f" under the {dialect.name} dialect"
         head = (
             f"compaction: exchange {index} of cassette {self.path} does not conform to schema "
-            f"version {version} ({when}):"
+            f"version {version}{under} ({when}):"
         )
         tail = ""
         if when == "recorded":
@@ -274,6 +299,7 @@ class _Persister:
         except cf.CassetteNotFound:
             raise _VcrNotFound() from None
         self.recording.cassette_version = data.schema_version
+        self.recording.cassette_dialect = data.dialect
         self.extra = data.extra
         pairs = [_vcr_pair(ex) for ex in data.exchanges]
         return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -289,7 +315,8 @@ class _Persister:
         if cassette_dict.get("metadata"):
             extra["metadata"] = cassette_dict["metadata"]
         version = self.recording.version
-        cf.save_cassette(path, cf.CassetteData(exchanges, version, extra))
+        dialect = self.recording._dialect_to_store(exchanges)
+        cf.save_cassette(path, cf.CassetteData(exchanges, version, extra, dialect=dialect))
 
 
 class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
@@ -297,6 +324,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
 
     _recording: Recording
     _bodies: BodyCache
+    _canonical_path: Callable[[str], str] = staticmethod(normalize_path)
     _loading = False
 
     def _load(self) -> None:
@@ -358,7 +386,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
             reason = "already_played"
         else:
             reason = "no_match"
-            found = closest(live, self.requests, self._bodies)
+            found = closest(live, self.requests, self._bodies, self._canonical_path)
             if found is None:
                 lines.append("The cassette holds no exchanges.")
             else:
@@ -450,6 +478,7 @@ def use_cassette(
     record_mode: str = "none",
     version: str | None = None,
     strict: bool = False,
+    dialect: str | None = None,
     raise_on_exit: bool = True,
     hint: Callable[[str], str] | None = None,
     **options: Any,
@@ -460,10 +489,14 @@ def use_cassette(
     ``once`` (record when the cassette does not exist), ``new_episodes`` (replay what matches,
     record the rest), ``all`` (record everything again). ``version`` pins the schema version
     (default: the one stored in the cassette, else the newest). ``strict`` makes undocumented
-    fields violations. Other options: ``filter_headers`` and ``filter_query_parameters`` (added
-    to the defaults), ``before_record_request``/``before_record_response`` hooks, ``ignore_hosts``,
-    ``ignore_localhost``, ``match_on`` (names among method, path, query, body, host, port, scheme),
-    and vcrpy's ``allow_playback_repeats``, ``drop_unused_requests``, ``record_on_exception``,
+    fields violations. ``dialect`` (``openai``, ``azure``, ``litellm``, ``truefoundry``,
+    ``bifrost``) validates under that gateway's profile and filters its credential headers;
+    by default (or ``"auto"``) the cassette's recorded dialect applies, else one detected from
+    each request URL, else ``openai``. Other options: ``filter_headers`` and
+    ``filter_query_parameters`` (added to the defaults), ``before_record_request``/
+    ``before_record_response`` hooks, ``ignore_hosts``, ``ignore_localhost``, ``match_on``
+    (names among method, path, query, body, host, port, scheme), and vcrpy's
+    ``allow_playback_repeats``, ``drop_unused_requests``, ``record_on_exception``,
     ``skip_patchers``, ``custom_patches``.
 
     When the block ends, problems (requests not in the cassette, schema violations, a secret
@@ -479,21 +512,34 @@ def use_cassette(
     path = Path(path)
     if path.suffix not in (".yaml", ".yml", ".json"):
         path = path.with_name(path.name + ".yaml")
+    if dialect in (None, "", "auto"):
+        profile: Dialect | None = None
+    else:
+        profile = get_dialect(dialect)
     recording = Recording(
-        path=path, record_mode=record_mode, requested_version=version, strict=strict
+        path=path,
+        record_mode=record_mode,
+        requested_version=version,
+        strict=strict,
+        requested_dialect=profile.name if profile else None,
     )
     if hint is not None:
         recording.hint = hint
     if version:
         recording.version  # noqa: B018 - an unknown version fails here, before any traffic
 
-    filter_headers = (*DEFAULT_FILTER_HEADERS, *options.get("filter_headers", ()))
+    # Without a named dialect any gateway's credentials may be sent: filter them all.
+    auth = profile.auth_headers if profile else all_auth_headers()
+    filter_headers = tuple(
+        dict.fromkeys((*DEFAULT_FILTER_HEADERS, *auth, *options.get("filter_headers", ())))
+    )
     filter_query = (*DEFAULT_FILTER_QUERY, *options.get("filter_query_parameters", ()))
     ignore = set(options.get("ignore_hosts", ()))
     if options.get("ignore_localhost"):
         ignore.update({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
     bodies = BodyCache()
-    matchers = make_matchers(bodies)
+    canonical = profile.canonical_path if profile else normalize_path
+    matchers = make_matchers(bodies, canonical)
     from vcr import matchers as vcr_matchers
 
     known = {**{n: getattr(vcr_matchers, n) for n in ("host", "port", "scheme")}, **matchers}
@@ -505,7 +551,7 @@ def use_cassette(
     cassette_class: Any = type(
         "CompactionCassette",
         (_CompactionCassette,),
-        {"_recording": recording, "_bodies": bodies},
+        {"_recording": recording, "_bodies": bodies, "_canonical_path": staticmethod(canonical)},
     )
     vcr_kwargs: dict[str, Any] = {k: options[k] for k in _VCR_PASSTHROUGH if k in options}
     context = cassette_class.use(

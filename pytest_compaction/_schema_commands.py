@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ._derive import derive_to
+from ._dialects import DIALECTS, dialect_validator
 from ._errors import CompactionError
 from ._schema_diff import add_diff
-from ._validate import Report, get_validator
+from ._validate import Report
 from ._versions import KINDS, Kind, available_versions, load_schema_set, resolve_version
 
 MAX_BODY_BYTES = 512 * 1024 * 1024
@@ -51,6 +52,12 @@ def add_validate(commands: Any) -> None:
         "--strict", action="store_true", help="undocumented properties are violations"
     )
     validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="openai",
+        help="validate under a gateway's profile: its additions are checked, not drift",
+    )
     validate.set_defaults(handler=run_validate)
 
 
@@ -93,12 +100,13 @@ def _read(name: str) -> bytes:
     return data
 
 
-def _text(name: str, report: Report) -> str:
+def _text(name: str, report: Report, dialect: str = "openai") -> str:
+    where = f"{report.kind}, {report.version}" + (f", dialect {dialect}" * (dialect != "openai"))
     if report.valid:
-        head = f"{name}: valid ({report.kind}, {report.version})"
+        head = f"{name}: valid ({where})"
     else:
         count = len(report.violations)
-        head = f"{name}: {count} violation{'s' * (count != 1)} ({report.kind}, {report.version})"
+        head = f"{name}: {count} violation{'s' * (count != 1)} ({where})"
     lines = [head]
     lines += [f"  error: {v.message}" for v in report.violations]
     lines += [f"  drift: {d.message}" for d in report.drift]
@@ -108,18 +116,20 @@ def _text(name: str, report: Report) -> str:
 def run_validate(args: argparse.Namespace) -> int:
     kind: Kind = args.kind
     try:
-        validator = get_validator(kind, resolve_version(args.version))
+        validator = dialect_validator(kind, resolve_version(args.version), args.dialect)
         bodies = [(name, _read(name)) for name in args.files]
     except CompactionError as exc:
         print(f"pytest-compaction: {exc}", file=sys.stderr)
         return 2
     results = [(name, validator.validate(data, strict=args.strict)) for name, data in bodies]
     if args.format == "json":
-        payload = [{"file": name, **report.as_dict()} for name, report in results]
+        payload = [
+            {"file": name, "dialect": args.dialect, **report.as_dict()} for name, report in results
+        ]
         print(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
         for name, report in results:
-            print(_text(name, report))
+            print(_text(name, report, args.dialect))
     return 0 if all(report.valid for _, report in results) else 1
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ._dialects import DIALECTS
 from ._errors import CompactionError
 from ._fixtures import compaction_exchanges as compaction_exchanges
 from ._recorder import OPTION_NAMES, RECORD_MODES, Recording, use_cassette
@@ -57,11 +58,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="treat undocumented fields as violations",
     )
+    group.addoption(
+        "--compaction-dialect",
+        dest="compaction_dialect",
+        choices=(*DIALECTS, "auto"),
+        default=None,
+        help="gateway dialect to validate under (default: the cassette's, else detected from "
+        "the request URL, else openai)",
+    )
     parser.addini("compaction_record_mode", "default record mode", default="none")
     parser.addini(
         "compaction_cassette_dir", "cassette directory (rootdir-relative)", default="cassettes"
     )
     parser.addini("compaction_version", "schema version to validate against", default="")
+    parser.addini(
+        "compaction_dialect",
+        f"gateway dialect: {', '.join(DIALECTS)} or auto (the default)",
+        default="",
+    )
     parser.addini(
         "compaction_strict", "treat undocumented fields as violations", type="bool", default=False
     )
@@ -76,9 +90,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "compaction(cassette=None, *, record_mode=None, version=None, strict=None): record/replay "
-        "this test's HTTP traffic from a cassette and validate /responses/compact exchanges",
+        "compaction(cassette=None, *, record_mode=None, version=None, strict=None, dialect=None): "
+        "record/replay this test's HTTP traffic from a cassette and validate /responses/compact "
+        "exchanges",
     )
+    dialect = config.getini("compaction_dialect").strip()
+    if dialect and dialect not in (*DIALECTS, "auto"):
+        raise pytest.UsageError(
+            f"compaction_dialect = {dialect!r} is not one of {', '.join(DIALECTS)}, auto"
+        )
     config.stash[_STATS] = {}
     mode = config.getoption("compaction_record") or config.getini("compaction_record_mode")
     if mode not in RECORD_MODES:
@@ -190,6 +210,13 @@ def compaction_cassette(
         or config.getini("compaction_version")
         or None
     )
+    dialect = (
+        args.get("dialect")
+        or config.getoption("compaction_dialect")
+        or compaction_config.get("dialect")
+        or config.getini("compaction_dialect").strip()
+        or None
+    )
     strict = args.get("strict")
     if strict is None:
         strict = config.getoption("compaction_strict")
@@ -198,6 +225,7 @@ def compaction_cassette(
     options.pop("record_mode", None)
     options.pop("version", None)
     options.pop("strict", None)
+    options.pop("dialect", None)
     options["filter_headers"] = (
         *config.getini("compaction_filter_headers"),
         *options.get("filter_headers", ()),
@@ -223,6 +251,7 @@ def compaction_cassette(
             record_mode=record_mode,
             version=version,
             strict=bool(strict),
+            dialect=dialect,
             raise_on_exit=False,
             hint=hint,
             **options,

@@ -63,7 +63,7 @@ def test_openai_raw_response():
     assert raw.parse().output[-1].type == "compaction"
 
 
-@pytest.mark.compaction
+@pytest.mark.compaction(dialect="openai")  # plain bodies: /api/llm alone would mean TrueFoundry
 def test_httpx_sync_under_other_prefixes(compaction_cassette):
     for prefix in ("/openai/v1", "/api/llm"):
         r = httpx.post(ORIGIN + prefix + "/responses/compact", json=BODY,

@@ -15,24 +15,18 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ._apierror import ApiError
 from ._checks import check_request, parse_body
 from ._compact import Compactor
 from ._faults import FAULT_HEADER, Fault, FaultPlan, FaultSyntaxError
+from ._wire import ALL_ROUTES, Call, GatewayError, Wire
 
 log = logging.getLogger("pytest_compaction.server")
 
-# Every route a supported gateway exposes for compaction answers the same way for now.
-COMPACT_ROUTES = frozenset(
-    {
-        "/v1/responses/compact",
-        "/openai/v1/responses/compact",
-        "/responses/compact",
-        "/api/llm/responses/compact",
-    }
-)
+# Every route a supported gateway exposes; the plain server answers them all, a dialect its own.
+COMPACT_ROUTES = ALL_ROUTES
 MAX_BODY = 64 * 1024 * 1024
 # A fixed Date header in deterministic mode, so whole answers repeat byte for byte.
 FIXED_HTTP_DATE = "Thu, 01 Jan 2026 00:00:00 GMT"
@@ -60,6 +54,7 @@ class ServerState:
     deterministic: bool
     schema_version: str | None
     dialect: str
+    wire: Wire = field(default_factory=Wire)
     stopping: threading.Event = field(default_factory=threading.Event)
     requests: list[RecordedRequest] = field(default_factory=list)
     record: bool = True
@@ -154,26 +149,40 @@ class CompactionHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         started = time.monotonic()
         state = self.server.state
-        path = urlsplit(self.path).path
+        wire = state.wire
+        parts = urlsplit(self.path)
+        path = parts.path
+        call = Call(path=path)
         try:
             raw = self._read_body()
         except ApiError as exc:
             self.close_connection = True
-            self._send_json(exc.status, exc.body(), exc.headers, started)
+            self._send_json(exc.status, wire.error(call, exc), exc.headers, started)
             return
         fault: Fault | None = None
         status: int | None = None
         try:
-            if path not in COMPACT_ROUTES:
-                raise ApiError(404, f"Invalid URL ({self.command} {path})", param=None, code=None)
+            if path not in wire.routes:
+                raise GatewayError(404, f"Invalid URL ({self.command} {path})")
             if self.command != "POST":
-                raise ApiError(
+                raise GatewayError(
                     405,
                     f"Method {self.command} is not allowed on {path}; use POST.",
-                    param=None,
                     code="method_not_allowed",
                     headers={"allow": "POST"},
                 )
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            wire.admit(call, parse_qs(parts.query, keep_blank_values=True), headers)
+            # Parsed before faults so that a gateway can name the model in a fault's answer; a
+            # body that is not JSON is still answered after any fault, as before.
+            body: dict[str, Any] | None = None
+            unparsed: ApiError | None = None
+            try:
+                body = parse_body(raw)
+            except ApiError as exc:
+                unparsed = exc
+            model = body.get("model") if body is not None else None
+            call.model = model if isinstance(model, str) else None
             try:
                 fault = state.faults.choose(
                     self.headers.get(FAULT_HEADER),
@@ -184,7 +193,9 @@ class CompactionHandler(BaseHTTPRequestHandler):
                     retry_count=self.headers.get("x-stainless-retry-count"),
                 )
             except FaultSyntaxError as exc:
-                raise ApiError(400, str(exc), param=FAULT_HEADER, code="invalid_fault") from None
+                raise GatewayError(
+                    400, str(exc), param=FAULT_HEADER, code="invalid_fault"
+                ) from None
             if fault is not None:
                 if fault.kind == "drop":
                     status = 0
@@ -196,21 +207,29 @@ class CompactionHandler(BaseHTTPRequestHandler):
                     status = 0
                     self._drop()  # shutting down: do not hold the server for a slow answer
                     return
-            body = parse_body(raw)
+            if body is None:
+                raise unparsed or ApiError(400, "Empty body.", param=None, code=None)
+            body = wire.upstream_request(call, body)
             check_request(body, version=state.schema_version)
-            status, payload, headers = 200, state.compactor.compact(body), {}
+            answer = state.compactor.compact(body)
+            if not state.deterministic:
+                call.latency_ms = int((time.monotonic() - started) * 1000)
+            status, payload, headers = 200, wire.response(call, answer), {}
         except ApiError as exc:
-            status, payload, headers = exc.status, exc.body(), exc.headers
+            status, payload, headers = exc.status, wire.error(call, exc), exc.headers
         except Exception:  # a bug must still get an answer, never a dead connection
             log.exception("unexpected error answering %s %s", self.command, path)
             status, headers = 500, {}
-            payload = ApiError(
-                500,
-                "The server had an error while processing your request. Sorry about that!",
-                param=None,
-                code=None,
-                type="server_error",
-            ).body()
+            payload = wire.error(
+                call,
+                ApiError(
+                    500,
+                    "The server had an error while processing your request. Sorry about that!",
+                    param=None,
+                    code=None,
+                    type="server_error",
+                ),
+            )
         finally:
             if state.record:
                 self._record(raw, status, fault)
@@ -246,11 +265,11 @@ class CompactionHandler(BaseHTTPRequestHandler):
         try:
             length = int(length_text)
         except ValueError:
-            raise ApiError(
+            raise GatewayError(
                 400, f"Invalid Content-Length header: {length_text!r}.", param=None, code=None
             ) from None
         if length < 0 or length > MAX_BODY:
-            raise ApiError(
+            raise GatewayError(
                 413,
                 f"Request body of {length} bytes exceeds the limit of {MAX_BODY} bytes.",
                 param=None,
@@ -266,14 +285,14 @@ class CompactionHandler(BaseHTTPRequestHandler):
             try:
                 size = int(line.split(b";")[0], 16)
             except ValueError:
-                raise ApiError(400, "Malformed chunked body.", param=None, code=None) from None
+                raise GatewayError(400, "Malformed chunked body.", param=None, code=None) from None
             if size == 0:
                 while self.rfile.readline(1024).strip():  # trailers
                     pass
                 return b"".join(chunks)
             total += size
             if total > MAX_BODY:
-                raise ApiError(
+                raise GatewayError(
                     413,
                     f"Request body exceeds the limit of {MAX_BODY} bytes.",
                     param=None,

@@ -39,7 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TOKENS",
         help="inputs estimated above this many tokens get context_length_exceeded",
     )
-    parser.add_argument("--dialect", choices=DIALECTS, default="openai")
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="openai",
+        help="answer as this gateway does (paths, ids, extra fields, errors); the printed base "
+        "URL carries its prefix",
+    )
     parser.add_argument(
         "--fault", default=None, metavar="SPEC", help="fault applied to every request"
     )

@@ -8,6 +8,7 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
+from .._dialects import DIALECTS, DialectError, get_dialect
 from .._errors import CompactionError, VersionError
 from .._versions import resolve_version
 from ._compact import Compactor
@@ -15,8 +16,9 @@ from ._faults import FaultPlan, FaultSyntaxError
 from ._handler import CompactionHTTPServer, RecordedRequest, ServerState
 from ._ids import IdSource
 from ._tokens import DETERMINISTIC_KEY
+from ._wire import make_wire
 
-DIALECTS = ("openai", "azure", "litellm", "truefoundry", "bifrost")
+__all__ = ["DIALECTS", "CompactionServer", "ServerError", "start_server"]
 # created_at of every answer in deterministic mode (2026-01-01T00:00:00Z).
 FIXED_CREATED_AT = 1_767_225_600
 
@@ -27,6 +29,10 @@ class ServerError(CompactionError):
 
 class CompactionServer:
     """An HTTP server answering ``POST /v1/responses/compact`` like the real API.
+
+    ``dialect`` makes it speak as a gateway in front of the API does (``azure``, ``litellm``,
+    ``truefoundry``, ``bifrost``: paths, credentials, ids, extra fields, error envelopes; see
+    ``_wire``), so that recordings validate under that dialect's profile.
 
     Use as a context manager (``with CompactionServer() as server: ...``) or call
     :meth:`start` and :meth:`stop`. ``base_url`` is what an OpenAI client takes.
@@ -45,8 +51,12 @@ class CompactionServer:
         schema_version: str | None = None,
         record_requests: bool = True,
     ) -> None:
-        if dialect not in DIALECTS:
-            raise ServerError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
+        try:
+            profile = get_dialect(dialect)
+        except DialectError:
+            raise ServerError(
+                f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}"
+            ) from None
         if context_window < 1:
             raise ServerError(f"context_window must be positive, got {context_window}")
         if key is not None and len(key) < 16:
@@ -63,7 +73,8 @@ class CompactionServer:
         self._host = host
         self._port = port
         self.deterministic = deterministic
-        self.dialect = dialect
+        self.dialect = profile.name
+        self.profile = profile
         if key is None:
             key = DETERMINISTIC_KEY if deterministic else os.urandom(32)
         clock = (lambda: FIXED_CREATED_AT) if deterministic else time.time
@@ -78,7 +89,8 @@ class CompactionServer:
             faults=faults,
             deterministic=deterministic,
             schema_version=schema_version,
-            dialect=dialect,
+            dialect=profile.name,
+            wire=make_wire(profile.name),
             record=record_requests,
         )
         self._httpd: CompactionHTTPServer | None = None
@@ -153,8 +165,12 @@ class CompactionServer:
 
     @property
     def base_url(self) -> str:
-        """What an OpenAI client takes as ``base_url``: the root URL plus ``/v1``."""
-        return f"{self.url}/v1"
+        """What an OpenAI client takes as ``base_url``: the root URL plus the dialect's prefix.
+
+        ``/v1`` for OpenAI and LiteLLM, ``/openai/v1`` for Azure and Bifrost, ``/api/llm`` for
+        TrueFoundry.
+        """
+        return f"{self.url}{self.profile.base_path}"
 
     # -- faults and inspection --------------------------------------------------------------
 
