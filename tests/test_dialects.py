@@ -493,7 +493,7 @@ def test_plugin_marker_ini_and_option_select_the_dialect(pytester: pytest.Pytest
                 litellm=litellm.base_url, bifrost=bifrost.base_url, key=KEY, vk=VIRTUAL_KEY
             )
         )
-        recorded = pytester.runpytest_subprocess("--compaction-record=once")
+        recorded = pytester.runpytest_inprocess("--compaction-record=once")
     recorded.assert_outcomes(passed=2)
     recorded.stdout.fnmatch_lines(["*4 exchange(s) recorded*4 validated; 0 violation(s), 0 drift*"])
     folder = pytester.path / "cassettes" / "test_gateways"
@@ -503,13 +503,13 @@ def test_plugin_marker_ini_and_option_select_the_dialect(pytester: pytest.Pytest
         assert KEY not in text and VIRTUAL_KEY not in text
 
     # Servers stopped. Replay under the recorded dialects...
-    replayed = pytester.runpytest_subprocess()
+    replayed = pytester.runpytest_inprocess()
     replayed.assert_outcomes(passed=2)
     replayed.stdout.fnmatch_lines(["*4 replayed, 4 validated; 0 violation(s), 0 drift*"])
 
     # ...and with the option forcing plain OpenAI: the marker still wins for LiteLLM; Bifrost's
     # extras become drift notes and its error envelope (no 'param') a violation.
-    plain = pytester.runpytest_subprocess("--compaction-dialect=openai")
+    plain = pytester.runpytest_inprocess("--compaction-dialect=openai")
     plain.assert_outcomes(passed=1, failed=1)
     plain.stdout.fnmatch_lines(
         [
