@@ -200,7 +200,12 @@ SCENARIOS = (
         "previous_response_id chain, then the compaction item passed back as input",
         chain,
     ),
-    Scenario("azure", "Azure OpenAI route /openai/v1 with an api-key header", azure, "azure"),
+    Scenario(
+        "azure",
+        "Azure OpenAI dialect: /openai/v1 route, api-key header, deployment name",
+        azure,
+        "azure",
+    ),
     Scenario("error-429", "rate limited: 429 with retry-after, an error exchange", rate_limited),
 )
 
@@ -239,9 +244,8 @@ def _canonical_origin(request: Any) -> Any:
 
 
 def _cassette_options(scenario: Scenario) -> dict[str, Any]:
-    # Every scenario is validated under the plain OpenAI profile: the Azure route changes only
-    # the path prefix and the auth header, which the recorder normalizes and redacts.
-    return {}
+    # Each cassette is recorded, replayed and validated under its gateway's dialect profile.
+    return {"dialect": scenario.dialect}
 
 
 class _NetworkBlocked(OSError):
@@ -349,17 +353,21 @@ def run_demo(out: Path) -> DemoRun:
     recorded: dict[str, list[Outcome]] = {}
     # Recorded into a staging folder and moved into place only when complete and valid, so a
     # failed run leaves earlier cassettes as they were and a damaged one cannot block a new run.
-    with (
-        tempfile.TemporaryDirectory(prefix=".recording-", dir=out) as staging,
-        CompactionServer(deterministic=True) as server,
-        _closing(Endpoint(server.url)) as live,
-    ):
+    dialects = sorted({s.dialect for s in SCENARIOS})
+    with contextlib.ExitStack() as stack:
+        staging = stack.enter_context(tempfile.TemporaryDirectory(prefix=".recording-", dir=out))
+        # One server per dialect, each speaking that gateway's wire.
+        servers = {
+            d: stack.enter_context(CompactionServer(deterministic=True, dialect=d))
+            for d in dialects
+        }
+        live = {d: stack.enter_context(_closing(Endpoint(servers[d].url))) for d in dialects}
         for result in results:
             staged = Path(staging) / result.cassette.name
             outcomes = _phase(
                 result,
                 staged,
-                live,
+                live[result.scenario.dialect],
                 "record",
                 record_mode="all",
                 before_record_request=_canonical_origin,
@@ -375,10 +383,13 @@ def run_demo(out: Path) -> DemoRun:
                 )
                 continue
             recorded[result.scenario.name] = outcomes
-        server_url = server.url
-    # The server is down and sockets refuse to connect: a replay that passes used no network.
+        urls = {d: servers[d].url for d in dialects}
+    server_url = urls["openai"] if "openai" in urls else next(iter(urls.values()))
+    # The servers are down and sockets refuse to connect: a replay that passes used no network.
     attempts: list[str] = []
-    with _network_blocked(attempts), _closing(Endpoint(server_url)) as stopped:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_network_blocked(attempts))
+        stopped = {d: stack.enter_context(_closing(Endpoint(urls[d]))) for d in dialects}
         for result in results:
             before = recorded.get(result.scenario.name)
             if before is None:
@@ -386,7 +397,7 @@ def run_demo(out: Path) -> DemoRun:
             again = _phase(
                 result,
                 result.cassette,
-                stopped,
+                stopped[result.scenario.dialect],
                 "replay",
                 record_mode="none",
                 before_record_request=_canonical_origin,
