@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "._scan",
     "._import",
     "._demo",
+    "._proxy",
 )
 
 

@@ -20,8 +20,9 @@ from ._errors import CompactionError
 from ._fixtures import compaction_exchanges as compaction_exchanges
 from ._recorder import OPTION_NAMES, RECORD_MODES, Recording, use_cassette
 
-# Cassettes collected as test items (--compaction-check-cassettes): a plugin of its own.
-pytest_plugins = ["pytest_compaction._collect"]
+# Plugins of their own: cassettes collected as test items (--compaction-check-cassettes), and
+# the compaction_proxy fixture.
+pytest_plugins = ["pytest_compaction._collect", "pytest_compaction._proxy_fixture"]
 
 _RECORDING = pytest.StashKey[Recording]()
 _STATS = pytest.StashKey[dict[str, dict[str, Any]]]()
