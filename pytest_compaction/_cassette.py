@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -26,10 +27,28 @@ from ._errors import CompactionError
 
 try:  # libyaml when present: both faster and the same safe subset
     from yaml import CSafeDumper as _SafeDumperBase
-    from yaml import CSafeLoader as _SafeLoader
+    from yaml._yaml import CParser as _CParser
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeDumper as _SafeDumperBase  # type: ignore[assignment]
-    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+    from yaml import SafeLoader as _SafeLoader
+else:
+
+    class _SafeLoader(  # type: ignore[no-redef]
+        yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver, _CParser
+    ):
+        """libyaml's parser under PyYAML's own composer and safe constructor.
+
+        libyaml's composer (what ``CSafeLoader`` uses) recurses in C without a limit: a
+        cassette nested 50,000 levels deep crashes the interpreter. Composing in Python costs
+        next to nothing here (bodies are single scalars) and deep nesting raises RecursionError.
+        """
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
 
 FORMAT = 1
 Headers = dict[str, list[str]]
@@ -78,10 +97,36 @@ class CassetteData:
 
 
 # ---------------------------------------------------------------------------------------------
-# Compression
+# Compression and size limits
+
+# A cassette larger than this is refused unread, and no body may decode to more: a committed
+# cassette is untrusted input, and a 1 kB gzip body can expand to gigabytes.
+MAX_SIZE_ENV = "PYTEST_COMPACTION_MAX_CASSETTE_MB"
+DEFAULT_MAX_MB = 64
 
 
-def _brotli_decompress(data: bytes) -> bytes:
+def max_cassette_bytes() -> int:
+    """The largest cassette (and decoded body) accepted: ``PYTEST_COMPACTION_MAX_CASSETTE_MB``."""
+    raw = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MB * 2**20
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise CassetteError(f"{MAX_SIZE_ENV}={raw!r} is not a number of megabytes") from None
+    if not megabytes > 0:
+        raise CassetteError(f"{MAX_SIZE_ENV}={raw!r} must be positive")
+    return int(megabytes * 2**20)
+
+
+def _too_large(coding: str, limit: int) -> CassetteError:
+    return CassetteError(
+        f"a body declared as {coding!r} decodes to more than {limit // 2**20} MB; "
+        f"raise {MAX_SIZE_ENV} if it is genuine"
+    )
+
+
+def _brotli_decompress(data: bytes, limit: int) -> bytes:
     try:
         import brotli  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
@@ -92,11 +137,23 @@ def _brotli_decompress(data: bytes) -> bytes:
                 "a body is compressed with 'br' but no brotli module is installed: "
                 "pip install brotli"
             ) from None
-    out: bytes = brotli.decompress(data)
+    decompressor = brotli.Decompressor()
+    try:
+        try:
+            out: bytes = decompressor.process(data, output_buffer_limit=limit + 1)
+        except TypeError:  # brotlicffi has no output limit
+            out = decompressor.process(data)
+        finished = decompressor.is_finished()
+    except brotli.error as exc:
+        raise CassetteError(f"a body declared as 'br' does not decompress: {exc}") from None
+    if len(out) > limit:
+        raise _too_large("br", limit)
+    if not finished:
+        raise CassetteError("a body declared as 'br' is truncated")
     return out
 
 
-def _zstd_decompress(data: bytes) -> bytes:
+def _zstd_decompress(data: bytes, limit: int) -> bytes:
     try:
         import zstandard  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
@@ -105,27 +162,42 @@ def _zstd_decompress(data: bytes) -> bytes:
             "pip install zstandard"
         ) from None
     # Streaming frames carry no content size, so read through a stream reader.
-    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-        out: bytes = reader.read()
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            out: bytes = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise CassetteError(f"a body declared as 'zstd' does not decompress: {exc}") from None
+    if len(out) > limit:
+        raise _too_large("zstd", limit)
     return out
 
 
-def _decompress(data: bytes, coding: str) -> bytes:
+def _zlib_decompress(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
+    stream = zlib.decompressobj(wbits)
+    out = stream.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _too_large(coding, limit)
+    if not stream.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
+
+
+def _decompress(data: bytes, coding: str, limit: int) -> bytes:
     coding = coding.strip().lower()
     try:
         if coding in ("gzip", "x-gzip"):
-            return zlib.decompress(data, zlib.MAX_WBITS | 16)
+            return _zlib_decompress(data, zlib.MAX_WBITS | 16, coding, limit)
         if coding == "deflate":
             try:
-                return zlib.decompress(data)
+                return _zlib_decompress(data, zlib.MAX_WBITS, coding, limit)
             except zlib.error:  # raw deflate without the zlib wrapper, as some servers send
-                return zlib.decompress(data, -zlib.MAX_WBITS)
+                return _zlib_decompress(data, -zlib.MAX_WBITS, coding, limit)
     except zlib.error as exc:
         raise CassetteError(f"a body declared as {coding!r} does not decompress: {exc}") from None
     if coding == "br":
-        return _brotli_decompress(data)
+        return _brotli_decompress(data, limit)
     if coding == "zstd":
-        return _zstd_decompress(data)
+        return _zstd_decompress(data, limit)
     if coding == "identity":
         return data
     raise CassetteError(f"unsupported content-encoding {coding!r}")
@@ -154,8 +226,9 @@ def decode_body(headers: Mapping[str, list[str]], body: bytes) -> tuple[Headers,
     codings: list[str] = []
     for value in header_get(headers, "content-encoding") or []:
         codings.extend(c for c in (p.strip() for p in value.split(",")) if c)
+    limit = max_cassette_bytes() if codings else 0
     for coding in reversed(codings):
-        body = _decompress(body, coding)
+        body = _decompress(body, coding, limit)
     out = _without(headers, "content-encoding", "transfer-encoding", "content-length")
     if body or header_get(headers, "content-length") is not None:
         out[_original_case(headers, "content-length")] = [str(len(body))]
@@ -348,7 +421,10 @@ def _as_headers(raw: Any, where: str) -> Headers:
 
 def _as_body(part: Mapping[str, Any], where: str, *, response: bool) -> bytes | None:
     if "parsed_body" in part:  # pydantic-ai's serializer keeps JSON bodies parsed
-        return json.dumps(part["parsed_body"], ensure_ascii=False).encode("utf-8")
+        try:
+            return json.dumps(part["parsed_body"], ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise CassetteError(f"{where}: parsed_body is not JSON data: {exc}") from None
     raw = part.get("body")
     if response:
         if isinstance(raw, Mapping):
@@ -378,7 +454,7 @@ def _exchange(item: Any, index: int, path: str) -> Exchange:
         code, reason = status.get("code"), status.get("message") or ""
     else:  # httpx layout of older vcrpy versions
         code, reason = resp.get("status_code", status), ""
-    if not isinstance(code, int):
+    if not isinstance(code, int) or isinstance(code, bool):
         raise CassetteError(f"{where}: response status code must be an integer")
     resp_headers = _as_headers(resp.get("headers"), where)
     body = _as_body(resp, where, response=True) or b""
@@ -401,12 +477,58 @@ def _exchange(item: Any, index: int, path: str) -> Exchange:
     )
 
 
+def _check_expansion(doc: Any, limit: int, path: str) -> None:
+    """Refuse YAML whose aliases make a cycle or expand past ``limit`` (a "billion laughs").
+
+    The safe loader shares aliased nodes, so loading is cheap; anything that later walks or
+    prints the tree would expand them. Sizes are counted once per node, memoized by identity.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            total = 1
+            for child in node.items() if isinstance(node, dict) else node:
+                for part in child if isinstance(node, dict) else (child,):
+                    if isinstance(part, dict | list):
+                        total += sizes[id(part)]
+                    else:
+                        total += len(part) if isinstance(part, str | bytes) else 1
+                if total > limit:
+                    raise CassetteError(
+                        f"{path}: YAML aliases expand to more than {limit // 2**20} MB of data; "
+                        "refusing to load it"
+                    )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list) and id(child) not in sizes:
+                if id(child) in on_path:
+                    raise CassetteError(f"{path}: a YAML alias refers to its own parent")
+                stack.append((child, False))
+
+
+# Bad input makes the YAML and JSON parsers raise more than their own errors: timestamps out of
+# range and over-long integers raise ValueError, deep nesting RecursionError.
+_PARSE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+
+
 def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
     """Parse cassette text: this project's layout, vcrpy YAML or JSON, pydantic-ai's."""
     doc: Any
     if text.lstrip().startswith("{"):
         try:
             doc = json.loads(text)
+        except RecursionError:
+            raise CassetteError(f"{path}: not valid JSON: nested too deeply") from None
         except ValueError as exc:
             raise CassetteError(f"{path}: not valid JSON: {exc}") from None
     else:
@@ -414,6 +536,12 @@ def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
             doc = yaml.load(text, Loader=_SafeLoader)
         except yaml.YAMLError as exc:
             raise CassetteError(f"{path}: not valid YAML: {exc}") from None
+        except RecursionError:
+            raise CassetteError(f"{path}: not valid YAML: nested too deeply") from None
+        except _PARSE_ERRORS as exc:
+            raise CassetteError(f"{path}: not valid YAML: {type(exc).__name__}: {exc}") from None
+        if isinstance(doc, dict | list):
+            _check_expansion(doc, 2 * max_cassette_bytes(), path)
     if doc is None:
         raise CassetteNotFound(f"{path}: the cassette is empty")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("interactions"), list):
@@ -438,14 +566,30 @@ def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
 
 
 def load_cassette(path: str | os.PathLike[str]) -> CassetteData:
-    """Read a cassette file; :class:`CassetteNotFound` when it does not exist."""
+    """Read a cassette file; :class:`CassetteNotFound` when it does not exist.
+
+    Files that are not regular files (a FIFO would block forever) and files larger than
+    :func:`max_cassette_bytes` are refused before anything is read.
+    """
     p = Path(path)
+    limit = max_cassette_bytes()
     try:
-        raw = p.read_bytes()
+        info = p.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise CassetteError(f"cassette {p} is not a regular file")
+        if info.st_size > limit:
+            raise CassetteError(
+                f"cassette {p} is {info.st_size / 2**20:.0f} MB, over the "
+                f"{limit / 2**20:.0f} MB limit; set {MAX_SIZE_ENV} to load it"
+            )
+        with p.open("rb") as handle:
+            raw = handle.read(limit + 1)
     except FileNotFoundError:
         raise CassetteNotFound(f"cassette {p} does not exist") from None
     except OSError as exc:
         raise CassetteError(f"cassette {p} cannot be read: {exc}") from None
+    if len(raw) > limit:  # grew since the size check
+        raise CassetteError(f"cassette {p} is over the {limit / 2**20:.0f} MB limit")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -459,11 +603,49 @@ def load_cassette(path: str | os.PathLike[str]) -> CassetteData:
 # Writing
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temp files a killed writer left beside ``target``.
+
+    Temp names carry the writer's pid, so only files of processes that no longer exist go;
+    a concurrent writer's file is left alone.
+    """
+    prefix = f".{target.name}."
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix) :].split(".", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            with contextlib.suppress(OSError):
+                os.unlink(target.parent / name)
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader sees either the old file or the new one."""
+    """Replace ``path`` with ``data`` so a reader sees either the old file or the new one.
+
+    The data goes to ``.<name>.<pid>.<random>.tmp`` in the same directory, is flushed to disk,
+    then renamed over ``path``. A writer killed half-way leaves only that hidden temp file,
+    which the next write to the same cassette removes.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

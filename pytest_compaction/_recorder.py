@@ -31,10 +31,12 @@ from . import _cassette as cf
 from ._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ._errors import CompactionError
 from ._match import BodyCache, closest, make_matchers, normalize_path
+from ._netguard import replay_guard
 from ._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
     check_no_secrets,
+    mask_secrets,
     redact_exchange,
     redact_headers,
     redact_query,
@@ -366,10 +368,12 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
     def _explain(self, request: Any) -> tuple[str, str]:
         rec = self._recording
         live = self._before_record_request(request)
-        head = f"compaction: {request.method} {request.uri} cannot be replayed"
+        head = f"compaction: {request.method} {live.uri} cannot be replayed"
         if not self.rewound and not self.data:
             return (
-                f"{head}: cassette {rec.path} does not exist; record it with {rec.hint('once')}",
+                mask_secrets(
+                    f"{head}: cassette {rec.path} does not exist; record it with {rec.hint('once')}"
+                ),
                 "cassette_not_found",
             )
         lines = [head + f" (record mode {rec.record_mode!r})."]
@@ -397,7 +401,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
                 )
                 lines += [f"  {line}" for line in diff] or ["  (identical apart from headers)"]
         lines.append(f"To record it again: {rec.hint('new_episodes')}")
-        return "\n".join(lines), reason
+        return mask_secrets("\n".join(lines)), reason  # test logs are often public
 
     def _save(self, force: bool = False) -> None:
         if self._recording._block_save:
@@ -574,7 +578,8 @@ def use_cassette(
     cassette = context.__enter__()
     recording._cassette = cassette
     try:
-        yield recording
+        with replay_guard(record_mode, ignore, path):
+            yield recording
     except BaseException as exc:
         error = exc
         raise
@@ -585,7 +590,7 @@ def use_cassette(
         if raise_on_exit and error is None:
             message = recording.failure()
             if message is not None:
-                raise ReplayError(message)
+                raise ReplayError(message) from recording.save_error
 
 
 def replay_summary(recordings: Iterable[Recording]) -> dict[str, int]:

@@ -50,14 +50,27 @@ _SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "a key in a URL",
         re.compile(r"(?i)[?&](api[_\-]?key|key|subscription[_\-]?key|access_token)=[^&\s\"']{16,}"),
     ),
+    # Azure-style keys are bare 32-hex strings, which ids and hashes also are: in free text
+    # they count only right after a word that names a key ("api-key: ...", "key=...").
+    (
+        "a 32-hex API key",
+        re.compile(
+            r"(?i)(?:api[\s_\-]?key|secret|password|passwd|token|credential|\bkey)s?\b"
+            r"[^\n]{0,24}?(?<![A-Za-z0-9_\-])[0-9a-f]{32}(?![A-Za-z0-9_\-])"
+        ),
+    ),
 )
-# Azure-style keys are bare 32-hex strings: only flagged where a key is plausible (header and
-# query values, JSON fields named like keys), since ids and hashes look the same elsewhere.
+# A whole header or query value of 32 hex digits is taken for a key; so is any value under a
+# JSON field named like a key. Elsewhere ids and hashes (safety_identifier) look the same.
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{32}")
 _KEY_FIELD = re.compile(
-    r"(?i)(^|[_\-])(api[_\-]?key|secret|password|passwd|access[_\-]?token|auth[_\-]?token"
-    r"|refresh[_\-]?token|subscription[_\-]?key|client[_\-]?secret|private[_\-]?key)$"
+    r"(?i)(^|[_\-.\s])(api[_\-]?key|secret|password|passwd|access[_\-]?token|auth[_\-]?token"
+    r"|refresh[_\-]?token|subscription[_\-]?key|client[_\-]?secret|private[_\-]?key"
+    r"|api[_\-]?token|session[_\-]?token|bearer[_\-]?token|authorization|credential)s?$"
 )
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+# Response and request headers that carry a URL, whose query is redacted like the request's.
+URL_HEADERS: tuple[str, ...] = ("location", "content-location", "referer")
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,20 @@ def redact_query(uri: str, names: Iterable[str]) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+def redact_url_headers(headers: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """Filtered query parameters redacted inside URL-valued headers (a redirect's location)."""
+    params = tuple(names)
+    out: dict[str, Any] = {}
+    for key, value in headers.items():
+        if key.lower() in URL_HEADERS:
+            if isinstance(value, list):
+                value = [redact_query(v, params) if isinstance(v, str) else v for v in value]
+            elif isinstance(value, str):
+                value = redact_query(value, params)
+        out[key] = value
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Scanning
 
@@ -132,57 +159,125 @@ def _kind_of(text: str) -> str | None:
     return None
 
 
+def mask_secrets(text: str) -> str:
+    """``text`` with every key-shaped part replaced, for messages that quote a URL or path."""
+    for _, pattern in _SECRET_PATTERNS:
+        text = pattern.sub("<secret>", text)
+    return text
+
+
+def _named_like_key(name: str) -> bool:
+    """``api_key``, ``x-api-key``, ``azureApiKey``, ``clientSecret``..."""
+    return _KEY_FIELD.search(_CAMEL.sub(r"\1_\2", name)) is not None
+
+
+def _label(name: object) -> str:
+    """A name fit for a message: one that itself looks like a secret is not repeated."""
+    text = str(name)
+    if _kind_of(text) or _HEX_KEY.search(text):
+        return "<secret-looking name>"
+    return text
+
+
 def _pointer_token(key: object) -> str:
-    return str(key).replace("~", "~0").replace("/", "~1")
+    return _label(key).replace("~", "~0").replace("/", "~1")
 
 
 def _scan_json(value: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
-    """(JSON pointer, kind) of every string that looks like a secret."""
-    stack: list[tuple[Any, str, str | None]] = [(value, pointer, None)]
+    """(JSON pointer, kind) of every string, property name included, that looks like a secret.
+
+    Strings under a field named like a key (at any depth) are credentials whatever they look like.
+    """
+    stack: list[tuple[Any, str, bool]] = [(value, pointer, False)]
     while stack:
-        node, where, key = stack.pop()
+        node, where, under_key = stack.pop()
         if isinstance(node, str):
             kind = _kind_of(node)
-            named_like_key = key is not None and _KEY_FIELD.search(key) is not None
-            if kind is None and named_like_key and node != PLACEHOLDER and len(node) >= 16:
-                kind = f"a credential (field {key!r})"
+            if kind is None and under_key and node != PLACEHOLDER and len(node) >= 16:
+                kind = "a credential (in a field named like a key)"
             if kind is not None:
                 yield where or "/", kind
         elif isinstance(node, dict):
             for k, v in node.items():
-                stack.append((v, f"{where}/{_pointer_token(k)}", str(k)))
+                child = f"{where}/{_pointer_token(k)}"
+                name_kind = _kind_of(str(k))
+                if name_kind is None and under_key and _HEX_KEY.fullmatch(str(k)):
+                    name_kind = "a 32-hex API key"
+                if name_kind is not None:
+                    yield child, f"{name_kind} (as a property name)"
+                stack.append((v, child, under_key or _named_like_key(str(k))))
         elif isinstance(node, list):
             for i, v in enumerate(node):
-                stack.append((v, f"{where}/{i}", None))
+                stack.append((v, f"{where}/{i}", under_key))
+
+
+def _value_kind(value: str) -> str | None:
+    """A header or query value: key-shaped text, or a whole value of 32 hex digits."""
+    kind = _kind_of(value)
+    if kind is None and _HEX_KEY.fullmatch(value.strip()):
+        kind = "a 32-hex API key"
+    return kind
 
 
 def _scan_headers(headers: Headers) -> Iterator[tuple[str, str]]:
     for name, values in headers.items():
+        label = f"header {_label(name)!r}"
+        if _kind_of(name):
+            yield f"{label} (its name)", "a secret"
         for value in values:
             if value == PLACEHOLDER:
                 continue
-            kind = _kind_of(value)
-            if kind is None and _HEX_KEY.fullmatch(value.strip()):
-                kind = "a 32-hex API key"
+            if "?" in value and (value.startswith("/") or "://" in value):
+                # A URL (location, referer): say which of its query parameters holds the key.
+                found = list(_scan_uri(value))
+                yield from ((f"{label} {where}", kind) for where, kind in found)
+                if found:
+                    continue
+            kind = _value_kind(value)
+            if kind is None and _named_like_key(name) and len(value) >= 16:
+                kind = "a credential (in a header named like a key)"
             if kind is not None:
-                yield f"header {name!r}", kind
+                yield label, kind
 
 
 def _scan_uri(uri: str) -> Iterator[tuple[str, str]]:
     parts = urlsplit(uri)
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        label = f"query parameter {_label(name)!r}"
+        if _kind_of(name) or _HEX_KEY.fullmatch(name):
+            yield label, "a secret (as a parameter name)"
         if value == PLACEHOLDER:
             continue
-        kind = _kind_of(value)
-        if kind is None and _HEX_KEY.fullmatch(value):
-            kind = "a 32-hex API key"
+        kind = _value_kind(value)
+        if kind is None and _named_like_key(name) and len(value) >= 16:
+            kind = "a credential (in a parameter named like a key)"
         if kind is not None:
-            yield f"query parameter {name!r}", kind
+            yield label, kind
     userinfo = parts.netloc.rpartition("@")[0]
     if ":" in userinfo:
         yield "uri (user:password)", "a password"
+    elif userinfo and _value_kind(userinfo):
+        yield "uri (user name)", "an API key"
     if _kind_of(parts.path):
         yield "uri path", "an API key"
+    if parts.fragment and _kind_of(parts.fragment):
+        yield "uri fragment", "an API key"
+
+
+def _scan_text(text: str, data_lines: bool) -> Iterator[tuple[str, str]]:
+    """Line by line; with ``data_lines``, server-sent-event ``data:`` lines are read as JSON."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if data_lines and line.startswith("data:"):
+            try:
+                value = json.loads(line[5:])
+            except ValueError:
+                value = line[5:]
+            for pointer, kind in _scan_json(value):
+                yield f"body line {n} {pointer}", kind
+            continue
+        line_kind = _kind_of(line)
+        if line_kind is not None:
+            yield (f"body line {n}" if data_lines else f"body (text) line {n}"), line_kind
 
 
 def _scan_body(body: bytes | None) -> Iterator[tuple[str, str]]:
@@ -194,20 +289,10 @@ def _scan_body(body: bytes | None) -> Iterator[tuple[str, str]]:
             yield f"body {pointer}", kind
         return
     text = body.decode("utf-8", errors="replace")
-    # Server-sent events: each data line is usually JSON; report pointers within them.
-    if "\ndata:" in text or text.startswith(("data:", "event:")):
-        for n, line in enumerate(text.splitlines()):
-            if line.startswith("data:"):
-                try:
-                    value = json.loads(line[5:])
-                except ValueError:
-                    value = line[5:]
-                for pointer, kind in _scan_json(value):
-                    yield f"body line {n + 1} {pointer}", kind
-        return
-    text_kind = _kind_of(text)
-    if text_kind is not None:
-        yield "body (text)", text_kind
+    # Server-sent events: data lines are usually JSON, so report pointers within them; the
+    # other lines (event, id, comments) are scanned as text.
+    sse = "\ndata:" in text or text.startswith(("data:", "event:", "id:", ":"))
+    yield from _scan_text(text, sse)
 
 
 def scan_exchange(ex: Exchange, index: int) -> list[Finding]:
@@ -228,14 +313,15 @@ def redact_exchange(
 ) -> Exchange:
     """A copy of ``ex`` with filtered headers and query parameters replaced by the placeholder."""
     names = tuple(headers)
+    params = tuple(query)
     return Exchange(
         method=ex.method,
-        uri=redact_query(ex.uri, query),
-        request_headers=redact_headers(ex.request_headers, names),
+        uri=redact_query(ex.uri, params),
+        request_headers=redact_url_headers(redact_headers(ex.request_headers, names), params),
         request_body=ex.request_body,
         status=ex.status,
         reason=ex.reason,
-        response_headers=redact_headers(ex.response_headers, names),
+        response_headers=redact_url_headers(redact_headers(ex.response_headers, names), params),
         response_body=ex.response_body,
     )
 
