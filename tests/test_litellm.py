@@ -1,123 +1,113 @@
 """The LiteLLM SDK as a client: ``litellm.compact_responses`` recorded against the embedded server.
 
+LiteLLM pins ``openai<3``, so its SDK runs in its own virtual environment (see
+tests/_litellm_env.py): tests/litellm_client/sdk_session.py, started with that environment's
+interpreter, drives the SDK under the recorder while this process owns the embedded servers and
+examines the cassettes, the report and the output it leaves behind.
+
 LiteLLM sends synchronous calls through an ``httpx.Client`` and asynchronous ones through an
 ``httpx.AsyncClient`` whose transport is aiohttp, so both of vcrpy's httpx and aiohttp
-interceptions are exercised. Every exchange is recorded with the embedded server running, then
-replayed with it stopped; a socket audit hook proves nothing left the loopback interface.
+interceptions are exercised. Every exchange is recorded with the embedded servers running, then
+replayed in a second run with them stopped; a socket audit hook in the client process proves
+nothing left the loopback interface.
+
+Deselect with ``-m "not integration"``: each client run imports litellm, which takes seconds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import ipaddress
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import yaml
+from _litellm_env import ROOT, SDK_MODULES, Venv, litellm_env, require_venv
 
 from pytest_compaction import CompactionServer
-from pytest_compaction._recorder import Recording, use_cassette
+from pytest_compaction._cassette import CassetteData, Exchange, load_cassette
 
-# litellm builds pydantic models from TypedDicts with ReadOnly items and warns about each.
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydantic._internal._generate_schema")
+pytestmark = pytest.mark.integration
 
-MODEL = "openai/gpt-5.4"
-API_KEY = "sk-test-litellm-sdk-0123456789"
+CLIENT = Path(__file__).parent / "litellm_client" / "sdk_session.py"
+API_KEY = "sk-test-litellm-sdk-0123456789"  # as in the client
 HISTORY: list[dict[str, Any]] = [
     {"role": "user", "content": "What is 2+2?"},
     {"role": "assistant", "content": "2 + 2 = 4."},
     {"role": "user", "content": "And 3+3?"},
 ]
 LITELLM_ID_PREFIX = "litellm:custom_llm_provider:openai;"
-
-# -- network watch ---------------------------------------------------------------------------
-
-# Audit hooks cannot be removed: one is installed on first use and records only while a watch
-# is open.
-_watches: list[list[str]] = []
-_hooked = False
+RUN_TIMEOUT = 300.0  # seconds; importing litellm on two busy cores takes several
+SERVERS = ("sync", "broken", "async", "dialect")
 
 
-def _is_loopback(host: object) -> bool:
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
-    if not isinstance(host, str):
-        return host is None  # getaddrinfo(None, port): the local wildcard, no lookup
-    if host.lower() in ("localhost", "localhost.", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+@dataclass
+class Phase:
+    """One run of the client: what it reported and printed."""
+
+    report: dict[str, Any]
+    stdout: str
+    stderr: str
+
+    def step(self, name: str) -> dict[str, Any]:
+        step: dict[str, Any] = self.report["steps"][name]
+        return step
 
 
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if not _watches:
-        return
-    if event == "socket.connect" and isinstance(args[1], tuple):
-        host = args[1][0]
-        _watches[-1].append(f"connect {host}:{args[1][1]}")
-    elif event == "socket.getaddrinfo":
-        host = args[0]
-        if not _is_loopback(host):
-            _watches[-1].append(f"getaddrinfo {host!r}")
+@dataclass
+class Session:
+    cassettes: Path
+    servers: dict[str, CompactionServer]  # stopped; they still open their own tokens
+    urls: dict[str, str]  # each server's base URL
+    upstream: dict[str, list[Any]]  # the requests each server received
+    recorded: Phase
+    replayed: Phase
 
 
-@contextmanager
-def network_watch() -> Iterator[list[str]]:
-    """Every TCP connect and every name lookup of a non-loopback host inside the block."""
-    global _hooked
-    if not _hooked:
-        sys.addaudithook(_audit)
-        _hooked = True
-    seen: list[str] = []
-    _watches.append(seen)
-    try:
-        yield seen
-    finally:
-        _watches.remove(seen)
-
-
-def outside_loopback(seen: list[str]) -> list[str]:
-    return [
-        entry
-        for entry in seen
-        if entry.startswith("getaddrinfo")
-        or not _is_loopback(entry.split(" ", 1)[1].rsplit(":", 1)[0])
-    ]
-
-
-# -- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def litellm() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as env:
-        # Without this, importing litellm downloads its model price list from the internet.
-        env.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        with network_watch() as seen:
-            module = pytest.importorskip(
-                "litellm", reason="litellm is not installed (pip install 'litellm[proxy]')"
-            )
-        assert outside_loopback(seen) == [], "importing litellm reached for the network"
-        saved = module.suppress_debug_info
-        module.suppress_debug_info = True  # no "Give Feedback" banner on every error
-        try:
-            yield module
-        finally:
-            module.suppress_debug_info = saved
+def run_client(venv: Venv, phase: str, workdir: Path, urls: dict[str, str]) -> Phase:
+    report = workdir / f"{phase}.json"
+    command = [str(venv.python), str(CLIENT), phase, str(workdir), str(report)]
+    command += [f"{name}={url}" for name, url in urls.items()]
+    # This checkout's package comes first, whichever the environment has installed.
+    env = litellm_env(PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        command,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert done.returncode == 0, (
+        f"the LiteLLM client's {phase} run exited with {done.returncode}\n"
+        f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    )
+    return Phase(json.loads(report.read_text()), done.stdout, done.stderr)
 
 
 @pytest.fixture
-def server() -> Iterator[CompactionServer]:
-    with CompactionServer(deterministic=True) as srv:
-        yield srv
+def session(tmp_path: Path) -> Session:
+    venv = require_venv(SDK_MODULES)
+    servers = {
+        name: CompactionServer(deterministic=True, dialect="litellm" if name == "dialect" else None)
+        for name in SERVERS
+    }
+    try:
+        urls = {name: server.start().base_url for name, server in servers.items()}
+        recorded = run_client(venv, "record", tmp_path, urls)
+    finally:
+        for server in servers.values():
+            server.stop()
+    upstream = {name: server.requests for name, server in servers.items()}
+    replayed = run_client(venv, "replay", tmp_path, urls)
+    return Session(tmp_path, servers, urls, upstream, recorded, replayed)
+
+
+# -- reading what the client left ------------------------------------------------------------
 
 
 def litellm_id(upstream_id: str, model_id: str | None = None) -> str:
@@ -130,74 +120,77 @@ def decoded(response_id: str) -> str:
     return base64.b64decode(response_id.removeprefix("resp_"), validate=True).decode()
 
 
-def items_of(response: Any) -> list[dict[str, Any]]:
-    """Output items as a client sends them back (LiteLLM's objects carry ``None`` fields)."""
+def bodies(exchanges: list[Exchange]) -> list[tuple[dict[str, Any], int, dict[str, Any]]]:
     return [
-        item if isinstance(item, dict) else item.model_dump(exclude_none=True, warnings=False)
-        for item in response.output
+        (json.loads(ex.request_body or b""), ex.status, json.loads(ex.response_body))
+        for ex in exchanges
     ]
 
 
-def cassette_bodies(path: Path) -> list[tuple[dict[str, Any], int, dict[str, Any]]]:
-    doc = yaml.safe_load(path.read_text())
-    return [
-        (
-            json.loads(i["request"]["body"]),
-            i["response"]["status"]["code"],
-            json.loads(i["response"]["body"]["string"]),
-        )
-        for i in doc["interactions"]
+def assert_clean(step: dict[str, Any], *, recorded: int = 0, replayed: int = 0) -> None:
+    rec = step["recording"]
+    assert (rec["recorded"], rec["replayed"]) == (recorded, replayed)
+    assert rec["validated"] == recorded + replayed
+    assert rec["violations"] == []
+    assert rec["problems"] == []
+    assert rec["unplayed"] is None
+
+
+def connects(step: dict[str, Any]) -> list[str]:
+    return [entry for entry in step["seen"] if " connect " in entry]
+
+
+def outside(entries: list[str]) -> list[str]:
+    return [entry for entry in entries if entry.startswith("outside")]
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def check_the_client_ran_both_phases_on_loopback(s: Session) -> None:
+    for phase in (s.recorded, s.replayed):
+        assert outside(phase.report["import_seen"]) == [], "importing litellm reached out"
+        assert all(outside(step["seen"]) == [] for step in phase.report["steps"].values())
+        assert "Traceback" not in phase.stderr, phase.stderr
+        assert "Give Feedback" not in phase.stdout + phase.stderr
+    assert s.recorded.stdout.splitlines() == [
+        "record sync: recorded 4, replayed 0",
+        "record broken: recorded 1, replayed 0",
+        "record unseen: recorded 0, replayed 0",
+        "record async: recorded 2, replayed 0",
+        "record dialect: recorded 4, replayed 0",
     ]
+    assert s.replayed.stdout.splitlines() == [
+        "replay sync: recorded 0, replayed 4",
+        "replay async: recorded 0, replayed 2",
+        "replay dialect: recorded 0, replayed 4",
+    ]
+    # The audit hook did watch: recording connected to the servers, replay to nothing.
+    seen = s.recorded.step("sync")["seen"]
+    assert f"loopback connect 127.0.0.1:{urlsplit(s.urls['sync']).port}" in seen, seen
+    assert all(connects(step) == [] for step in s.replayed.report["steps"].values())
 
 
-def assert_clean(rec: Recording, *, recorded: int = 0, replayed: int = 0) -> None:
-    assert (rec.recorded, rec.replayed) == (recorded, replayed)
-    assert rec.validated == recorded + replayed
-    assert rec.violations == []
-    assert rec.problems == []
-
-
-# -- sync: httpx -----------------------------------------------------------------------------
-
-
-def run_chain(litellm: Any, api_base: str) -> tuple[Any, Any, Any, Exception]:
-    """Compact; again statelessly from its output; again by its id; then a tampered token."""
-    options = {"model": MODEL, "api_base": api_base, "api_key": API_KEY}
-    first = litellm.compact_responses(input=HISTORY, instructions="Be brief.", **options)
-    second = litellm.compact_responses(
-        input=[*items_of(first), {"role": "user", "content": "And 4+4?"}], **options
-    )
-    third = litellm.compact_responses(
-        input=[{"role": "user", "content": "And 5+5?"}],
-        previous_response_id=second.id,
-        **options,
-    )
-    tampered = {"type": "compaction", "id": "cmp_forged", "encrypted_content": "forged"}
-    with pytest.raises(litellm.BadRequestError) as info:
-        litellm.compact_responses(input=[tampered], **options)
-    return first, second, third, info.value
-
-
-def test_sync_compact_records_then_replays_offline(
-    litellm: Any, server: CompactionServer, tmp_path: Path
-) -> None:
-    path = tmp_path / "litellm-sdk.yaml"
-    base_url = server.base_url
-    with network_watch() as seen, use_cassette(path, record_mode="once") as rec:
-        first, second, third, error = run_chain(litellm, base_url)
-    assert_clean(rec, recorded=4)
-    assert outside_loopback(seen) == []
+def check_sync_calls_over_httpx_recorded(s: Session) -> None:
+    step = s.recorded.step("sync")
+    assert_clean(step, recorded=4)
+    assert step["recording"]["record_mode"] == "once"
+    path = s.cassettes / "litellm-sdk.yaml"
+    cassette = load_cassette(path)
+    assert cassette.dialect in (None, "openai")
 
     # On the wire: the provider prefix is gone, the compaction token went back untouched, and
     # the SDK decoded its own id back into the upstream's for previous_response_id.
-    assert [r.path for r in server.requests] == ["/v1/responses/compact"] * 4
-    assert [r.json()["model"] for r in server.requests] == ["gpt-5.4"] * 4
-    (req1, _, resp1), (req2, _, resp2), (req3, _, resp3), (_, status, failed) = cassette_bodies(
-        path
+    wire = s.upstream["sync"]
+    assert [r.path for r in wire] == ["/v1/responses/compact"] * 4
+    assert [r.json()["model"] for r in wire] == ["gpt-5.4"] * 4
+    assert [ex.path for ex in cassette.exchanges] == ["/v1/responses/compact"] * 4
+    (req1, _, resp1), (req2, _, resp2), (req3, _, resp3), (_, status, failed) = bodies(
+        cassette.exchanges
     )
     assert req1 == {"model": "gpt-5.4", "input": HISTORY, "instructions": "Be brief."}
     assert req2["input"][-2] == resp1["output"][-1]
-    assert server.open_token(resp1["output"][-1]["encrypted_content"])
+    assert s.servers["sync"].open_token(resp1["output"][-1]["encrypted_content"])
     assert req3 == {
         "model": "gpt-5.4",
         "input": [{"role": "user", "content": "And 5+5?"}],
@@ -207,124 +200,91 @@ def test_sync_compact_records_then_replays_offline(
     assert failed["error"]["param"] == "input[0].encrypted_content"
 
     # The SDK rewrites ids after the wire: resp_ + base64 naming the provider and upstream id.
-    assert first.id == litellm_id(resp1["id"])
-    assert decoded(second.id) == f"{LITELLM_ID_PREFIX}model_id:None;response_id:{resp2['id']}"
-    assert third.id == litellm_id(resp3["id"])
+    first, second, third = step["responses"]
+    assert first["id"] == litellm_id(resp1["id"])
+    assert decoded(second["id"]) == f"{LITELLM_ID_PREFIX}model_id:None;response_id:{resp2['id']}"
+    assert third["id"] == litellm_id(resp3["id"])
     assert len({resp1["id"], resp2["id"], resp3["id"]}) == 3
-    assert first.object == "response.compaction"
-    assert [item["type"] for item in items_of(first)] == ["message", "message", "compaction"]
-    assert error.status_code == 400 and "cmp_forged could not be verified" in str(error)
+    assert first["object"] == "response.compaction"
+    assert [item["type"] for item in first["output"]] == ["message", "message", "compaction"]
+    error = step["error"]
+    assert error["type"] == "BadRequestError" and error["status_code"] == 400
+    assert "cmp_forged could not be verified" in error["message"]
 
     text = path.read_text()
     assert API_KEY not in text and "REDACTED" in text
-    assert yaml.safe_load(text)["compaction"].get("dialect") in (None, "openai")
 
-    server.stop()
-    with network_watch() as seen, use_cassette(path) as rec:
-        again = run_chain(litellm, base_url)
-    assert_clean(rec, replayed=4)
-    rec.assert_all_played()
-    assert not [entry for entry in seen if entry.startswith("connect")]
-    assert outside_loopback(seen) == []
-    assert [r.model_dump() for r in again[:3]] == [r.model_dump() for r in (first, second, third)]
+
+def check_sync_replayed_offline(s: Session) -> None:
+    recorded, step = s.recorded.step("sync"), s.replayed.step("sync")
+    assert_clean(step, replayed=4)
+    assert step["recording"]["record_mode"] == "none"
+    assert step["responses"] == recorded["responses"]
     # The cassette stores bodies canonically, so compare the error by value, not by text.
-    assert again[3].status_code == error.status_code
-    assert "cmp_forged could not be verified" in str(again[3])
+    assert step["error"]["status_code"] == recorded["error"]["status_code"]
+    assert "cmp_forged could not be verified" in step["error"]["message"]
 
 
-def test_an_invalid_upstream_answer_is_caught_through_the_sdk(
-    litellm: Any, server: CompactionServer, tmp_path: Path
-) -> None:
-    """A response the schema rejects is reported, and the cassette is not written."""
-    path = tmp_path / "broken.yaml"
-
-    def drop_usage(response: dict[str, Any]) -> dict[str, Any]:
-        body = json.loads(response["body"]["string"])
-        del body["usage"]
-        response["body"]["string"] = json.dumps(body).encode()
-        return response
-
-    with use_cassette(
-        path, record_mode="once", before_record_response=drop_usage, raise_on_exit=False
-    ) as rec:
-        litellm.compact_responses(
-            model=MODEL, input=HISTORY, api_base=server.base_url, api_key=API_KEY
-        )
-    assert rec.recorded == 1
-    assert any("usage" in v for v in rec.violations), rec.violations
-    assert "The cassette was not written." in "\n".join(rec.problems)
-    assert not path.exists()
+def check_an_invalid_upstream_answer_is_caught_and_not_written(s: Session) -> None:
+    rec = s.recorded.step("broken")["recording"]
+    assert rec["recorded"] == 1
+    assert any("usage" in v for v in rec["violations"]), rec["violations"]
+    assert "The cassette was not written." in "\n".join(rec["problems"])
+    assert not (s.cassettes / "broken.yaml").exists()
+    assert len(s.upstream["broken"]) == 1  # the SDK itself got the unspoiled answer
+    assert "usage" in s.recorded.step("broken")["responses"][0]
 
 
-# -- async: httpx over aiohttp ---------------------------------------------------------------
-
-
-def test_async_compact_goes_through_aiohttp_and_replays(
-    litellm: Any, server: CompactionServer, tmp_path: Path
-) -> None:
-    path = tmp_path / "litellm-async.yaml"
-    options = {"model": MODEL, "api_base": server.base_url, "api_key": API_KEY}
-
-    async def chain() -> tuple[Any, Any]:
-        first = await litellm.acompact_responses(input=HISTORY, **options)
-        second = await litellm.acompact_responses(
-            input=[{"role": "user", "content": "And 4+4?"}],
-            previous_response_id=first.id,
-            **options,
-        )
-        return first, second
-
+def check_async_calls_go_through_aiohttp(s: Session) -> None:
     # LiteLLM's async client hands requests to aiohttp: with vcrpy's aiohttp patch left out,
     # the call goes straight to the server and nothing is recorded.
-    unseen = tmp_path / "unseen.yaml"
-    with use_cassette(unseen, record_mode="once", skip_patchers=("aiohttp",)) as rec:
-        asyncio.run(litellm.acompact_responses(input=HISTORY, **options))
-    assert rec.recorded == 0 and len(server.requests) == 1
-    server.clear_requests()
+    unseen = s.recorded.step("unseen")
+    assert unseen["recording"]["recorded"] == 0 and unseen["recording"]["replayed"] == 0
+    assert connects(unseen), "the unpatched call did not reach the server"
+    assert not (s.cassettes / "unseen.yaml").exists()
 
-    with network_watch() as seen, use_cassette(path, record_mode="once") as rec:
-        first, second = asyncio.run(chain())
-    assert_clean(rec, recorded=2)
-    assert outside_loopback(seen) == []
-    assert len(server.requests) == 2
-    (_, _, resp1), (req2, _, resp2) = cassette_bodies(path)
+    step = s.recorded.step("async")
+    assert_clean(step, recorded=2)
+    assert len(s.upstream["async"]) == 1 + 2
+    (_, _, resp1), (req2, _, resp2) = bodies(
+        load_cassette(s.cassettes / "litellm-async.yaml").exchanges
+    )
     assert req2["previous_response_id"] == resp1["id"]
-    assert first.id == litellm_id(resp1["id"]) and second.id == litellm_id(resp2["id"])
+    first, second = step["responses"]
+    assert first["id"] == litellm_id(resp1["id"]) and second["id"] == litellm_id(resp2["id"])
 
-    server.stop()
-    with network_watch() as seen, use_cassette(path) as rec:
-        again = asyncio.run(chain())
-    assert_clean(rec, replayed=2)
-    assert not [entry for entry in seen if entry.startswith("connect")]
-    assert [r.model_dump() for r in again] == [first.model_dump(), second.model_dump()]
+    again = s.replayed.step("async")
+    assert_clean(again, replayed=2)
+    assert again["responses"] == step["responses"]
 
 
-# -- the LiteLLM dialect ---------------------------------------------------------------------
-
-
-def test_litellm_dialect_server_validates_under_the_litellm_profile(
-    litellm: Any, tmp_path: Path
-) -> None:
+def check_litellm_dialect_validates_under_its_profile(s: Session) -> None:
     """Against a LiteLLM-speaking server the id arrives encoded and the SDK keeps it as is."""
-    path = tmp_path / "litellm-dialect.yaml"
-    with CompactionServer(deterministic=True, dialect="litellm") as server:
-        with use_cassette(path, record_mode="once", dialect="litellm") as rec:
-            first, second, third, error = run_chain(litellm, server.base_url)
-        upstream = [r.json() for r in server.requests]
-    assert_clean(rec, recorded=4)
-    (_, _, resp1), (_, _, resp2), (_, _, resp3), (_, status, failed) = cassette_bodies(path)
-    assert yaml.safe_load(path.read_text())["compaction"]["dialect"] == "litellm"
+    step = s.recorded.step("dialect")
+    assert_clean(step, recorded=4)
+    cassette: CassetteData = load_cassette(s.cassettes / "litellm-dialect.yaml")
+    assert cassette.dialect == "litellm"
+    (_, _, resp1), (_, _, resp2), (_, _, resp3), (_, status, failed) = bodies(cassette.exchanges)
 
     # The wire already carries LiteLLM's form; the SDK passes it through unchanged.
-    assert [first.id, second.id, third.id] == [resp1["id"], resp2["id"], resp3["id"]]
+    assert [r["id"] for r in step["responses"]] == [resp1["id"], resp2["id"], resp3["id"]]
     assert decoded(resp2["id"]).startswith(LITELLM_ID_PREFIX + "model_id:")
     assert decoded(resp2["id"]).endswith(";response_id:resp_0002")
-    assert upstream[2]["previous_response_id"] == "resp_0002"
+    assert s.upstream["dialect"][2].json()["previous_response_id"] == "resp_0002"
     assert status == 400 and failed["error"]["code"] == "400"
-    assert str(error.status_code) == failed["error"]["code"]
+    assert str(step["error"]["status_code"]) == failed["error"]["code"]
 
-    with use_cassette(path) as rec:
-        again = run_chain(litellm, "http://127.0.0.1:9/v1")
-    assert rec.dialect == "litellm"
-    assert_clean(rec, replayed=4)
-    assert [r.model_dump() for r in again[:3]] == [r.model_dump() for r in (first, second, third)]
+    again = s.replayed.step("dialect")
+    assert again["recording"]["dialect"] == "litellm"
+    assert_clean(again, replayed=4)
+    assert again["responses"] == step["responses"]
+
+
+def test_litellm_sdk_records_then_replays_offline(session: Session) -> None:
+    # One test, two client runs: under xdist, separate tests would each import litellm twice.
+    check_the_client_ran_both_phases_on_loopback(session)
+    check_sync_calls_over_httpx_recorded(session)
+    check_sync_replayed_offline(session)
+    check_an_invalid_upstream_answer_is_caught_and_not_written(session)
+    check_async_calls_go_through_aiohttp(session)
+    check_litellm_dialect_validates_under_its_profile(session)

@@ -1,10 +1,12 @@
 """The real LiteLLM proxy in front of the embedded server, recorded through with the openai SDK.
 
 The proxy (``litellm[proxy]`` from PyPI) runs as a subprocess on 127.0.0.1 with the embedded
-server as its OpenAI upstream: no database, a master key, the local model price list. A socket
-audit hook installed in the proxy process logs every connection and name lookup, so the test
-proves the proxy never reached beyond the loopback interface. The exchanges are recorded, then
-replayed with both processes stopped and validated under the ``litellm`` dialect profile.
+server as its OpenAI upstream: no database, a master key, the local model price list. LiteLLM
+pins ``openai<3``, so the proxy runs from its own virtual environment (see tests/_litellm_env.py)
+while this process records through it with the ``openai>=3`` SDK. A socket audit hook installed
+in the proxy process logs every connection and name lookup, so the test proves the proxy never
+reached beyond the loopback interface. The exchanges are recorded, then replayed with both
+processes stopped and validated under the ``litellm`` dialect profile.
 
 Deselect with ``-m "not integration"``: starting the proxy takes tens of seconds.
 """
@@ -12,12 +14,9 @@ Deselect with ``-m "not integration"``: starting the proxy takes tens of seconds
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from _litellm_env import PROXY_MODULES, Venv, litellm_env, require_venv, unavailable
 
 from pytest_compaction import CompactionServer
 from pytest_compaction._dialects import validate_with_dialect
@@ -37,8 +37,6 @@ pytestmark = pytest.mark.integration
 MODEL = "gpt-5.4"
 MASTER_KEY = "sk-proxy-master-0123456789"
 UPSTREAM_KEY = "sk-upstream-0123456789"
-# litellm itself and what only its [proxy] extra brings.
-PROXY_MODULES = ("litellm", "uvicorn", "fastapi", "litellm_proxy_extras")
 STARTUP_TIMEOUT = 180.0  # seconds; a cold start on two busy cores has taken over 30
 HISTORY: list[dict[str, Any]] = [
     {"role": "user", "content": "What is 2+2?"},
@@ -77,37 +75,6 @@ sys.argv[0] = "litellm"
 sys.exit(run_server())
 """
 
-# Variables that could point the proxy elsewhere: an HTTP proxy, a database, a cache, a
-# license server or a real OpenAI account.
-_DROPPED_ENV = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "database_url",
-    "direct_url",
-    "redis_host",
-    "redis_url",
-    "litellm_license",
-    "openai_api_key",
-    "openai_base_url",
-    "openai_api_base",
-    "litellm_master_key",
-    "litellm_salt_key",
-)
-
-
-def proxy_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in _DROPPED_ENV}
-    env.update(
-        LITELLM_LOCAL_MODEL_COST_MAP="True",  # else the price list is downloaded at import
-        LITELLM_MODE="PRODUCTION",  # else a .env file found on the way up is loaded
-        LITELLM_LOG="ERROR",
-        NO_PROXY="*",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -135,7 +102,9 @@ class Run:
     server: CompactionServer  # stopped; it still opens its own compaction tokens
 
 
-def start_proxy(workdir: Path, upstream: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+def start_proxy(
+    venv: Venv, workdir: Path, upstream: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     config = {
         "model_list": [
             {
@@ -158,19 +127,24 @@ def start_proxy(workdir: Path, upstream: str) -> tuple[subprocess.Popen[bytes], 
     port = free_port()
     netlog = workdir / "net.log"
     stderr = workdir / "proxy.stderr"
-    command = [sys.executable, "-c", LAUNCHER, str(netlog), "--config", "config.yaml"]
+    command = [str(venv.python), "-c", LAUNCHER, str(netlog), "--config", "config.yaml"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
     started = time.monotonic()
     with (workdir / "proxy.stdout").open("wb") as out, stderr.open("wb") as err:
         proc = subprocess.Popen(
-            command, cwd=workdir, env=proxy_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            command,
+            cwd=workdir,
+            env=litellm_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
         )
     url = f"http://127.0.0.1:{port}"
     while True:
         if proc.poll() is not None:
-            pytest.skip(
-                f"the LiteLLM proxy exited with status {proc.returncode} before it was ready; "
-                f"stderr:\n{tail(stderr)}"
+            unavailable(
+                f"the LiteLLM proxy ({venv.python}, litellm {venv.litellm_version}) exited "
+                f"with status {proc.returncode} before it was ready; stderr:\n{tail(stderr)}"
             )
         try:
             with urllib.request.urlopen(url + "/health/liveliness", timeout=2) as answer:
@@ -180,8 +154,8 @@ def start_proxy(workdir: Path, upstream: str) -> tuple[subprocess.Popen[bytes], 
             pass
         if time.monotonic() - started > STARTUP_TIMEOUT:
             stop_proxy(proc)
-            pytest.skip(
-                f"the LiteLLM proxy did not answer /health/liveliness within "
+            unavailable(
+                f"the LiteLLM proxy ({venv.python}) did not answer /health/liveliness within "
                 f"{STARTUP_TIMEOUT:.0f} s; stderr:\n{tail(stderr)}"
             )
         time.sleep(0.25)
@@ -224,19 +198,13 @@ def scenario(sdk: openai.OpenAI) -> tuple[list[Any], list[openai.APIStatusError]
 
 @pytest.fixture
 def run(tmp_path: Path) -> Run:
-    # Looked up, not imported: importing litellm here would run its start-up code in this process.
-    missing = [name for name in PROXY_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        pytest.skip(
-            f"the LiteLLM proxy is not installed ({', '.join(missing)} missing); "
-            "pip install 'litellm[proxy]'"
-        )
+    venv = require_venv(PROXY_MODULES)
     cassette = tmp_path / "through-litellm.yaml"
     server = CompactionServer(deterministic=True).start()
     proc: subprocess.Popen[bytes] | None = None
     try:
         upstream_port = server.port
-        proc, url, netlog = start_proxy(tmp_path, server.base_url)
+        proc, url, netlog = start_proxy(venv, tmp_path, server.base_url)
         with use_cassette(
             cassette, record_mode="once", dialect="litellm", raise_on_exit=False
         ) as rec:
