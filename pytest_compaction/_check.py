@@ -324,9 +324,12 @@ def _explain(
 ) -> list[Cause]:
     """The schema change(s) that add ``violation`` (or, when ``fixed``, remove it)."""
     location = body_location(body, violation.path)
-    parent_pointer = violation.path.rsplit("/", 1)[0] if violation.path else ""
-    item_type_at = bool(violation.path.endswith("/type") and violation.item_type)
-    node = _at(body, violation.path)
+    parent_pointer, _, last = violation.path.rpartition("/")
+    required = violation.keyword == "required"
+    # A missing property's pointer ends with the property: the object lacking it is the parent.
+    missing = last.replace("~1", "/").replace("~0", "~") if required else None
+    node = _at(body, parent_pointer) if required else None
+    item_type_at = bool(violation.path.endswith("/type") and violation.item_type and not required)
 
     pick = 1 if fixed else 0
     item_location = body_location(body, parent_pointer)
@@ -336,9 +339,9 @@ def _explain(
 
     def wanted(c: Change) -> str | None:
         """Where ``c`` must sit in the body to explain the violation (None: it cannot)."""
-        if violation.keyword == "required":
-            missing = isinstance(node, dict) and c.name not in node
-            return join(location, c.name) if c.change in codes and missing else None
+        if required:
+            absent = isinstance(node, dict) and c.name == missing and c.name not in node
+            return location if c.change in codes and absent else None
         if item_type_at:
             code = "item-type-added" if fixed else "item-type-removed"
             return item_location if c.change == code and c.name == violation.item_type else None
@@ -373,11 +376,11 @@ def _at(body: Any, pointer: str) -> Any:
     return node
 
 
-def _key(violation: Violation) -> tuple[str, str, str]:
+def _key(violation: Violation) -> tuple[str, str]:
     # The same kind of violation at the same place is not a change, even if its message
-    # differs (an "unknown type" message lists the known types of its version).
-    message = violation.message if violation.keyword == "required" else ""
-    return violation.path, violation.keyword, message
+    # differs (an "unknown type" message lists the known types of its version). A missing
+    # property's pointer ends with the property, so each has a place of its own.
+    return violation.path, violation.keyword
 
 
 def explain(exchange: Exchange, before: Verdict, after: Verdict, diff: SchemaDiff) -> list[Cause]:

@@ -11,6 +11,7 @@ reference the fast path is tested against.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -24,8 +25,11 @@ if TYPE_CHECKING:
     import jsonschema
 
 Backend = Literal["rs", "python"]
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _URI = "urn:pytest-compaction:schema"
-MAX_DEPTH = 512  # deeper bodies are refused before they reach either backend
+# Deeper bodies are refused before errors are explained: jsonschema-rs cannot build an error
+# for an instance nested 256 levels deep (ValueError "Recursion limit reached").
+MAX_DEPTH = 250
 # keywords whose detail is a number to compare against: (message verb, unit)
 _LIMITS = {
     "maxLength": ("is longer than", "character"),
@@ -149,6 +153,66 @@ def _format_checks() -> dict[str, Any]:
         return isinstance(value, int | float) and not isinstance(value, bool)
 
     return {"unixtime": unixtime, "float": number}
+
+
+def _surrogate_violation(body: Any) -> Violation:
+    """Where a string (or property name) holds an unpaired surrogate, as JSON "\\ud800" can."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(body, ())]
+    where: tuple[str | int, ...] = ()
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str) and _SURROGATE.search(node):
+            where = path
+            break
+        if isinstance(node, dict):
+            bad = next((k for k in node if isinstance(k, str) and _SURROGATE.search(k)), None)
+            if bad is not None:
+                where = path
+                break
+            stack.extend((value, (*path, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node))
+    return Violation(
+        pointer(where), f"{_location(where, body)[0]}: an unpaired surrogate (not valid Unicode)"
+    )
+
+
+def _ecma_regex(pattern: str) -> str:
+    """A Python regex whose ``$`` means what it means in ECMA-262 (JSON Schema's dialect).
+
+    Python's ``$`` also matches before a final newline, so ``"name\\n"`` would pass
+    ``^[a-z]+$``; ``\\Z`` is the end of the string only.
+    """
+    out: list[str] = []
+    in_class = escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "$" and not in_class:
+            out.append(r"\Z")
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+@cache
+def _ecma_patterns(jsonschema: Any) -> Any:
+    """The reference validator class, with ``pattern`` read as ECMA-262 reads it."""
+    import re
+
+    base = jsonschema.Draft202012Validator
+
+    def pattern(validator: Any, value: str, instance: Any, schema: Any) -> Any:
+        if isinstance(instance, str) and not re.search(_ecma_regex(value), instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {value!r}")
+
+    return jsonschema.validators.extend(base, {"pattern": pattern})
 
 
 # -- errors as data, from either backend -----------------------------------------------
@@ -307,12 +371,19 @@ def _json_type(value: Any) -> str:
 
 
 def _show(value: Any, limit: int = 60) -> str:
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit]  # never serialise a huge string only to cut it
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def pointer(path: Iterable[str | int]) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _pointer_order(path: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key: ``/input/2`` before ``/input/10``."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in path.split("/"))
 
 
 def _location(path: tuple[str | int, ...], instance: Any) -> tuple[str, str | None]:
@@ -397,8 +468,12 @@ def _describe(error: _Error, instance: Any) -> str:
 def _violation(error: _Error, instance: Any) -> Violation:
     where, item_type = _location(error.path, instance)
     suffix = f" (type={item_type})" if item_type else ""
+    path = error.path
+    if error.keyword == "required" and error.detail.get("property") is not None:
+        # The pointer names where the property belongs; the message names the object it lacks.
+        path = (*path, str(error.detail["property"]))
     return Violation(
-        path=pointer(error.path),
+        path=pointer(path),
         message=f"{where}{suffix}: {_describe(error, instance)}",
         schema_path=pointer(error.schema_path),
         item_type=item_type,
@@ -548,8 +623,10 @@ class Validator:
 
     def _open_validator(self) -> Any:
         if self._open is None:
+            # Masked: messages are written from the error data, and formatting a 50 MB
+            # instance into each native message costs seconds and gigabytes.
             self._open = jsonschema_rs.Draft202012Validator(
-                self.document, formats=_format_checks(), validate_formats=False
+                self.document, formats=_format_checks(), validate_formats=False, mask="..."
             )
         return self._open
 
@@ -558,7 +635,7 @@ class Validator:
             # Imported here: the reference backend costs ~150 ms to import and is rarely used.
             import jsonschema
 
-            self._python = jsonschema.Draft202012Validator(self.document, format_checker=None)
+            self._python = _ecma_patterns(jsonschema)(self.document, format_checker=None)
         return self._python
 
     def _drift_walker(self) -> _DriftWalker:
@@ -579,6 +656,14 @@ class Validator:
         return raw
 
     def validate(self, body: Any, *, strict: bool = False) -> Report:
+        try:
+            return self._validate(body, strict)
+        except UnicodeEncodeError:  # jsonschema-rs takes only valid Unicode
+            if isinstance(body, bytes | str | bytearray):
+                body = parse_body(bytes(body) if isinstance(body, bytearray) else body)
+            return Report(self.kind, self.version, (_surrogate_violation(body),))
+
+    def _validate(self, body: Any, strict: bool) -> Report:
         if isinstance(body, bytes | str | bytearray):
             try:
                 body = parse_body(bytes(body) if isinstance(body, bytearray) else body)
@@ -607,7 +692,7 @@ class Validator:
                 Violation(n.path, n.message + " (strict)", item_type=n.item_type, keyword="drift")
                 for n in notes
             ]
-        violations.sort(key=lambda v: v.path)
+        violations.sort(key=lambda v: _pointer_order(v.path))
         return Report(self.kind, self.version, tuple(violations), tuple(notes))
 
 

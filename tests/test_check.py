@@ -151,7 +151,7 @@ def test_json_output(recorded: list[Path], capsys: pytest.CaptureFixture[str]) -
         assert [c["change"]["change"] for c in exchange["causes"]] == ["required-added"]
         assert (
             exchange["against"]["response"]["violations"][0]["path"]
-            == "/usage/input_tokens_details"
+            == "/usage/input_tokens_details/cache_write_tokens"
         )
 
 
@@ -256,6 +256,7 @@ def test_a_change_can_fix_an_exchange(upstream: Upstream, tmp_path: Path) -> Non
     (cause,) = exchange.causes
     assert cause.fixed and cause.label == "field no longer required"
     assert cause.location == "input[type=function_call_output].call_id"
+    assert cause.change is not None and cause.change.change == "required-removed"
 
 
 def test_unknown_item_type_and_removed_field(

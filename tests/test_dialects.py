@@ -514,7 +514,7 @@ def test_plugin_marker_ini_and_option_select_the_dialect(pytester: pytest.Pytest
     plain.stdout.fnmatch_lines(
         [
             "*exchange 1 of cassette*test_bifrost.yaml does not conform to schema version*",
-            "*response (status 429) /error: error: missing required property 'param'*",
+            "*response (status 429) /error/param: error: missing required property 'param'*",
             "*drift: exchange 0 response /extra_fields: extra_fields: undocumented property*",
         ]
     )

@@ -134,7 +134,7 @@ def test_breaking_for_recordings_is_what_the_validator_sees(reference: Path) -> 
     body = json.loads(exchange.response_body)
     assert validate_response(body, version="2026-05-13").valid
     (violation,) = validate_response(body, version="2026-07-15").violations
-    assert violation.path == "/usage/input_tokens_details"
+    assert violation.path == "/usage/input_tokens_details/cache_write_tokens"
     breaking = [
         c
         for c in diff_versions("2026-05-13", "2026-07-15").of_kind("response")

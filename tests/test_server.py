@@ -352,6 +352,13 @@ def test_unknown_previous_response_id(server: CompactionServer) -> None:
     ("payload", "param", "code"),
     [
         ({"input": "x"}, "model", "missing_required_parameter"),
+        # missing ``model`` is reported before a wrong sibling at the same depth
+        ({"input": 5}, "model", "missing_required_parameter"),
+        (
+            {"model": "m", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
+            "input[0].call_id",
+            "missing_required_parameter",
+        ),
         ({"model": 123, "input": "x"}, "model", "invalid_type"),
         ({"model": "m", "input": "x", "temperature": 0.2}, "temperature", "unknown_parameter"),
         ({"model": "m", "stream": True}, "stream", "unknown_parameter"),

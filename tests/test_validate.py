@@ -100,7 +100,7 @@ def test_recorded_compact_responses_predate_cache_write_tokens() -> None:
                 report = get_validator("response", version, backend).validate(raw)
                 assert not report.valid
                 [violation] = report.violations
-                assert violation.path == "/usage/input_tokens_details", name
+                assert violation.path == "/usage/input_tokens_details/cache_write_tokens", name
                 assert violation.message == CACHE_WRITE
                 assert violation.keyword == "required" and violation.item_type is None
                 assert report.drift == ()
@@ -142,15 +142,16 @@ def test_a_non_openai_404_body_is_not_an_openai_error() -> None:
     body = json.loads(re.search(r"\{.*?\}", text).group())  # type: ignore[union-attr]
     assert body == {"detail": "Not Found"}
     report = validate_response(body, status=404)
-    assert shape(report) == [("", "body: missing required property 'error'")]
+    assert shape(report) == [("/error", "body: missing required property 'error'")]
     assert [d.path for d in report.drift] == ["/detail"]
 
 
 def test_error_body_missing_its_fields_names_each() -> None:
     report = validate_response({"error": {"message": "x"}}, status=500)
+    # one violation per property, each pointing where it belongs, in pointer order
     assert shape(report) == [
-        ("/error", f"error: missing required property '{name}'")
-        for name in ("type", "param", "code")
+        (f"/error/{name}", f"error: missing required property '{name}'")
+        for name in ("code", "param", "type")
     ]
     nullable = {"error": {"message": "m", "type": "t", "param": None, "code": None}}
     assert validate_response(nullable, status=429).valid
@@ -174,12 +175,15 @@ def test_the_specs_own_compact_resource_example_is_invalid(version: str) -> None
     example = yaml_block(spec_text(version), "CompactResource", 4)["example"]
     assert [item["type"] for item in example["output"]] == ["message", "message", "compaction"]
     expected = [
-        ("/output/0", "output[0] (type=message): missing required property 'id'"),
-        ("/output/0", "output[0] (type=message): missing required property 'status'"),
-        ("/output/1", "output[1] (type=message): missing required property 'id'"),
-        ("/output/1", "output[1] (type=message): missing required property 'status'"),
-        ("/usage", "usage: missing required property 'input_tokens_details'"),
-        ("/usage", "usage: missing required property 'output_tokens_details'"),
+        ("/output/0/id", "output[0] (type=message): missing required property 'id'"),
+        ("/output/0/status", "output[0] (type=message): missing required property 'status'"),
+        ("/output/1/id", "output[1] (type=message): missing required property 'id'"),
+        ("/output/1/status", "output[1] (type=message): missing required property 'status'"),
+        ("/usage/input_tokens_details", "usage: missing required property 'input_tokens_details'"),
+        (
+            "/usage/output_tokens_details",
+            "usage: missing required property 'output_tokens_details'",
+        ),
     ]
     for backend in ("rs", "python"):
         report = get_validator("response", version, backend).validate(example)
@@ -202,7 +206,7 @@ def test_the_operations_own_request_and_response_examples(version: str) -> None:
     response = json.loads(examples["examples"]["response"])
     report = validate_response(response, version=version)
     if version == V0715:
-        assert shape(report) == [("/usage/input_tokens_details", CACHE_WRITE)]
+        assert shape(report) == [("/usage/input_tokens_details/cache_write_tokens", CACHE_WRITE)]
     else:
         assert report.valid, shape(report)
 
@@ -261,11 +265,25 @@ def test_a_function_call_without_call_id_names_item_property_and_type() -> None:
             violation.message
             == "input[1] (type=function_call): missing required property 'call_id'"
         )
-        # the pointer is the object that lacks the property; the message names the property
-        assert violation.path == "/input/1"
+        # the pointer ends with the missing property; the message names the object lacking it
+        assert violation.path == "/input/1/call_id"
         assert violation.item_type == "function_call"
         assert violation.keyword == "required"
         assert violation.schema_path.endswith("/required")
+
+
+def test_violations_come_in_numeric_pointer_order() -> None:
+    call = {"type": "function_call", "name": "weather", "arguments": "{}"}
+    items: list[dict[str, Any]] = [{"role": "user", "content": "hi"}] * 12
+    items[2] = items[10] = call
+    items[11] = {**call, "call_id": "c1", "arguments": 3}
+    for backend in ("rs", "python"):
+        report = get_validator("request", None, backend).validate({"model": "m", "input": items})
+        assert [v.path for v in report.violations] == [
+            "/input/2/call_id",
+            "/input/10/call_id",
+            "/input/11/arguments",
+        ], backend
 
 
 def test_a_problem_deep_inside_an_item_carries_the_innermost_item_type() -> None:
@@ -274,7 +292,7 @@ def test_a_problem_deep_inside_an_item_carries_the_innermost_item_type() -> None
         "input": [{"type": "message", "role": "user", "content": [{"type": "input_text"}]}],
     }
     [violation] = validate_request(body).violations
-    assert (violation.path, violation.item_type) == ("/input/0/content/0", "input_text")
+    assert (violation.path, violation.item_type) == ("/input/0/content/0/text", "input_text")
     assert (
         violation.message
         == "input[0].content[0] (type=input_text): missing required property 'text'"
@@ -330,7 +348,7 @@ def test_drift_is_noted_once_however_many_schemas_reach_it() -> None:
 def test_a_violation_and_drift_are_both_reported() -> None:
     body = {"input": "x", "extra": 1}
     report = validate_request(body)
-    assert shape(report) == [("", "body: missing required property 'model'")]
+    assert shape(report) == [("/model", "body: missing required property 'model'")]
     assert [d.path for d in report.drift] == ["/extra"]
     assert report.as_dict()["valid"] is False
     assert report.as_dict()["drift"] == [

@@ -111,7 +111,7 @@ def test_json_format_is_per_file_data(tmp_path: Path) -> None:
     assert [entry["valid"] for entry in payload] == [True, False, True]
     assert payload[0]["violations"] == [] and payload[0]["drift"] == []
     [violation] = payload[1]["violations"]
-    assert violation["path"] == "/input/1"
+    assert violation["path"] == "/input/1/call_id"
     assert (
         violation["message"] == "input[1] (type=function_call): missing required property 'call_id'"
     )
@@ -155,7 +155,7 @@ def test_version_selects_the_schema_by_date_prefix(tmp_path: Path) -> None:
     [entry] = json.loads(default.stdout)
     assert entry["version"] == NEWEST
     assert [(v["path"], v["message"]) for v in entry["violations"]] == [
-        ("/usage/input_tokens_details", CACHE_WRITE)
+        ("/usage/input_tokens_details/cache_write_tokens", CACHE_WRITE)
     ]
 
 

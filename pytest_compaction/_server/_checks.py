@@ -8,7 +8,6 @@ offending field in the API's own notation (``input[0].role``).
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 from typing import Any
 
@@ -29,7 +28,6 @@ _TYPE_NAMES = {
     "number": "a number",
     "boolean": "a boolean",
 }
-_MISSING = re.compile(r"missing required propert(?:y|ies) '([^']+)'")
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -136,15 +134,16 @@ def _schema_check(body: dict[str, Any], version: str | None) -> None:
     report = validate_request(body, version=version)
     if report.valid or not report.violations:
         return
-    # The shallowest problem first: a missing ``model`` before a detail deep in ``input``.
-    violation = min(report.violations, key=lambda v: len(_pointer_parts(v.path)))
+    # The shallowest problem first: a missing ``model`` before a detail deep in ``input``. A
+    # missing property's pointer ends with the property: its depth is the object lacking it.
+    violation = min(
+        report.violations,
+        key=lambda v: len(_pointer_parts(v.path)) - (v.keyword == "required"),
+    )
     keyword = _last_keyword(str(getattr(violation, "schema_path", "")))
     parts = _pointer_parts(violation.path)
     message = violation.message
-    if keyword == "required":
-        missing = _MISSING.search(message)
-        if missing:
-            parts = [*parts, missing.group(1)]
+    if keyword == "required":  # the pointer already ends with the missing property
         param = _param(parts)
         raise bad_request(
             f"Missing required parameter: '{param}'.",
