@@ -60,6 +60,9 @@ class CountingServer:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # raw clients hang up once they have read the status line
+
             def get_request(self) -> tuple[socket.socket, Any]:
                 request = super().get_request()
                 owner.connections += 1
