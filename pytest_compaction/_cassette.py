@@ -521,8 +521,8 @@ def _check_expansion(doc: Any, limit: int, path: str) -> None:
 _PARSE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
 
 
-def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
-    """Parse cassette text: this project's layout, vcrpy YAML or JSON, pydantic-ai's."""
+def parse_document(text: str, path: str = "<cassette>") -> Any:
+    """The YAML or JSON document of a cassette file, loaded safely and within bounds."""
     doc: Any
     if text.lstrip().startswith("{"):
         try:
@@ -542,6 +542,12 @@ def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
             raise CassetteError(f"{path}: not valid YAML: {type(exc).__name__}: {exc}") from None
         if isinstance(doc, dict | list):
             _check_expansion(doc, 2 * max_cassette_bytes(), path)
+    return doc
+
+
+def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
+    """Parse cassette text: this project's layout, vcrpy YAML or JSON, pydantic-ai's."""
+    doc = parse_document(text, path)
     if doc is None:
         raise CassetteNotFound(f"{path}: the cassette is empty")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("interactions"), list):

@@ -12,14 +12,16 @@ import argparse
 import contextlib
 import importlib.util
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+# Light: the network guard is standard library only.
+from ._netguard import block_network
 
 if TYPE_CHECKING:
     import openai
@@ -248,27 +250,6 @@ def _cassette_options(scenario: Scenario) -> dict[str, Any]:
     return {"dialect": scenario.dialect}
 
 
-class _NetworkBlocked(OSError):
-    pass
-
-
-@contextlib.contextmanager
-def _network_blocked(attempts: list[str]) -> Iterator[None]:
-    """Refuse every socket connection in this process, noting each attempt."""
-    original = socket.socket.connect, socket.socket.connect_ex
-
-    def refuse(self: Any, address: Any) -> NoReturn:
-        attempts.append(repr(address))
-        raise _NetworkBlocked(f"network blocked during replay (connect to {address!r})")
-
-    socket.socket.connect = refuse  # type: ignore[method-assign]
-    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        socket.socket.connect, socket.socket.connect_ex = original  # type: ignore[method-assign]
-
-
 @contextlib.contextmanager
 def _closing(endpoint: Endpoint) -> Iterator[Endpoint]:
     try:
@@ -386,9 +367,8 @@ def run_demo(out: Path) -> DemoRun:
         urls = {d: servers[d].url for d in dialects}
     server_url = urls["openai"] if "openai" in urls else next(iter(urls.values()))
     # The servers are down and sockets refuse to connect: a replay that passes used no network.
-    attempts: list[str] = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_network_blocked(attempts))
+        attempts = stack.enter_context(block_network(reason="the demo replays offline"))
         stopped = {d: stack.enter_context(_closing(Endpoint(urls[d]))) for d in dialects}
         for result in results:
             before = recorded.get(result.scenario.name)

@@ -35,6 +35,7 @@ class _Guard:
     hosts: frozenset[str]  # allowed names and IP literals, lowercased
     reason: str
     ips: set[str] = field(default_factory=set)  # what the allowed names resolved to
+    refused: list[str] = field(default_factory=list)  # what this guard stopped, in order
 
     def permits(self, host: str) -> bool:
         host = host.lower().strip("[]").split("%", 1)[0]
@@ -59,6 +60,8 @@ def _host_of(address: Any) -> str | None:
 
 
 def _refuse(what: str) -> NetworkBlocked:
+    for guard in _active:
+        guard.refused.append(what)
     reasons = sorted({guard.reason for guard in _active})
     return NetworkBlocked(
         f"compaction: {what} was blocked: {'; '.join(reasons)}. A replay never touches the "
@@ -157,11 +160,12 @@ def _uninstall() -> None:
 
 
 @contextmanager
-def block_network(allowed_hosts: Iterable[str] = (), *, reason: str) -> Iterator[None]:
+def block_network(allowed_hosts: Iterable[str] = (), *, reason: str) -> Iterator[list[str]]:
     """Refuse real connections in every thread until the block ends.
 
     ``allowed_hosts`` (names or IP literals) stay reachable; ``reason`` says why in the error.
-    Guards nest: a connection must be allowed by every active guard.
+    Guards nest: a connection must be allowed by every active guard. Yields the list of what
+    was refused (``"a connection to host:port"``, ``"a DNS lookup of name"``), in order.
     """
     guard = _Guard(frozenset(h.lower().strip("[]") for h in allowed_hosts), reason)
     with _lock:
@@ -169,7 +173,7 @@ def block_network(allowed_hosts: Iterable[str] = (), *, reason: str) -> Iterator
             _install()
         _active.append(guard)
     try:
-        yield
+        yield guard.refused
     finally:
         with _lock:
             del _active[next(i for i, g in enumerate(_active) if g is guard)]

@@ -40,11 +40,6 @@ from ._redact import (
     scan_exchange,
 )
 
-try:  # libyaml when present, as the cassette loader does
-    from yaml import CSafeLoader as _SafeLoader
-except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
-
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _TRAILING_HEX = re.compile(r"[0-9a-fA-F]{32}$")
 
@@ -141,15 +136,7 @@ def read_cassette_file(path: str | os.PathLike[str]) -> CassetteFile:
 
 
 def _load_doc(text: str, path: Path) -> Any:
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise cf.CassetteError(f"{path}: not valid JSON: {exc}") from None
-    try:
-        return yaml.load(text, Loader=_SafeLoader)
-    except yaml.YAMLError as exc:
-        raise cf.CassetteError(f"{path}: not valid YAML: {exc}") from None
+    return cf.parse_document(text, str(path))
 
 
 # ---------------------------------------------------------------------------------------------

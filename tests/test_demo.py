@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from pytest_compaction._cassette import load_cassette
-from pytest_compaction._demo import DEMO_KEY, RECORDED_ORIGIN, _network_blocked
+from pytest_compaction._demo import DEMO_KEY, RECORDED_ORIGIN
+from pytest_compaction._netguard import block_network
 from pytest_compaction._recorder import use_cassette
 from pytest_compaction._redact import check_no_secrets
 from pytest_compaction._server import CompactionServer
@@ -199,8 +200,10 @@ def test_missing_openai_is_reported_with_the_fix(tmp_path: Path) -> None:
 
 def test_the_network_guard_refuses_and_counts_connections() -> None:
     with CompactionServer() as server:
-        attempts: list[str] = []
-        with _network_blocked(attempts), pytest.raises(OSError, match="network blocked"):
+        with (
+            block_network(reason="the demo replays offline") as refused,
+            pytest.raises(OSError, match="the demo replays offline"),
+        ):
             socket.create_connection((server.host, server.port), timeout=5)
-        assert len(attempts) == 1 and str(server.port) in attempts[0]
+        assert len(refused) == 1 and str(server.port) in refused[0]
         socket.create_connection((server.host, server.port), timeout=5).close()

@@ -89,6 +89,9 @@ class CompactionHTTPServer(ThreadingHTTPServer):
 
 class CompactionHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each answer
+    # waits ~40 ms on Nagle's algorithm and the client's delayed ACK.
+    disable_nagle_algorithm = True
     server_version = "pytest-compaction"
     sys_version = ""
     timeout = 120  # an idle keep-alive connection is closed after this many seconds
