@@ -79,10 +79,27 @@ def timed(rounds: int, run: Callable[[], None]) -> float:
     return statistics.median(samples)
 
 
+def side_by_side(
+    rounds: int, first: Callable[[], None], second: Callable[[], None]
+) -> tuple[float, float]:
+    """Medians of interleaved runs (order alternating), so load changes hit both alike."""
+    first()
+    second()
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(rounds):
+        pairs = ((first, a), (second, b)) if i % 2 == 0 else ((second, b), (first, a))
+        for run, samples in pairs:
+            start = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
 
     history, request_body, response_body = build(args.items)
@@ -121,8 +138,7 @@ def main() -> int:
             assert response.status_code == 200
         assert cas.play_count == 1
 
-    t_ours = timed(args.rounds, ours)
-    t_bare = timed(args.rounds, bare)
+    t_ours, t_bare = side_by_side(args.rounds, ours, bare)
 
     t_sdk: float | None = None
     try:

@@ -284,11 +284,17 @@ def render_json(value: Any) -> str:
     return _escape_unprintable(text)
 
 
+def _first_char(text: str | bytes) -> str | bytes:
+    """The first non-blank character, without copying a megabyte to find it."""
+    head = text[:256].lstrip()
+    return head[:1] if head or len(text) <= 256 else text.lstrip()[:1]
+
+
 def parse_json_bytes(body: bytes | str | None) -> tuple[bool, Any]:
     """(True, value) when the body is JSON text, else (False, None)."""
     if body is None or not body:
         return False, None
-    first = body.lstrip()[:1]
+    first = _first_char(body)
     if first not in (b"{", b"[", "{", "["):
         return False, None
     try:
@@ -524,7 +530,7 @@ _PARSE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
 def parse_document(text: str, path: str = "<cassette>") -> Any:
     """The YAML or JSON document of a cassette file, loaded safely and within bounds."""
     doc: Any
-    if text.lstrip().startswith("{"):
+    if _first_char(text) == "{":
         try:
             doc = json.loads(text)
         except RecursionError:
