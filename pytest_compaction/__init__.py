@@ -21,6 +21,9 @@ __version__ = "0.1.0"
 # Record/replay and the server pull in vcrpy, httpx and http.server: loaded on first use so
 # that validating a body stays a light import.
 _LAZY = {
+    "ChainViolation": "._chain",
+    "check_chain": "._chain",
+    "check_conversation": "._chain",
     "CheckResult": "._check",
     "check_paths": "._check",
     "SchemaDiff": "._schema_diff",
@@ -68,6 +71,7 @@ __all__ = [
     "BodyError",
     "CassetteError",
     "CassetteReplayer",
+    "ChainViolation",
     "CheckResult",
     "CompactionError",
     "CompactionProxy",
@@ -92,6 +96,8 @@ __all__ = [
     "Violation",
     "__version__",
     "available_versions",
+    "check_chain",
+    "check_conversation",
     "check_paths",
     "detect_dialect",
     "diff_versions",

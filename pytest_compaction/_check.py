@@ -1,7 +1,8 @@
 """Regression checks of recorded exchanges: are the cassettes still within the contract?
 
 Every ``/responses/compact`` exchange of every cassette is validated (request, and the
-response or error body) under the version the cassette was recorded with; cassettes from
+response or error body) under the version the cassette was recorded with, and the exchanges of
+each cassette are checked against the chaining rules (``_chain``); cassettes from
 elsewhere (stock vcrpy, pydantic-ai) that do not say are judged by ``--version`` or the newest.
 ``--against`` judges them by a second version too and explains each difference by the schema
 change behind it (see ``_schema_diff``). Results are data until ``run_check`` prints them.
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ._cassette import CassetteData, CassetteError, Exchange, parse_cassette
+from ._chain import ChainViolation, check_chain
 from ._errors import BodyError, CompactionError
 from ._match import normalize_path
 from ._schema_diff import Change, SchemaDiff, diff_schema_sets, join, open_schema_set, typed
@@ -160,10 +162,11 @@ class CassetteResult:
     exchanges: tuple[ExchangeResult, ...] = ()
     other: int = 0  # exchanges that are not /responses/compact calls
     error: str | None = None
+    chain: tuple[ChainViolation, ...] = ()  # chaining rules broken across the exchanges
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(e.passed for e in self.exchanges)
+        return self.error is None and not self.chain and all(e.passed for e in self.exchanges)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +177,7 @@ class CassetteResult:
             "error": self.error,
             "other_exchanges": self.other,
             "exchanges": [e.as_dict() for e in self.exchanges],
+            "chain": [v.as_dict() for v in self.chain],
         }
 
 
@@ -203,6 +207,7 @@ class CheckResult:
             "passed": sum(e.passed for e in exchanges),
             "failed": sum(not e.passed for e in exchanges),
             "other_exchanges": sum(c.other for c in self.cassettes),
+            "chain_violations": sum(len(c.chain) for c in self.cassettes),
         }
         if self.against is not None:
             for transition in ("still passing", "now failing", "now passing", "still failing"):
@@ -507,7 +512,8 @@ def check_cassette_data(
                 diff=diff,
             )
         )
-    return CassetteResult(display, data.schema_version, version, tuple(results), other)
+    chain = tuple(check_chain(data.exchanges))
+    return CassetteResult(display, data.schema_version, version, tuple(results), other, chain=chain)
 
 
 # -- finding and reading cassettes -----------------------------------------------------------
@@ -635,6 +641,9 @@ def format_text(result: CheckResult) -> str:
             lines += [f"    cause: {cause}" for cause in ex.causes]
             if ex.transition == "still failing":
                 lines += [f"    {line}" for line in ex.against.lines()]
+        for violation in cassette.chain:
+            lines.append(f"  FAIL  {_chain_name(violation)}")
+            lines.append(f"        {violation.message}")
     s = result.summary()
     tail = (
         f"{s['exchanges']} compaction exchange(s) in {s['cassettes']} cassette(s): "
@@ -644,6 +653,8 @@ def format_text(result: CheckResult) -> str:
         tail += f", {s['unreadable']} cassette(s) unreadable"
     if s["other_exchanges"]:
         tail += f"; {s['other_exchanges']} other exchange(s) not checked"
+    if s["chain_violations"]:
+        tail += f"; {s['chain_violations']} chaining violation(s)"
     lines.append(tail)
     if against is not None:
         lines.append(
@@ -661,14 +672,24 @@ def _xml(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
+def _chain_name(violation: ChainViolation) -> str:
+    return (
+        f"chain rule {violation.rule} ({violation.name}): exchange {violation.exchange} "
+        f"{violation.location}"
+    )
+
+
 def format_junit(result: CheckResult) -> str:
-    """JUnit XML: one test suite per cassette, one test case per compaction exchange."""
+    """JUnit XML: one test suite per cassette, one test case per compaction exchange.
+
+    A broken chaining rule adds a failed test case of its own.
+    """
     s = result.summary()
     root = ET.Element(
         "testsuites",
         name="pytest-compaction check",
-        tests=str(s["exchanges"] + s["unreadable"]),
-        failures=str(s["failed"]),
+        tests=str(s["exchanges"] + s["unreadable"] + s["chain_violations"]),
+        failures=str(s["failed"] + s["chain_violations"]),
         errors=str(s["unreadable"]),
     )
     for cassette in result.cassettes:
@@ -709,7 +730,21 @@ def format_junit(result: CheckResult) -> str:
                 lines = [head, *causes, *lines]
             failure = ET.SubElement(case, "failure", message=_xml(message), type="SchemaViolation")
             failure.text = _xml("\n".join(lines))
-        tests = len(cassette.exchanges) + (1 if cassette.error is not None else 0)
+        for violation in cassette.chain:
+            failures += 1
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=classname,
+                name=_xml(_chain_name(violation)),
+                file=_xml(cassette.path),
+            )
+            failure = ET.SubElement(
+                case, "failure", message=_xml(str(violation)), type="ChainViolation"
+            )
+            failure.text = _xml(str(violation))
+        tests = len(cassette.exchanges) + len(cassette.chain)
+        tests += 1 if cassette.error is not None else 0
         suite.set("tests", str(tests))
         suite.set("failures", str(failures))
         suite.set("errors", str(errors))
@@ -724,8 +759,9 @@ def add_check(commands: Any) -> None:
         help="check recorded exchanges against a schema version",
         description=(
             "Validate every /responses/compact exchange of every cassette under the paths "
-            "(this project's cassettes, stock vcrpy YAML/JSON, pydantic-ai's). Exit 0 when all "
-            "pass, 1 when any fails or a cassette cannot be read, 2 on usage errors."
+            "(this project's cassettes, stock vcrpy YAML/JSON, pydantic-ai's) and the chaining "
+            "of compaction outputs into later requests. Exit 0 when all pass, 1 when any fails "
+            "or a cassette cannot be read, 2 on usage errors."
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="cassette files or folders")

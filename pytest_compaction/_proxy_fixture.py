@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from ._chain import check_proxy_session
 from ._errors import CompactionError
 from ._proxy import CompactionProxy
 
@@ -49,7 +50,7 @@ _MARKER_KEYS = frozenset(
 # schema verdicts: each takes the stopped proxy (``proxy.session`` lists the exchanges in order)
 # and returns problem messages, empty when satisfied. Contract checks spanning several exchanges,
 # such as the chaining of compaction outputs into later inputs, are added here.
-SESSION_CHECKS: list[Callable[[CompactionProxy], list[str]]] = []
+SESSION_CHECKS: list[Callable[[CompactionProxy], list[str]]] = [check_proxy_session]
 
 
 def pytest_configure(config: pytest.Config) -> None:
