@@ -1,8 +1,11 @@
 """Derive standalone JSON Schema 2020-12 documents for /responses/compact from an OpenAPI spec.
 
+Also, when the spec has it, for ``POST /responses`` (server-side compaction): the request, the
+response object and one stream event, in ``responses.*.schema.json``.
+
 The output keeps structure only (no prose, examples or ``x-*`` extensions), resolves
-discriminated ``oneOf`` by the discriminator, and records every spec defect it works around
-in the manifest. The same spec always gives byte-identical files.
+discriminated ``oneOf`` (and ``anyOf``) by the discriminator, and records every spec defect it
+works around in the manifest. The same spec always gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -17,12 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import CompactionError, SpecError
+from ._examples import null_in_examples
 from ._spec import SCHEMA_PREFIX, Spec, load_spec
 from ._strict import closed
 
 GENERATOR_VERSION = "2"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILES = ("request.schema.json", "response.schema.json", "error.schema.json")
+# POST /responses, the operation that compacts server-side (``context_management``): its
+# request, its response object and its stream events. Absent when the spec has no such operation.
+RESPONSES_PATH = "/responses"
+RESPONSES_FILES = (
+    "responses.request.schema.json",
+    "responses.response.schema.json",
+    "responses.event.schema.json",
+)
+# The item unions whose ``type`` values the manifest lists (compaction items among them).
+_ITEM_UNIONS = {"input_item_types": "InputItem", "output_item_types": "OutputItem"}
 
 
 def strict_name(filename: str) -> str:
@@ -91,6 +105,8 @@ class _Translator:
     spec: Spec
     defects: list[Defect] = field(default_factory=list)
     defs: dict[str, Any] = field(default_factory=dict)
+    # property locations the spec's own examples give null (see ``_examples``)
+    nullable: dict[str, str] = field(default_factory=dict)
     _pending: list[str] = field(default_factory=list)
 
     # -- closure -----------------------------------------------------------------------
@@ -131,7 +147,9 @@ class _Translator:
         return f"#/$defs/{name}"
 
     # -- one schema node ---------------------------------------------------------------
-    def schema(self, node: Any, where: str, owner: str) -> Any:
+    def schema(
+        self, node: Any, where: str, owner: str, siblings: frozenset[str] = frozenset()
+    ) -> Any:
         if isinstance(node, bool):
             return node
         if not isinstance(node, dict):
@@ -151,8 +169,14 @@ class _Translator:
             elif key in _SCHEMA_KEYS:
                 out[key] = self.schema(value, here, owner)
             elif key in _SCHEMA_LIST_KEYS and key != "oneOf":
+                if key == "anyOf" and self._discriminated_any_of(node):
+                    continue  # dispatched below, like a discriminated oneOf
                 members = self._shape(value, list, here)
-                out[key] = [self.schema(v, f"{here}/{i}", owner) for i, v in enumerate(members)]
+                # An allOf part may require what a sibling part declares (Response does).
+                siblings = self._declared_by(members, here) if key == "allOf" else frozenset()
+                out[key] = [
+                    self.schema(v, f"{here}/{i}", owner, siblings) for i, v in enumerate(members)
+                ]
             elif key in _SCHEMA_MAP_KEYS:
                 entries = sorted(self._shape(value, dict, here).items(), key=lambda kv: str(kv[0]))
                 out[key] = {str(k): self.schema(v, f"{here}/{k}", owner) for k, v in entries}
@@ -160,8 +184,43 @@ class _Translator:
                 out[key] = value
         if "oneOf" in node:
             out.update(self._one_of(node, where, owner))
-        self._drop_undefined_required(out, where)
+        elif self._discriminated_any_of(node):
+            out.update(self._one_of(node, where, owner, "anyOf"))
+        self._drop_undefined_required(out, where, siblings)
+        if where in self.nullable:
+            example = self.nullable[where]
+            self.defects.append(
+                Defect("null-in-example", where, f"the example of {example} gives null; accepted")
+            )
+            return {"anyOf": [out, {"type": "null"}]}
         return out
+
+    @staticmethod
+    def _discriminated_any_of(node: dict[str, Any]) -> bool:
+        """``anyOf`` with a discriminator (ResponseStreamEvent): members are told apart by it."""
+        disc = node.get("discriminator")
+        return (
+            "anyOf" in node
+            and "oneOf" not in node
+            and isinstance(disc, dict)
+            and isinstance(disc.get("propertyName"), str)
+        )
+
+    def _declared_by(self, members: list[Any], where: str, depth: int = 0) -> frozenset[str]:
+        """Property names the parts of an ``allOf`` declare, through references."""
+        names: set[str] = set()
+        for member in members:
+            if not isinstance(member, dict) or depth > 20:
+                continue
+            properties = member.get("properties")
+            if isinstance(properties, dict):
+                names.update(str(k) for k in properties)
+            if isinstance(member.get("allOf"), list):
+                names |= self._declared_by(member["allOf"], where, depth + 1)
+            if "$ref" in member:
+                target = self._component(self._ref_name(member["$ref"], where))
+                names |= self._declared_by([target], where, depth + 1)
+        return frozenset(names)
 
     def _shape(self, value: Any, kind: type, where: str) -> Any:
         if not isinstance(value, kind):
@@ -169,7 +228,9 @@ class _Translator:
             raise SpecError(f"{self.spec.source}: {where} must be {wanted}, got {value!r:.60}")
         return value
 
-    def _drop_undefined_required(self, out: dict[str, Any], where: str) -> None:
+    def _drop_undefined_required(
+        self, out: dict[str, Any], where: str, siblings: frozenset[str] = frozenset()
+    ) -> None:
         required = out.get("required")
         properties = out.get("properties")
         composed = any(k in out for k in ("$ref", "allOf", "anyOf", "oneOf", "if"))
@@ -177,7 +238,7 @@ class _Translator:
             return
         if out.get("additionalProperties") not in (None, False):
             return
-        missing = [name for name in required if name not in properties]
+        missing = [name for name in required if name not in properties and name not in siblings]
         for name in missing:
             self.defects.append(
                 Defect(
@@ -194,9 +255,11 @@ class _Translator:
                 del out["required"]
 
     # -- oneOf -------------------------------------------------------------------------
-    def _one_of(self, node: dict[str, Any], where: str, owner: str) -> dict[str, Any]:
-        here = f"{where}/oneOf"
-        members = self._shape(node["oneOf"], list, here)
+    def _one_of(
+        self, node: dict[str, Any], where: str, owner: str, key: str = "oneOf"
+    ) -> dict[str, Any]:
+        here = f"{where}/{key}"
+        members = self._shape(node[key], list, here)
         translated = [self.schema(m, f"{here}/{i}", owner) for i, m in enumerate(members)]
         disc = node.get("discriminator")
         prop = disc.get("propertyName") if isinstance(disc, dict) else None
@@ -434,8 +497,91 @@ def _check(document: dict[str, Any], filename: str, spec: Spec) -> None:
         raise SpecError(f"{spec.source}: derived {filename} cannot be used: {exc}") from None
 
 
+def _translate(
+    spec: Spec,
+    filename: str,
+    root: str,
+    files: dict[str, bytes],
+    defects: dict[Any, Defect],
+    nullable: dict[str, str],
+    assembled: bool = False,
+) -> None:
+    """The open and strict documents of ``root`` into ``files``; its defects into ``defects``."""
+    translator = _Translator(spec, nullable=nullable)
+    try:
+        document = _document(root, translator.closure(root))
+    except RecursionError:
+        raise SpecError(f"{spec.source}: schema {root!r} nests too deeply to translate") from None
+    _check(document, filename, spec)
+    files[filename] = _dump(document)
+    files[strict_name(filename)] = _dump(closed(document, assembled=assembled))
+    for defect in translator.defects:
+        defects[(defect.kind, defect.location, defect.detail)] = defect
+
+
+def _responses_operation(spec: Spec) -> dict[str, Any] | None:
+    paths = spec.document.get("paths")
+    item = paths.get(RESPONSES_PATH) if isinstance(paths, dict) else None
+    operation = item.get("post") if isinstance(item, dict) else None
+    return operation if isinstance(operation, dict) else None
+
+
+def _event_schema_ref(ok: Any, where: str, spec: Spec) -> str:
+    try:
+        ref = ok["content"]["text/event-stream"]["schema"]["$ref"]
+    except (KeyError, TypeError):
+        raise SpecError(
+            f"{spec.source}: no text/event-stream schema reference at {where}"
+        ) from None
+    return _schema_name(ref, where, spec)
+
+
+def _union_values(spec: Spec, name: str) -> list[str]:
+    """The discriminator values of a discriminated union in the spec (sorted; [] if absent)."""
+    node = spec.schemas.get(name)
+    if not isinstance(node, dict):
+        return []
+    members = node.get("oneOf") or node.get("anyOf")
+    disc = node.get("discriminator")
+    prop = disc.get("propertyName") if isinstance(disc, dict) else None
+    if not isinstance(members, list) or not isinstance(prop, str):
+        return []
+    translator = _Translator(spec)
+    values: set[str] = set()
+    for i, member in enumerate(members):
+        values |= translator._tag(member, prop, f"{name}/{i}", name).values
+    return sorted(values)
+
+
+def _derive_responses(
+    spec: Spec, files: dict[str, bytes], defects: dict[Any, Defect], nullable: dict[str, str]
+) -> dict[str, Any] | None:
+    """POST /responses: request, response object and stream events (None: not in the spec)."""
+    operation = _responses_operation(spec)
+    if operation is None:
+        return None
+    where = f"paths['{RESPONSES_PATH}'].post"
+    request_root = _json_schema_ref(operation.get("requestBody"), f"{where}.requestBody", spec)
+    ok = {str(k): v for k, v in (operation.get("responses") or {}).items()}.get("200")
+    response_root = _json_schema_ref(ok, f"{where}.responses.200", spec)
+    event_root = _event_schema_ref(ok, f"{where}.responses.200", spec)
+    roots = (request_root, response_root, event_root)
+    for filename, root in zip(RESPONSES_FILES, roots, strict=True):
+        _translate(spec, filename, root, files, defects, nullable, assembled=True)
+    return {
+        "path": RESPONSES_PATH,
+        "method": "post",
+        "operationId": operation.get("operationId"),
+        "request": request_root,
+        "response": response_root,
+        "event": event_root,
+        "event_types": _union_values(spec, event_root),
+        **{key: _union_values(spec, union) for key, union in sorted(_ITEM_UNIONS.items())},
+    }
+
+
 def derive(spec: Spec, name: str) -> Derived:
-    """Derive the request, response and error schemas plus the manifest."""
+    """Derive the request, response and error schemas, those of POST /responses, the manifest."""
     operation = spec.compact_operation()
     where = "paths['/responses/compact'].post"
     request_root = _json_schema_ref(operation.get("requestBody"), f"{where}.requestBody", spec)
@@ -444,20 +590,15 @@ def derive(spec: Spec, name: str) -> Derived:
     error_root, error_statuses = _error_responses(spec, operation)
 
     files: dict[str, bytes] = {}
-    defects: dict[tuple[str, str, str], Defect] = {}
+    defects: dict[Any, Defect] = {}
+    nullable = null_in_examples(spec)
     for filename, root in zip(SCHEMA_FILES, (request_root, response_root, error_root), strict=True):
-        translator = _Translator(spec)
-        try:
-            document = _document(root, translator.closure(root))
-        except RecursionError:
-            raise SpecError(
-                f"{spec.source}: schema {root!r} nests too deeply to translate"
-            ) from None
-        _check(document, filename, spec)
-        files[filename] = _dump(document)
-        files[strict_name(filename)] = _dump(closed(document))
-        for defect in translator.defects:
-            defects[(defect.kind, defect.location, defect.detail)] = defect
+        _translate(spec, filename, root, files, defects, nullable)
+    # Listed apart, so that the compaction operation's defects stay what they were.
+    responses_defects: dict[Any, Defect] = {}
+    responses = _derive_responses(spec, files, responses_defects, nullable)
+    if responses is not None:
+        responses["defects"] = [d.as_dict() for _, d in sorted(responses_defects.items())]
     manifest = {
         "name": name,
         "generator_version": GENERATOR_VERSION,
@@ -472,6 +613,7 @@ def derive(spec: Spec, name: str) -> Derived:
             "error": error_root,
             "error_statuses": error_statuses,
         },
+        "responses": responses,
         "custom_formats": list(CUSTOM_FORMATS),
         "defects": [d.as_dict() for _, d in sorted(defects.items())],
         "files": {f: hashlib.sha256(b).hexdigest() for f, b in sorted(files.items())},

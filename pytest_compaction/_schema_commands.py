@@ -71,6 +71,16 @@ def run_derive(args: argparse.Namespace) -> int:
     print(f"wrote {target} (spec {manifest['info_version']}, {len(manifest['defects'])} defects)")
     for defect in manifest["defects"]:
         print(f"  defect {defect['kind']}: {defect['location']}: {defect['detail']}")
+    responses = manifest.get("responses")
+    if responses:
+        # Those of POST /responses's closures that the compaction closures do not share.
+        shown = {(d["kind"], d["location"]) for d in manifest["defects"]}
+        for defect in responses["defects"]:
+            if (defect["kind"], defect["location"]) not in shown:
+                print(
+                    f"  POST /responses defect {defect['kind']}: {defect['location']}: "
+                    f"{defect['detail']}"
+                )
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._errors import CompactionError
-from ._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_version
+from ._versions import COMPACT_KINDS, Kind, SchemaSet, load_schema_set, resolve_version
 
 Impact = Literal["breaking-for-clients", "breaking-for-recordings", "compatible"]
 IMPACTS: tuple[Impact, ...] = ("breaking-for-clients", "breaking-for-recordings", "compatible")
@@ -129,7 +129,7 @@ class SchemaDiff:
         return [c for c in self.changes if c.kind == kind]
 
     def counts(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {kind: dict.fromkeys(IMPACTS, 0) for kind in KINDS}
+        out: dict[str, dict[str, int]] = {kind: dict.fromkeys(IMPACTS, 0) for kind in COMPACT_KINDS}
         for change in self.changes:
             out[change.kind][change.impact] += 1
         return out
@@ -646,7 +646,7 @@ class _Differ:
 def diff_schema_sets(old: SchemaSet, new: SchemaSet) -> SchemaDiff:
     """Every change to the request, response and error closures from ``old`` to ``new``."""
     changes: list[Change] = []
-    for kind in KINDS:
+    for kind in COMPACT_KINDS:
         changes += _Differ(kind, old.document(kind), new.document(kind)).run()
     return SchemaDiff(old=old.name, new=new.name, changes=tuple(changes))
 
@@ -687,7 +687,7 @@ def format_text(diff: SchemaDiff) -> str:
     lines = [f"schema changes {diff.old} -> {diff.new}"]
     width = max(len(t) for t in _IMPACT_TEXT.values())
     counts = diff.counts()
-    for kind in KINDS:
+    for kind in COMPACT_KINDS:
         changes = sorted(diff.of_kind(kind), key=lambda c: IMPACTS.index(c.impact))
         if not changes:
             lines.append(f"{kind}: no changes")

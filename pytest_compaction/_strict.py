@@ -10,21 +10,31 @@ from __future__ import annotations
 from typing import Any
 
 
-def closed(document: dict[str, Any]) -> dict[str, Any]:
+def closed(document: dict[str, Any], *, assembled: bool = False) -> dict[str, Any]:
     """A copy in which no declared object accepts undeclared properties.
 
     Objects composed with ``allOf``/``$ref`` beside ``properties`` close with
     ``unevaluatedProperties`` so that their parts' declarations still count; the parts
-    they reference are used through open copies.
+    they reference are used through open copies. With ``assembled``, so does an object made
+    of ``allOf`` parts only (``Response``, ``CreateResponse``): closed one by one, each part
+    would refuse its siblings' properties. (The compaction documents are written without it,
+    so that they stay byte for byte what they were.)
     """
     defs = document["$defs"]
     out_defs: dict[str, Any] = {}
     open_defs: dict[str, Any] = {}
 
+    def declares(node: Any) -> bool:
+        if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+            node = defs.get(node["$ref"].rsplit("/", 1)[-1])
+        return isinstance(node, dict) and ("properties" in node or "allOf" in node)
+
     def visit(node: Any, close: bool) -> Any:
         if not isinstance(node, dict):
             return node
-        composed = "properties" in node and ("allOf" in node or "$ref" in node)
+        parts = node.get("allOf")
+        whole = assembled and isinstance(parts, list) and any(map(declares, parts))
+        composed = ("allOf" in node or "$ref" in node) and ("properties" in node or whole)
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key in ("properties", "patternProperties", "dependentSchemas"):
@@ -39,7 +49,7 @@ def closed(document: dict[str, Any]) -> dict[str, Any]:
                 out[key] = opened_ref(value)
             else:  # "if", "propertyNames" and values: conditions are never closed
                 out[key] = value
-        if close and "properties" in node and "additionalProperties" not in node:
+        if close and (composed or "properties" in node) and "additionalProperties" not in node:
             if composed:
                 out["unevaluatedProperties"] = False
             elif node.get("type") == "object":

@@ -398,7 +398,8 @@ def _location(path: tuple[str | int, ...], instance: Any) -> tuple[str, str | No
                 node = node[part]  # type: ignore[index]
             except (KeyError, IndexError, TypeError):
                 node = None
-            if isinstance(part, int) and isinstance(node, dict):
+            # an array element, or the one item a stream event carries
+            if (isinstance(part, int) or part == "item") and isinstance(node, dict):
                 kind = node.get("type")
                 item_type = kind if isinstance(kind, str) else item_type
     return text or "body", item_type

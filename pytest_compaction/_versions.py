@@ -9,8 +9,18 @@ from typing import Any, Literal
 
 from ._errors import VersionError
 
-Kind = Literal["request", "response", "error"]
-KINDS: tuple[Kind, ...] = ("request", "response", "error")
+# The bodies of POST /responses/compact: what ``schemas diff`` and the cassette checks cover.
+CompactKind = Literal["request", "response", "error"]
+# POST /responses (server-side compaction): request, response object, one stream event.
+ResponsesKind = Literal["responses.request", "responses.response", "responses.event"]
+Kind = Literal[CompactKind, ResponsesKind]
+COMPACT_KINDS: tuple[CompactKind, ...] = ("request", "response", "error")
+RESPONSES_KINDS: tuple[ResponsesKind, ...] = (
+    "responses.request",
+    "responses.response",
+    "responses.event",
+)
+KINDS: tuple[Kind, ...] = (*COMPACT_KINDS, *RESPONSES_KINDS)
 
 
 def schemas_root() -> Path:
@@ -76,12 +86,16 @@ class SchemaSet:
         return self._documents[key]
 
     def _read(self, kind: Kind, strict: bool) -> dict[str, Any]:
+        if kind not in KINDS:
+            raise VersionError(f"unknown schema kind {kind!r}; known kinds: {', '.join(KINDS)}")
         file = self.path / (f"{kind}.strict.schema.json" if strict else f"{kind}.schema.json")
         if strict and not file.exists():
             # Folders derived before the strict variant was written alongside.
             from ._strict import closed
 
-            return closed(self.document(kind))
+            return closed(self.document(kind), assembled=kind in RESPONSES_KINDS)
+        if not file.exists() and kind in RESPONSES_KINDS:
+            raise VersionError(self._missing(file))
         try:
             document: dict[str, Any] = json.loads(file.read_bytes())
         except (OSError, ValueError) as exc:
@@ -89,6 +103,16 @@ class SchemaSet:
                 f"schema version {self.name!r}: {file} is unreadable: {exc}"
             ) from None
         return document
+
+    def _missing(self, file: Path) -> str:
+        """Why a POST /responses schema is absent: the spec lacks it, or an older derivation."""
+        where = f"schema version {self.name!r}: {file.name} is missing from {self.path}"
+        if "responses" in self.manifest and self.manifest["responses"] is None:
+            return f"{where}: its spec declares no POST /responses operation"
+        return (
+            f"{where}: the folder was derived before POST /responses schemas were; derive it "
+            "again with: pytest-compaction schemas derive --spec <spec> --out <folder>"
+        )
 
 
 @cache

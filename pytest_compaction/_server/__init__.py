@@ -1,4 +1,7 @@
-"""The embedded compaction server: a local stand-in for ``POST /v1/responses/compact``."""
+"""The embedded compaction server: a local stand-in for ``POST /v1/responses/compact``.
+
+It also serves ``POST /v1/responses`` with server-side compaction, streamed or not.
+"""
 
 from __future__ import annotations
 

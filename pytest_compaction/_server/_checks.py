@@ -11,7 +11,7 @@ import json
 from functools import cache
 from typing import Any
 
-from .._versions import load_schema_set
+from .._versions import Kind, load_schema_set
 from ._apierror import bad_request
 
 _NOT_JSON = (
@@ -57,16 +57,27 @@ def _resolve(document: dict[str, Any], node: Any) -> Any:
     return node
 
 
-def _root(version: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    document = load_schema_set(version).document("request")
-    return document, _resolve(document, document)
+def _root(version: str | None, kind: Kind) -> tuple[dict[str, Any], dict[str, Any]]:
+    document = load_schema_set(version).document(kind)
+    return document, _top_properties(document, _resolve(document, document))
+
+
+def _top_properties(document: dict[str, Any], node: Any, depth: int = 0) -> dict[str, Any]:
+    """The properties an object schema declares, its ``allOf`` parts' included (CreateResponse)."""
+    out: dict[str, Any] = {}
+    if not isinstance(node, dict) or depth > 16:
+        return out
+    for part in node.get("allOf", []):
+        out.update(_top_properties(document, _resolve(document, part), depth + 1))
+    out.update(node.get("properties", {}))
+    return out
 
 
 @cache
-def declared_parameters(version: str | None = None) -> frozenset[str]:
-    """Top-level property names the request schema of ``version`` declares."""
-    _, root = _root(version)
-    return frozenset(root.get("properties", {}))
+def declared_parameters(version: str | None = None, kind: Kind = "request") -> frozenset[str]:
+    """Top-level property names the request schema (of ``kind``) of ``version`` declares."""
+    _, properties = _root(version, kind)
+    return frozenset(properties)
 
 
 def _allowed_types(document: dict[str, Any], node: Any, depth: int = 0) -> set[str] | None:
@@ -106,10 +117,12 @@ def _schema_type(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def _wrong_top_level_type(version: str | None, name: str, value: Any) -> set[str] | None:
+def _wrong_top_level_type(
+    version: str | None, kind: Kind, name: str, value: Any
+) -> set[str] | None:
     """The types a top-level parameter accepts, when ``value`` is none of them."""
-    document, root = _root(version)
-    kinds = _allowed_types(document, root.get("properties", {}).get(name))
+    document, properties = _root(version, kind)
+    kinds = _allowed_types(document, properties.get(name))
     if kinds is None:
         return None
     actual = _schema_type(value)
@@ -118,20 +131,25 @@ def _wrong_top_level_type(version: str | None, name: str, value: Any) -> set[str
     return kinds
 
 
-def check_request(body: dict[str, Any], *, version: str | None = None) -> None:
-    """Raise ApiError for the first problem with ``body``, in the order the API reports them."""
-    declared = declared_parameters(version)
+def check_request(
+    body: dict[str, Any], *, version: str | None = None, kind: Kind = "request"
+) -> None:
+    """Raise ApiError for the first problem with ``body``, in the order the API reports them.
+
+    ``kind`` is the request schema: ``request`` (compaction) or ``responses.request``.
+    """
+    declared = declared_parameters(version, kind)
     for name in body:
         if name not in declared:
             raise bad_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
-    _schema_check(body, version)
+    _schema_check(body, version, kind)
 
 
-def _schema_check(body: dict[str, Any], version: str | None) -> None:
+def _schema_check(body: dict[str, Any], version: str | None, kind: Kind) -> None:
     # The one place the project's validator is consulted.
-    from .._validate import validate_request
+    from .._validate import validate
 
-    report = validate_request(body, version=version)
+    report = validate(kind, body, version=version)
     if report.valid or not report.violations:
         return
     # The shallowest problem first: a missing ``model`` before a detail deep in ``input``. A
@@ -152,7 +170,7 @@ def _schema_check(body: dict[str, Any], version: str | None) -> None:
         )
     param = _param(parts)
     value = _lookup(body, parts)
-    expected = _wrong_top_level_type(version, parts[0], value) if len(parts) == 1 else None
+    expected = _wrong_top_level_type(version, kind, parts[0], value) if len(parts) == 1 else None
     if expected is not None:
         wanted = " or ".join(_TYPE_NAMES.get(k, k) for k in sorted(expected - {"null"}))
         raise bad_request(

@@ -89,6 +89,29 @@ class Compactor:
         self._store: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
+    # -- what POST /responses shares with compaction ----------------------------------------
+
+    @property
+    def ids(self) -> IdSource:
+        return self._ids
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    def seal_state(self, state: dict[str, Any], variant: int = 0) -> str:
+        """A compaction token for ``state`` (``variant``: another token for the same state)."""
+        return seal(state, self._key, deterministic=self._deterministic, variant=variant)
+
+    def stored(self, response_id: str) -> list[dict[str, Any]] | None:
+        """A copy of the items a later request continues from, or None for an unknown id."""
+        with self._lock:
+            items = self._store.get(response_id)
+        return copy.deepcopy(items) if items is not None else None
+
+    def remember(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._store[response_id] = copy.deepcopy(items)
+
     # -- tokens -----------------------------------------------------------------------------
 
     def open_token(self, token: str) -> dict[str, Any]:
@@ -206,6 +229,24 @@ class Compactor:
         ctx.transcript.append(copy.deepcopy(item))
 
     def _unpack(self, ctx: _Context, item: dict[str, Any], where: str | None) -> None:
+        state = self.open_item(item, where)
+        ctx.instructions.extend(i for i in state.get("instructions", []) if isinstance(i, str))
+        carried = [i for i in state["items"] if isinstance(i, dict)]
+        # The user turns re-issued beside a compaction item are also sealed inside it; when the
+        # client sends both (the documented "pass output as next input"), keep the sealed copy,
+        # which sits in the original order among the folded turns.
+        carried_ids = {i["id"] for i in carried if isinstance(i.get("id"), str)}
+        ctx.transcript[:] = [
+            t for t in ctx.transcript if not any(_same_user_turn(t, i) for i in carried_ids)
+        ]
+        ctx.transcript.extend(carried)
+
+    def open_item(self, item: dict[str, Any], where: str | None) -> dict[str, Any]:
+        """The state a compaction item seals, or the API's ``invalid_encrypted_content`` error.
+
+        ``where`` is the item's place in the request (``input[3]``); None when it came from a
+        stored response.
+        """
         token = item.get("encrypted_content")
         try:
             if not isinstance(token, str):
@@ -221,13 +262,4 @@ class Compactor:
                 param=f"{where}.encrypted_content" if where else "previous_response_id",
                 code="invalid_encrypted_content",
             ) from None
-        ctx.instructions.extend(i for i in state.get("instructions", []) if isinstance(i, str))
-        carried = [i for i in state["items"] if isinstance(i, dict)]
-        # The user turns re-issued beside a compaction item are also sealed inside it; when the
-        # client sends both (the documented "pass output as next input"), keep the sealed copy,
-        # which sits in the original order among the folded turns.
-        carried_ids = {i["id"] for i in carried if isinstance(i.get("id"), str)}
-        ctx.transcript[:] = [
-            t for t in ctx.transcript if not any(_same_user_turn(t, i) for i in carried_ids)
-        ]
-        ctx.transcript.extend(carried)
+        return state

@@ -21,6 +21,8 @@ from ._apierror import ApiError
 from ._checks import check_request, parse_body
 from ._compact import Compactor
 from ._faults import FAULT_HEADER, Fault, FaultPlan, FaultSyntaxError
+from ._responses import Responder
+from ._stream import encode, events
 from ._wire import ALL_ROUTES, Call, GatewayError, Wire
 
 log = logging.getLogger("pytest_compaction.server")
@@ -50,6 +52,7 @@ class RecordedRequest:
 @dataclass
 class ServerState:
     compactor: Compactor
+    responder: Responder
     faults: FaultPlan
     deterministic: bool
     schema_version: str | None
@@ -164,6 +167,7 @@ class CompactionHandler(BaseHTTPRequestHandler):
             return
         fault: Fault | None = None
         status: int | None = None
+        stream: list[dict[str, Any]] | None = None
         try:
             if path not in wire.routes:
                 raise GatewayError(404, f"Invalid URL ({self.command} {path})")
@@ -213,8 +217,16 @@ class CompactionHandler(BaseHTTPRequestHandler):
             if body is None:
                 raise unparsed or ApiError(400, "Empty body.", param=None, code=None)
             body = wire.upstream_request(call, body)
-            check_request(body, version=state.schema_version)
-            answer = state.compactor.compact(body)
+            if wire.is_responses(path):
+                check_request(body, version=state.schema_version, kind="responses.request")
+                turn = state.responder.respond(body)
+                if body.get("stream") is True:
+                    told = events(turn, state.responder.reseal)
+                    stream = [wire.event(call, event) for event in told]
+                answer = turn.response
+            else:
+                check_request(body, version=state.schema_version)
+                answer = state.compactor.compact(body)
             if not state.deterministic:
                 call.latency_ms = int((time.monotonic() - started) * 1000)
             status, payload, headers = 200, wire.response(call, answer), {}
@@ -236,7 +248,9 @@ class CompactionHandler(BaseHTTPRequestHandler):
         finally:
             if state.record:
                 self._record(raw, status, fault)
-        if fault is not None and fault.kind == "malformed-json":
+        if stream is not None and status == 200:
+            self._send_stream(stream, started, fault)
+        elif fault is not None and fault.kind == "malformed-json":
             data = _dump(payload)
             self._send_bytes(status, data[: max(1, len(data) // 2)], headers, started)
         elif fault is not None and fault.kind == "truncated":
@@ -345,6 +359,41 @@ class CompactionHandler(BaseHTTPRequestHandler):
         self.wfile.write(data[: len(data) // 2])
         self.wfile.flush()
         self._drop()
+
+    def _send_stream(
+        self, stream: list[dict[str, Any]], started: float, fault: Fault | None
+    ) -> None:
+        """Server-sent events, one chunk each, flushed as they go.
+
+        Faults: ``truncated`` ends the stream halfway without ``response.completed`` (the
+        connection closes mid-body); ``malformed-json`` cuts one event's data line short.
+        """
+        self.send_response(200)
+        headers = {
+            **self._common_headers(started),
+            "content-type": "text/event-stream; charset=utf-8",
+            "transfer-encoding": "chunked",
+        }
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        cut = len(stream) // 2 if fault is not None else -1
+        try:
+            for index, event in enumerate(stream):
+                data = encode(event)
+                if index == cut and fault is not None and fault.kind == "truncated":
+                    self.wfile.flush()
+                    self._drop()
+                    return
+                if index == cut and fault is not None and fault.kind == "malformed-json":
+                    line = data.split(b"\n")[1]
+                    data = data.split(b"\n")[0] + b"\n" + line[: len(line) // 2] + b"\n\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True  # the client hung up mid-stream
 
     def _drop(self) -> None:
         self.close_connection = True

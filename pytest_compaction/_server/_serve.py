@@ -16,9 +16,9 @@ from ._server import DIALECTS, CompactionServer
 def register(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
-        help="run a local /v1/responses/compact server until interrupted",
-        description="Serve POST /v1/responses/compact locally; prints the base URL, "
-        "stops cleanly on SIGINT or SIGTERM.",
+        help="run a local /v1/responses/compact (and /v1/responses) server until interrupted",
+        description="Serve POST /v1/responses/compact, and POST /v1/responses with server-side "
+        "compaction, locally; prints the base URL, stops cleanly on SIGINT or SIGTERM.",
     )
     add_arguments(serve)
     serve.set_defaults(handler=run)

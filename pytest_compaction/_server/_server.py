@@ -15,6 +15,7 @@ from ._compact import Compactor
 from ._faults import FaultPlan, FaultSyntaxError
 from ._handler import CompactionHTTPServer, RecordedRequest, ServerState
 from ._ids import IdSource
+from ._responses import Responder
 from ._tokens import DETERMINISTIC_KEY
 from ._wire import make_wire
 
@@ -29,6 +30,10 @@ class ServerError(CompactionError):
 
 class CompactionServer:
     """An HTTP server answering ``POST /v1/responses/compact`` like the real API.
+
+    It also answers ``POST /v1/responses`` with a stand-in model reply and server-side
+    compaction (``context_management``), plain or as server-sent events (see ``_responses``
+    and ``_stream``); both endpoints share the key, the ids and the stored responses.
 
     ``dialect`` makes it speak as a gateway in front of the API does (``azure``, ``litellm``,
     ``truefoundry``, ``bifrost``: paths, credentials, ids, extra fields, error envelopes; see
@@ -78,14 +83,16 @@ class CompactionServer:
         if key is None:
             key = DETERMINISTIC_KEY if deterministic else os.urandom(32)
         clock = (lambda: FIXED_CREATED_AT) if deterministic else time.time
+        compactor = Compactor(
+            key=key,
+            ids=IdSource(deterministic=deterministic),
+            deterministic=deterministic,
+            context_window=context_window,
+            clock=clock,
+        )
         self._state = ServerState(
-            compactor=Compactor(
-                key=key,
-                ids=IdSource(deterministic=deterministic),
-                deterministic=deterministic,
-                context_window=context_window,
-                clock=clock,
-            ),
+            compactor=compactor,
+            responder=Responder(compactor),
             faults=faults,
             deterministic=deterministic,
             schema_version=schema_version,

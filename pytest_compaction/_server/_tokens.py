@@ -57,11 +57,20 @@ def canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def seal(state: dict[str, Any], key: bytes, *, deterministic: bool = False) -> str:
-    """Encrypt and authenticate ``state`` (a JSON object) into a URL-safe token."""
+def seal(
+    state: dict[str, Any], key: bytes, *, deterministic: bool = False, variant: int = 0
+) -> str:
+    """Encrypt and authenticate ``state`` (a JSON object) into a URL-safe token.
+
+    In deterministic mode the nonce comes from the plaintext and ``variant``: the same state
+    sealed again under another variant gives another token (a stream re-encrypts its
+    compaction item for each event that carries it, as the live service does).
+    """
     plaintext = zlib.compress(canonical_json(state), 6)
     if deterministic:
-        nonce = hmac.new(_subkey(key, b"nonce"), plaintext, hashlib.sha256).digest()[:NONCE_LEN]
+        salt = variant.to_bytes(4, "big") if variant else b""
+        mac = hmac.new(_subkey(key, b"nonce"), salt + plaintext, hashlib.sha256)
+        nonce = mac.digest()[:NONCE_LEN]
     else:
         nonce = os.urandom(NONCE_LEN)
     ciphertext = _keystream_xor(_subkey(key, b"enc"), nonce, plaintext)

@@ -1,9 +1,10 @@
 """What each gateway dialect changes on the wire, around the same compaction engine.
 
 The server plays the gateway and its OpenAI upstream at once. A :class:`Wire` decides which
-paths answer, admits or refuses a request at the gateway (credentials, query), turns the body
-the client sent into the one the upstream sees, and dresses the upstream's answer and errors
-the way the gateway returns them:
+paths answer (each compaction path, and beside it the same prefix's ``POST /responses``),
+admits or refuses a request at the gateway (credentials, query), turns the body the client sent
+into the one the upstream sees, and dresses the upstream's answer, stream events and errors the
+way the gateway returns them:
 
 - ``openai``: the API itself; answers every gateway's compaction path, as it always has.
 - ``azure``: ``/openai/v1/responses/compact``; an ``api-key`` header or a bearer token is
@@ -45,6 +46,8 @@ ALL_ROUTES = frozenset(
         "/api/llm/responses/compact",
     }
 )
+# POST /responses (server-side compaction) beside each compaction route: same prefixes.
+RESPONSES_ROUTES = frozenset(route.removesuffix("/compact") for route in ALL_ROUTES)
 INPUT_PRICE = 1.25  # dollars per million input tokens (Bifrost dialect)
 OUTPUT_PRICE = 10.0  # dollars per million output tokens (Bifrost dialect)
 LITELLM_ID_FORMAT = "litellm:custom_llm_provider:{};model_id:{};response_id:{}"
@@ -80,7 +83,11 @@ class Wire:
 
     @property
     def routes(self) -> frozenset[str]:
-        return ALL_ROUTES
+        return ALL_ROUTES | RESPONSES_ROUTES
+
+    def is_responses(self, path: str) -> bool:
+        """Whether ``path`` is POST /responses rather than the compaction endpoint."""
+        return path in RESPONSES_ROUTES
 
     def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
         """Refuse a request at the gateway (raise GatewayError)."""
@@ -92,6 +99,12 @@ class Wire:
     def response(self, call: Call, payload: dict[str, Any]) -> dict[str, Any]:
         """The upstream's answer as the gateway returns it."""
         return payload
+
+    def event(self, call: Call, event: dict[str, Any]) -> dict[str, Any]:
+        """A stream event as the gateway passes it on: the response it carries is dressed."""
+        if isinstance(event.get("response"), dict):
+            return {**event, "response": self.response(call, event["response"])}
+        return event
 
     def error(self, call: Call, exc: ApiError) -> Any:
         """An error as the gateway returns it."""
@@ -106,7 +119,7 @@ class AzureWire(Wire):
 
     @property
     def routes(self) -> frozenset[str]:
-        return frozenset(self.profile.compact_paths)
+        return _with_responses(self.profile.compact_paths)
 
     def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
         if not (headers.get("api-key") or headers.get("authorization")):
@@ -152,7 +165,7 @@ class LiteLLMWire(Wire):
 
     @property
     def routes(self) -> frozenset[str]:
-        return frozenset(self.profile.compact_paths)
+        return _with_responses(self.profile.compact_paths)
 
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
@@ -208,7 +221,7 @@ class TrueFoundryWire(Wire):
 
     @property
     def routes(self) -> frozenset[str]:
-        return frozenset(self.profile.compact_paths)
+        return _with_responses(self.profile.compact_paths)
 
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         model = body.get("model")
@@ -232,7 +245,7 @@ class BifrostWire(Wire):
 
     @property
     def routes(self) -> frozenset[str]:
-        return frozenset(self.profile.compact_paths)
+        return _with_responses(self.profile.compact_paths)
 
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
@@ -249,7 +262,7 @@ class BifrostWire(Wire):
         model = body.get("model")
         if isinstance(model, str):
             provider, name = _split_model(model)
-            if provider is None and call.path == "/v1/responses/compact":
+            if provider is None and call.path in ("/v1/responses/compact", "/v1/responses"):
                 raise GatewayError(
                     400, f"model should be in provider/model format, got '{model}'", param="model"
                 )
@@ -259,6 +272,8 @@ class BifrostWire(Wire):
         return body
 
     def response(self, call: Call, payload: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(payload.get("usage"), dict):
+            return payload  # a stream's snapshot before usage is known
         usage = dict(payload["usage"])
         details = dict(usage["input_tokens_details"])
         details["cached_read_tokens"] = details.get("cached_tokens", 0)
@@ -315,6 +330,11 @@ def _split_model(model: str) -> tuple[str | None, str]:
     if sep and provider and name:
         return provider, name
     return None, model
+
+
+def _with_responses(compact_paths: tuple[str, ...]) -> frozenset[str]:
+    """A gateway's compaction paths and, beside each, its POST /responses path."""
+    return frozenset(compact_paths) | {p.removesuffix("/compact") for p in compact_paths}
 
 
 _WIRES: dict[str, type[Wire]] = {
