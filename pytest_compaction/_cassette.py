@@ -5,11 +5,34 @@ The written layout is stock vcrpy YAML (``version: 1`` + ``interactions``) plus 
 cassettes. JSON bodies are stored as literal block scalars with one top-level key and one array
 element per line: a re-record shows up as a line diff per input item, and libyaml reads the whole
 body as one scalar.
+
+Server-sent event streams (``content-type: text/event-stream``) are also stored as a list of
+events beside the body, so a review reads one event per entry with its JSON data parsed::
+
+    response:
+      body:
+        string: |+          # the stream as sent, for stock vcrpy
+          event: response.created
+          data: {"type":"response.created",...}
+
+        sha256: 3f1c...     # of body.string as written
+      events:               # the same stream, one entry per event
+      - event: response.created
+        data: {type: response.created, response: {...}, sequence_number: 0}
+
+The events are the source of truth: loading renders them back to bytes (see :mod:`._sse`,
+byte-identical for every stream), and that is what replays, so a hand edit to an event is what
+the client receives. ``body.string`` is their rendering, written so that stock vcrpy replays the
+same bytes. Its ``sha256`` tells which side a hand edit touched when the two disagree: an edited
+``body.string`` under untouched events replays as edited; when both were edited differently,
+loading refuses the cassette and names the first event that differs. Without ``events`` (stock
+vcrpy or older cassettes), ``body.string`` is the stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -23,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from . import _sse
 from ._errors import CompactionError
 
 try:  # libyaml when present: both faster and the same safe subset
@@ -332,6 +356,74 @@ def _represent_literal(dumper: Any, data: _Literal) -> Any:
 _Dumper.add_representer(_Literal, _represent_literal)
 
 
+class _Flow(dict):  # type: ignore[type-arg]
+    """A mapping the dumper should write on one line."""
+
+
+class _FlowList(list):  # type: ignore[type-arg]
+    """A sequence the dumper should write on one line."""
+
+
+def _represent_flow(dumper: Any, data: _Flow) -> Any:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+
+
+def _represent_flow_list(dumper: Any, data: _FlowList) -> Any:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_Dumper.add_representer(_Flow, _represent_flow)
+_Dumper.add_representer(_FlowList, _represent_flow_list)
+
+# Event data up to this many characters of JSON goes on one line; larger objects and arrays get
+# one line per key or element, recursively, so that a re-record diffs per field.
+_FLOW_WIDTH = 300
+
+
+def _styled(value: Any) -> Any:
+    if isinstance(value, str) and "\n" in value:
+        return _Literal(value)  # a block scalar where YAML allows one: text reads as text
+    if not isinstance(value, dict | list) or not value:
+        return value
+    if len(_compact(value)) <= _FLOW_WIDTH:
+        return _Flow(value) if isinstance(value, dict) else _FlowList(value)
+    if isinstance(value, dict):
+        return {key: _styled(item) for key, item in value.items()}
+    return [_styled(item) for item in value]
+
+
+def _styled_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key == "data":
+            out[key] = _styled(value)
+        elif isinstance(value, str) and "\n" in value:
+            out[key] = _Literal(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _is_event_stream(headers: Mapping[str, list[str]]) -> bool:
+    return any(_sse.is_event_stream(v) for v in header_get(headers, "content-type") or [])
+
+
+def _stream_fields(headers: Headers, body: bytes, text: str | bytes | None) -> dict[str, Any]:
+    """``events`` (and the digest of the body text) for an event-stream response, else {}."""
+    if not isinstance(text, str) or not text or not _is_event_stream(headers):
+        return {}
+    if text.encode("utf-8") != body:  # stored re-rendered (a JSON body): not a stream
+        return {}
+    entries = _sse.stream_entries(body)
+    if entries is None or _sse.render_entries(entries) != body:  # never lose a byte
+        return {}
+    return {"sha256": _sha256(body), "events": [_styled_entry(e) for e in entries]}
+
+
 def _body_node(text: str | bytes | None) -> Any:
     if isinstance(text, str) and ("\n" in text or len(text) > 80):
         return _Literal(text)
@@ -360,6 +452,15 @@ def _interaction(ex: Exchange) -> dict[str, Any]:
     resp_text = reviewable_text(ex.response_body)
     req_bytes = req_text.encode("utf-8") if isinstance(req_text, str) else req_text
     resp_bytes = resp_text.encode("utf-8") if isinstance(resp_text, str) else resp_text
+    response: dict[str, Any] = {
+        "status": {"code": ex.status, "message": ex.reason},
+        "headers": _fix_length(ex.response_headers, resp_bytes),
+        "body": {"string": _body_node(resp_text) if resp_text is not None else ""},
+    }
+    stream = _stream_fields(ex.response_headers, ex.response_body, resp_text)
+    if stream:
+        response["body"]["sha256"] = stream["sha256"]
+        response["events"] = stream["events"]
     return {
         "request": {
             "method": ex.method,
@@ -367,11 +468,7 @@ def _interaction(ex: Exchange) -> dict[str, Any]:
             "body": _body_node(req_text),
             "headers": _fix_length(ex.request_headers, req_bytes),
         },
-        "response": {
-            "status": {"code": ex.status, "message": ex.reason},
-            "headers": _fix_length(ex.response_headers, resp_bytes),
-            "body": {"string": _body_node(resp_text) if resp_text is not None else ""},
-        },
+        "response": response,
     }
 
 
@@ -471,6 +568,11 @@ def _exchange(item: Any, index: int, path: str) -> Exchange:
         resp_headers, body = decode_body(resp_headers, body)
     except CassetteError as exc:
         raise CassetteError(f"{where}: {exc}") from None
+    if "events" in resp:
+        stream = _stream_body(resp, body, where)
+        if stream != body and header_get(resp_headers, "content-length") is not None:
+            resp_headers[_original_case(resp_headers, "content-length")] = [str(len(stream))]
+        body = stream
     return Exchange(
         method=req["method"].upper(),
         uri=req["uri"],
@@ -480,6 +582,33 @@ def _exchange(item: Any, index: int, path: str) -> Exchange:
         reason=str(reason),
         response_headers=resp_headers,
         response_body=body,
+    )
+
+
+def _stream_body(resp: Mapping[str, Any], body: bytes, where: str) -> bytes:
+    """The stream to replay: the events, or ``body.string`` when only it was edited."""
+    try:
+        rendered = _sse.render_entries(resp["events"], "event")
+    except _sse.EntryError as exc:
+        raise CassetteError(f"{where}: response events: {exc}") from None
+    if rendered == body:
+        return body
+    raw_body = resp.get("body")
+    digest = raw_body.get("sha256") if isinstance(raw_body, Mapping) else None
+    if not isinstance(digest, str) or _sha256(body) == digest:
+        return rendered  # the events were edited (or there is no digest): they win
+    if _sha256(rendered) == digest:
+        return body  # only body.string was edited
+    ours = _sse.parse_stream(rendered)
+    theirs = _sse.parse_stream(body)
+    first = next(
+        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a.raw != b.raw),
+        min(len(ours), len(theirs)),
+    )
+    raise CassetteError(
+        f"{where}: the response body.string and its events were both edited and disagree "
+        f"(from event {first} on); the events are what replays, so undo the edit to "
+        "body.string, or delete the events to replay body.string"
     )
 
 

@@ -10,11 +10,20 @@ vcrpy does the interception (httpx and httpx2, sync and async); this module adds
 format, redaction, value-based matching, validation and clear failures. Failures never surface
 as exceptions inside a validated response (that would make SDKs retry): they are collected and
 raised when the block ends, or by the pytest plugin when the test ends.
+
+Event streams (``text/event-stream``) replay event by event: the replayed httpx response yields
+one chunk per event, so a client's stream iterator receives them one at a time. vcrpy builds
+that response in ``vcr.stubs.httpx_stubs._deserialize_response``; a wrapper installed there
+swaps in a chunked stream only for responses this module marks, so stock vcrpy cassettes are
+untouched. The events of ``POST /responses`` streams are validated (see :mod:`._events`): schema
+violations fail like those of ``/responses/compact``; what a stream does on purpose (ends early,
+reports an error, carries a malformed line) is recorded as sent and listed in ``notes``.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +37,7 @@ from vcr.persisters.filesystem import CassetteNotFoundError as _VcrNotFound
 from vcr.request import Request as _VcrRequest
 
 from . import _cassette as cf
+from . import _sse
 from ._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ._errors import CompactionError
 from ._match import BodyCache, closest, make_matchers, normalize_path
@@ -44,6 +54,9 @@ from ._redact import (
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 COMPACT_SUFFIX = "/responses/compact"
+RESPONSES_SUFFIX = "/responses"
+# Key of a replayed vcrpy response dict: its body cut into one chunk per event.
+_CHUNKS = "compaction_event_chunks"
 DEFAULT_MATCH_ON = ("method", "path", "query", "body")
 
 # Options of use_cassette that go to vcrpy unchanged.
@@ -97,6 +110,21 @@ def is_compact_path(uri_or_path: str) -> bool:
     return normalize_path(path).endswith(COMPACT_SUFFIX)
 
 
+def is_responses_path(uri_or_path: str) -> bool:
+    """Whether a URL or path is a ``POST /responses`` call (under any prefix)."""
+    path = urlsplit(uri_or_path).path if "://" in uri_or_path else uri_or_path.split("?")[0]
+    return normalize_path(path).endswith(RESPONSES_SUFFIX)
+
+
+def _is_stream(response: Mapping[str, Any]) -> bool:
+    headers = response.get("headers") or {}
+    for key, values in headers.items():
+        if str(key).lower() == "content-type":
+            values = values if isinstance(values, (list, tuple)) else [values]
+            return any(_sse.is_event_stream(str(v)) for v in values)
+    return False
+
+
 @dataclass
 class Recording:
     """What happened on one cassette: the ``compaction_cassette`` fixture is one of these."""
@@ -111,6 +139,7 @@ class Recording:
     validated: int = 0
     violations: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what recorded streams do, not failures
     problems: list[str] = field(default_factory=list)
     cassette_version: str | None = None
     cassette_dialect: str | None = None
@@ -119,6 +148,8 @@ class Recording:
     _cassette: Any = field(default=None, repr=False)
     _version: str | None = field(default=None, repr=False)
     _response_reports: dict[tuple[int, str], list[str]] = field(default_factory=dict, repr=False)
+    _stream_reports: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
+    _chunks: dict[int, tuple[bytes, ...]] = field(default_factory=dict, repr=False)
     _block_save: bool = field(default=False, repr=False)
     _reported: int = field(default=0, repr=False)
 
@@ -186,7 +217,14 @@ class Recording:
         if text not in self.problems:
             self.problems.append(text)
 
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
     def _validate(self, index: int, request: Any, response: Mapping[str, Any], when: str) -> None:
+        if _is_stream(response):
+            self._validate_stream(index, request, response, when)
+            return
         if not is_compact_path(request.uri):
             return
         from ._dialects import kind_of, validate_with_dialect
@@ -248,6 +286,98 @@ class Recording:
             self._block_save = True
             tail = "\nThe cassette was not written."
         self._problem("\n".join([head, *[f"  {line}" for line in lines]]) + tail)
+
+    def _validate_stream(
+        self, index: int, request: Any, response: Mapping[str, Any], when: str
+    ) -> None:
+        from ._events import check_stream
+
+        schema = is_responses_path(request.uri)
+        version: str | None = None
+        if schema:
+            try:
+                version = self.version
+            except CompactionError as exc:
+                self._problem(f"cassette {self.path}: {exc}")
+                schema = False
+        key = (index, f"{version}/{self.strict}/{schema}")
+        report = self._stream_reports.get(key) if when == "replayed" else None
+        if report is None:
+            body = _bytes(response["body"]["string"]) or b""
+            report = check_stream(body, version=version, strict=self.strict, schema=schema)
+            self._stream_reports[key] = report
+        for note in report.notes:
+            self._note(f"exchange {index} {note}")
+        for note in report.drift:
+            if f"exchange {index} {note}" not in self.drift:
+                self.drift.append(f"exchange {index} {note}")
+        if not report.validated:
+            return
+        self.validated += 1
+        if not report.violations:
+            return
+        self.violations += [f"exchange {index} {line}" for line in report.violations]
+        head = (
+            f"compaction: the event stream of exchange {index} of cassette {self.path} does not "
+            f"conform to schema version {version} ({when}):"
+        )
+        tail = ""
+        if when == "recorded":
+            self._block_save = True
+            tail = "\nThe cassette was not written."
+        self._problem("\n".join([head, *[f"  {line}" for line in report.violations]]) + tail)
+
+    def _replayable(self, index: int, response: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The response to hand to vcrpy: a stream's is marked to be served event by event."""
+        if not _is_stream(response):
+            return response
+        chunks = self._chunks.get(index)
+        if chunks is None:
+            body = _bytes(response["body"]["string"]) or b""
+            chunks = tuple(event.raw for event in _sse.parse_stream(body))
+            self._chunks[index] = chunks
+        if len(chunks) < 2:
+            return response
+        return {**response, _CHUNKS: chunks}
+
+
+@functools.cache
+def _event_stream_class(httpx: Any) -> Any:
+    """A ``ByteStream`` of this httpx module (httpx or httpx2) that yields one chunk per event."""
+
+    class EventStream(httpx.ByteStream):  # type: ignore[misc]
+        def __init__(self, chunks: tuple[bytes, ...]) -> None:
+            super().__init__(b"".join(chunks))
+            self._chunks = chunks
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield from self._chunks
+
+        async def __aiter__(self) -> Any:
+            for chunk in self._chunks:
+                yield chunk
+
+    return EventStream
+
+
+def _install_event_replay() -> None:
+    """Wrap vcrpy's httpx response builder so that marked streams replay event by event."""
+    from vcr.stubs import httpx_stubs
+
+    original = getattr(httpx_stubs, "_deserialize_response", None)
+    if original is None or getattr(original, "compaction_events", False):
+        return
+
+    @functools.wraps(original)
+    def deserialize(vcr_response: Any, httpx: Any) -> Any:
+        response = original(vcr_response, httpx)
+        chunks = vcr_response.get(_CHUNKS) if isinstance(vcr_response, Mapping) else None
+        if chunks:
+            response.stream = _event_stream_class(httpx)(chunks)
+        return response
+
+    deserialize.compaction_events = True  # type: ignore[attr-defined]
+    httpx_stubs._deserialize_response = deserialize
 
 
 def _bytes(body: Any) -> bytes | None:
@@ -354,7 +484,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
         rec = self._recording
         rec.replayed += 1
         rec._validate(index, self._before_record_request(request), response, "replayed")
-        return response
+        return rec._replayable(index, response)
 
     def can_play_response_for(self, request: Any) -> bool:
         if super().can_play_response_for(request):
@@ -513,6 +643,7 @@ def use_cassette(
             f"known: {', '.join(sorted(OPTION_NAMES))}"
         )
     check_record_mode(record_mode)
+    _install_event_replay()
     path = Path(path)
     if path.suffix not in (".yaml", ".yml", ".json"):
         path = path.with_name(path.name + ".yaml")
@@ -595,11 +726,19 @@ def use_cassette(
 
 def replay_summary(recordings: Iterable[Recording]) -> dict[str, int]:
     """Totals over several recordings (for reports)."""
-    total = {"recorded": 0, "replayed": 0, "validated": 0, "violations": 0, "drift": 0}
+    total = {
+        "recorded": 0,
+        "replayed": 0,
+        "validated": 0,
+        "violations": 0,
+        "drift": 0,
+        "notes": 0,
+    }
     for rec in recordings:
         total["recorded"] += rec.recorded
         total["replayed"] += rec.replayed
         total["validated"] += rec.validated
         total["violations"] += len(rec.violations)
         total["drift"] += len(rec.drift)
+        total["notes"] += len(rec.notes)
     return total

@@ -335,6 +335,7 @@ def _remember(config: pytest.Config, nodeid: str, rec: Recording) -> None:
         "validated": rec.validated,
         "violations": list(rec.violations),
         "drift": list(rec.drift),
+        "notes": list(rec.notes),
     }
 
 
@@ -368,10 +369,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     for nodeid in sorted(stats):
         s = stats[nodeid]
-        if not s["violations"] and not s["drift"]:
+        if not s["violations"] and not s["drift"] and not s.get("notes"):
             continue
         tr.write_line(f"{nodeid} ({s['cassette']}):")
         for line in s["violations"]:
             tr.write_line(f"  violation: {line}")
         for line in s["drift"]:
             tr.write_line(f"  drift: {line}")
+        for line in s.get("notes", ()):
+            tr.write_line(f"  note: {line}")

@@ -1,0 +1,150 @@
+"""Checks of a recorded ``POST /responses`` event stream.
+
+Each event's JSON data is validated against the ``responses.event`` schema of a version (when the
+version has one); identical findings across events are reported once with the indexes of the
+events that share them (a stream has hundreds of deltas). The shape of the stream gives notes,
+not violations, because such streams are recorded on purpose: a line clients ignore, data that is
+not JSON, an ``error`` event, a failed or incomplete response, a gap in ``sequence_number``, and
+a stream that ends without a terminal event. Event indexes are positions in the cassette's
+``events`` list (see :mod:`._sse`).
+
+Nothing here compares events with each other beyond ``sequence_number``: a real stream
+re-encrypts, so a compaction item's ``encrypted_content`` differs between
+``response.output_item.added``, ``response.output_item.done`` and ``response.completed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ._errors import CompactionError
+from ._sse import Event, parse_stream
+
+TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
+EVENT_KIND = "responses.event"
+_SHOWN = 5  # event indexes listed per grouped finding
+
+
+@dataclass
+class StreamCheck:
+    """What checking one stream found; messages start with the event they concern."""
+
+    events: int = 0
+    validated: bool = False  # whether the events met a schema
+    violations: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _label(index: int, event: Event, value: Any) -> str:
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    name = kind if isinstance(kind, str) else event.name
+    return f"event {index}" + (f" ({name})" if name else "")
+
+
+def _grouped(found: dict[tuple[str, str], list[str]]) -> list[str]:
+    """One line per (pointer, message): the first event, then how many more share it."""
+    out = []
+    for (where, message), labels in found.items():
+        line = f"{labels[0]} {where}: {message}"
+        rest = labels[1:]
+        if rest:
+            indexes = [label.split(" ")[1] for label in rest]
+            shown = ", ".join(indexes[:_SHOWN])
+            more = f" and {len(indexes) - _SHOWN} more" if len(indexes) > _SHOWN else ""
+            line += f" (also event{'s' if len(indexes) > 1 else ''} {shown}{more})"
+        out.append(line)
+    return out
+
+
+def _error_text(value: Mapping[str, Any]) -> str:
+    inner = value.get("error")
+    source = inner if isinstance(inner, Mapping) else value
+    code, message = source.get("code"), source.get("message")
+    parts = [str(p) for p in (code, message) if p not in (None, "")]
+    return ": ".join(parts) or "no code or message"
+
+
+def _shape_notes(event: Event, value: Any, label: str) -> list[str]:
+    if not isinstance(value, Mapping):
+        return []
+    notes = []
+    kind = value.get("type")
+    if event.name is not None and isinstance(kind, str) and event.name != kind:
+        notes.append(f"{label}: the event name {event.name!r} differs from its data type {kind!r}")
+    response = value.get("response")
+    response = response if isinstance(response, Mapping) else {}
+    if kind == "error":
+        notes.append(f"{label}: the stream reports an error: {_error_text(value)}")
+    elif kind == "response.failed":
+        error = response.get("error")
+        detail = _error_text(error) if isinstance(error, Mapping) else "no error object"
+        notes.append(f"{label}: the response failed: {detail}")
+    elif kind == "response.incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, Mapping) else None
+        notes.append(f"{label}: the response is incomplete: {reason or 'no reason given'}")
+    return notes
+
+
+def check_stream(
+    body: bytes, *, version: str | None = None, strict: bool = False, schema: bool = True
+) -> StreamCheck:
+    """Check one stream; ``schema=False`` reports only what clients would misread."""
+    events = parse_stream(body)
+    result = StreamCheck(events=sum(not e.is_blank for e in events))
+    validator: Any = None
+    if schema:
+        from ._validate import get_validator
+        from ._versions import Kind
+
+        try:
+            validator = get_validator(cast(Kind, EVENT_KIND), version)
+        except CompactionError as exc:
+            result.notes.append(f"events not validated: {exc}")
+    violations: dict[tuple[str, str], list[str]] = {}
+    drift: dict[tuple[str, str], list[str]] = {}
+    last: tuple[int, str] | None = None  # the last JSON event: index and type
+    sequence: int | None = None
+    for index, event in enumerate(events):
+        result.notes += [f"event {index}: {problem}" for problem in event.problems]
+        if event.is_blank or not event.terminated or not schema:
+            continue  # a client never delivers an event the stream ends inside
+        if event.data is None:
+            if event.name is not None:
+                result.notes.append(f"event {index} ({event.name}): it has no data line")
+            continue
+        is_json, value = event.json()
+        label = _label(index, event, value)
+        if not is_json:
+            text = event.data if len(event.data) <= 60 else event.data[:60] + "..."
+            result.notes.append(f"{label} (line {event.line}): the data is not JSON: {text!r}")
+            continue
+        result.notes += _shape_notes(event, value, label)
+        if isinstance(value, Mapping):
+            kind = value.get("type")
+            last = (index, kind if isinstance(kind, str) else "?")
+            number = value.get("sequence_number")
+            if isinstance(number, int) and not isinstance(number, bool):
+                if sequence is not None and number != sequence + 1:
+                    result.notes.append(f"{label}: sequence_number {number} follows {sequence}")
+                sequence = number
+        if validator is not None:
+            report = validator.validate(value, strict=strict)
+            for v in report.violations:
+                violations.setdefault((v.path or "/", v.message), []).append(label)
+            for d in report.drift:
+                drift.setdefault((d.path or "/", d.message), []).append(label)
+    if schema:
+        if last is None:
+            result.notes.append("the stream has no JSON events")
+        elif last[1] not in TERMINAL:
+            result.notes.append(
+                f"the stream ends after event {last[0]} ({last[1]}) without response.completed"
+            )
+    result.validated = validator is not None
+    result.violations = _grouped(violations)
+    result.drift = _grouped(drift)
+    return result
