@@ -81,6 +81,7 @@ OPTION_NAMES = frozenset(
         "ignore_hosts",
         "ignore_localhost",
         "match_on",
+        "check_chain",
     }
 )
 
@@ -629,7 +630,9 @@ def use_cassette(
     each request URL, else ``openai``. Other options: ``filter_headers`` and
     ``filter_query_parameters`` (added to the defaults), ``before_record_request``/
     ``before_record_response`` hooks, ``ignore_hosts``, ``ignore_localhost``, ``match_on``
-    (names among method, path, query, body, host, port, scheme), and vcrpy's
+    (names among method, path, query, body, host, port, scheme), ``check_chain`` (default
+    true: the cassette's exchanges must keep the chaining contract, see ``check_chain``), and
+    vcrpy's
     ``allow_playback_repeats``, ``drop_unused_requests``, ``record_on_exception``,
     ``skip_patchers``, ``custom_patches``.
 
@@ -718,6 +721,13 @@ def use_cassette(
         context.__exit__(type(error), error, None if error is None else error.__traceback__)
         if recording.save_error is not None:
             recording._problem(str(recording.save_error))
+        if error is None and options.get("check_chain", True):
+            # The exchanges are written as they happened; a broken rule fails the block.
+            from ._chain import chain_failure
+
+            chained = chain_failure(recording.exchanges, f"cassette {recording.path}")
+            if chained is not None:
+                recording._problem(chained)
         if raise_on_exit and error is None:
             message = recording.failure()
             if message is not None:

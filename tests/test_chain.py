@@ -23,7 +23,7 @@ import pytest
 import pytest_compaction
 from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
 from pytest_compaction._chain import ChainError, ChainViolation, check_chain, check_conversation
-from pytest_compaction._recorder import use_cassette
+from pytest_compaction._recorder import ReplayError, use_cassette
 from pytest_compaction._server import CompactionServer
 from pytest_compaction.cli import main
 
@@ -135,13 +135,26 @@ def server() -> Iterator[CompactionServer]:
 
 
 def record_sdk(
-    tmp_path: Path, server: CompactionServer, steps: Callable[[openai.OpenAI], None]
+    tmp_path: Path,
+    server: CompactionServer,
+    steps: Callable[[openai.OpenAI], None],
+    *,
+    broken: bool = False,
 ) -> list[Exchange]:
-    """Run ``steps`` with the openai SDK against the server, recorded into a cassette file."""
+    """Run ``steps`` with the openai SDK against the server, recorded into a cassette file.
+
+    The recorder checks the chain itself; a ``broken`` chain is recorded with that check off
+    (and the check is shown to fail it), so that the cassette can be examined.
+    """
     path = tmp_path / "sdk.yaml"
     client = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0, timeout=10)
-    with use_cassette(path, record_mode="once"):
+    with use_cassette(path, record_mode="once", check_chain=not broken):
         steps(client)
+    if broken:
+        # Replaying nothing: the check reads the exchanges of the cassette itself.
+        with pytest.raises(ReplayError, match=r"rule \d \(") as caught, use_cassette(path):
+            pass
+        assert f"cassette {path}" in str(caught.value)
     return load_cassette(path).exchanges
 
 
@@ -184,7 +197,7 @@ def test_rule_1_broken_over_http(tmp_path: Path, server: CompactionServer, mutat
         returned = [item.to_dict() for item in compacted.output]
         client.responses.compact(model=MODEL, input=change(returned))
 
-    exchanges = record_sdk(tmp_path, server, steps)
+    exchanges = record_sdk(tmp_path, server, steps, broken=True)
     violation = only(check_chain(exchanges))
     assert (violation.rule, violation.name, violation.exchange) == (1, "compact-output", 1)
     assert violation.pointer == pointer
@@ -298,7 +311,7 @@ def test_rule_3_over_http(tmp_path: Path, server: CompactionServer) -> None:
             input=[*compacted.output, NEXT],  # type: ignore[list-item]
         )
 
-    exchanges = record_sdk(tmp_path, server, steps)
+    exchanges = record_sdk(tmp_path, server, steps, broken=True)
     assert [ex.status for ex in exchanges] == [200, 200, 200]
     found = check_chain(exchanges)
     assert assessed(found) == [(3, 2, "/input/0"), (3, 2, "/input/1"), (3, 2, "/input/2")]
@@ -339,7 +352,7 @@ def test_rule_4_over_http(tmp_path: Path, server: CompactionServer) -> None:
             client.responses.compact(model=MODEL, input=[cmp, NEXT])  # type: ignore[list-item]
         assert refused.value.code == "invalid_encrypted_content"
 
-    exchanges = record_sdk(tmp_path, server, steps)
+    exchanges = record_sdk(tmp_path, server, steps, broken=True)
     assert [ex.status for ex in exchanges] == [200, 400]
     violation = only(check_chain(exchanges))
     assert (violation.rule, violation.name, violation.exchange) == (4, "encrypted-content", 1)
