@@ -24,7 +24,7 @@ from ._examples import null_in_examples
 from ._spec import SCHEMA_PREFIX, Spec, load_spec
 from ._strict import closed
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILES = ("request.schema.json", "response.schema.json", "error.schema.json")
 # POST /responses, the operation that compacts server-side (``context_management``): its
@@ -326,12 +326,19 @@ class _Translator:
             if len(values) == 1:
                 return either(by_value[values[0]] + wild)
             half = len(values) // 2
+            left = values[:half]
+            # const for a single value: each condition is checked for every item of an array
+            test = {"const": left[0]} if len(left) == 1 else {"enum": left}
             return {
-                "if": {"properties": {prop: {"enum": values[:half]}}},
-                "then": switch(values[:half]),
+                "if": {"properties": {prop: test}},
+                "then": switch(left),
                 "else": switch(values[half:]),
             }
 
+        if not optional and not wild:
+            # A missing discriminator and an unknown value fall through to the same place,
+            # which names whichever it is: one condition fewer for every item.
+            fallback = {"required": [prop], **fallback}
         out: dict[str, Any] = fallback
         if by_value:
             values = sorted(by_value)
@@ -346,11 +353,12 @@ class _Translator:
                 "then": either(nullable),
                 "else": out,
             }
-        out = {
-            "if": {"not": {"required": [prop]}},
-            "then": either(optional) if optional else {"required": [prop]},
-            "else": out,
-        }
+        if optional or wild:
+            out = {
+                "if": {"not": {"required": [prop]}},
+                "then": either(optional) if optional else {"required": [prop]},
+                "else": out,
+            }
         member_types = set().union(*(self._types(m) for m in members))
         if member_types == {"object"} or all(self._types(m) == {"object"} for m in members):
             out["type"] = "object"

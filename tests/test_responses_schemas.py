@@ -174,7 +174,10 @@ def test_stream_events_dispatch_on_their_type() -> None:
     events = document(NEW, "responses.event")
     root = events["$defs"]["ResponseStreamEvent"]
     assert "anyOf" not in root and "oneOf" not in root
-    assert root["if"] == {"not": {"required": ["type"]}}
+    # One switch on "type": known values are dispatched, a missing or unknown one falls through.
+    assert root["if"]["required"] == ["type"]
+    assert "response.completed" in root["if"]["properties"]["type"]["enum"]
+    assert root["else"]["required"] == ["type"]
     unknown = validate("responses.event", {"type": "response.teleported", "sequence_number": 1})
     [violation] = unknown.violations
     assert violation.path == "/type"
