@@ -838,6 +838,8 @@ class _Chain:
     def continued(self, turn: _Turn, skip: set[int]) -> list[int]:
         """Earlier exchanges whose output this input contains (items in ``skip`` aside)."""
         found: set[int] = set()
+        if not (self.issued or self.by_token or self.made):
+            return []  # nothing was answered before this request
         for q, item in enumerate(turn.input):
             if q in skip or not isinstance(item, dict):
                 continue
@@ -847,8 +849,10 @@ class _Chain:
                 found.add(entry.exchange)
             if isinstance(token, str) and token in self.by_token:
                 found.add(self.by_token[token].exchange)
-            if item_id is None and token is None and _essence(item) in self.made:
-                found.add(self.made[_essence(item)])  # the model's words, re-rendered
+            if item_id is None and token is None and self.made:
+                essence = _essence(item)
+                if essence in self.made:
+                    found.add(self.made[essence])  # the model's words, re-rendered
         return sorted(i for i in found if i < turn.index)
 
     def extended(self, turn: _Turn) -> list[int]:
@@ -933,9 +937,17 @@ def check_chain(exchanges: Iterable[Exchange]) -> list[ChainViolation]:
     (empty when the conversation logic keeps every rule); see the module documentation for
     the rules.
     """
+    exchanges = list(exchanges)
+    calls = [
+        i
+        for i, ex in enumerate(exchanges)
+        if ex.method.upper() == "POST" and _kind_of_path(ex.path) is not None
+    ]
+    if len(calls) < 2:
+        return []  # a rule links a request to an earlier answer: one call keeps them all
     turns = []
-    for index, exchange in enumerate(exchanges):
-        turn = _turn_of_exchange(index, exchange)
+    for index in calls:
+        turn = _turn_of_exchange(index, exchanges[index])
         if turn is not None:
             turns.append(turn)
     return _run(turns)
