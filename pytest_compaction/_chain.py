@@ -456,6 +456,7 @@ class _Chain:
     """The exchanges of one cassette, read in order; violations collected as they are found."""
 
     def __init__(self) -> None:
+        self._position_cache: dict[int, tuple[Sequence[Any], dict[str, set[int]]]] = {}
         self.turns: dict[int, _Turn] = {}
         self.by_response: dict[str, int] = {}
         self.windows: dict[int, list[_Entry]] = {}
@@ -568,10 +569,42 @@ class _Chain:
         loose: bool,
         wrap: bool = True,
     ) -> int | None:
+        item = entry.item
+        rid = _id(item)
+        if (
+            not loose
+            and rid is not None
+            and isinstance(item, dict)
+            and "encrypted_content" not in item
+        ):
+            # Strictly, an item with an id is only ever matched by that id: look it up
+            # instead of comparing with every input item (long inputs made this quadratic).
+            where = sorted(self._positions(items).get(rid, ()))
+            ordered = [q for q in where if start <= q < stop]
+            if wrap:
+                ordered += [q for q in where if q < min(start, stop)]
+            for q in ordered:
+                if q not in used and self.same(item, items[q], loose=loose):
+                    return q
+            return None
         for q in self._order(start, stop, wrap):
-            if q not in used and self.same(entry.item, items[q], loose=loose):
+            if q not in used and self.same(item, items[q], loose=loose):
                 return q
         return None
+
+    def _positions(self, items: Sequence[Any]) -> dict[str, set[int]]:
+        """Where each id occurs in ``items`` (cached per input list)."""
+        key = id(items)
+        cached = self._position_cache.get(key)
+        if cached is None or cached[0] is not items:
+            index: dict[str, set[int]] = {}
+            for q, it in enumerate(items):
+                item_id = _id(it)
+                if item_id is not None:
+                    index.setdefault(item_id, set()).add(q)
+            cached = (items, index)
+            self._position_cache[key] = cached
+        return cached[1]
 
     # -- rules 1 and 2 -------------------------------------------------------------------------
     def passed_on(self, rule: int, turn: _Turn, returned: list[_Entry], source: int) -> None:
@@ -849,7 +882,9 @@ class _Chain:
                 found.add(entry.exchange)
             if isinstance(token, str) and token in self.by_token:
                 found.add(self.by_token[token].exchange)
-            if item_id is None and token is None and self.made:
+            # Only what the model writes is in ``made``: a user's message never needs the
+            # (costly) re-rendering comparison.
+            if item_id is None and token is None and self.made and _model_made(item):
                 essence = _essence(item)
                 if essence in self.made:
                     found.add(self.made[essence])  # the model's words, re-rendered
