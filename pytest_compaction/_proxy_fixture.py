@@ -63,22 +63,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _marker_args(item: pytest.Item) -> dict[str, Any]:
-    marker = item.get_closest_marker("compaction_proxy")
-    if marker is None:
-        return {}
-    kwargs = dict(marker.kwargs)
-    if marker.args:
-        if len(marker.args) > 1 or "cassette" in kwargs:
-            raise pytest.UsageError(
-                f"{item.nodeid}: compaction_proxy marker takes one cassette name"
-            )
-        kwargs["cassette"] = marker.args[0]
-    unknown = sorted(set(kwargs) - _MARKER_KEYS)
-    if unknown:
-        raise pytest.UsageError(
-            f"{item.nodeid}: unknown compaction_proxy marker argument(s) {', '.join(unknown)}"
-        )
-    return kwargs
+    from .plugin import _marker_args as marker_args
+
+    return marker_args(item, "compaction_proxy", _MARKER_KEYS)
 
 
 @pytest.fixture
@@ -98,7 +85,7 @@ def compaction_proxy_server(
     compaction_proxy_upstream: str,
 ) -> Iterator[CompactionProxy]:
     """The running :class:`CompactionProxy` of this test (counts, ``session``, ``summary()``)."""
-    from .plugin import cassette_path
+    from .plugin import cassette_path, settings
 
     item = request.node
     config = request.config
@@ -112,31 +99,7 @@ def compaction_proxy_server(
             pytrace=False,
         )
     args = _marker_args(item)
-    record_mode = (
-        config.getoption("compaction_record")
-        or args.get("record_mode")
-        or compaction_config.get("record_mode")
-        or config.getini("compaction_record_mode")
-    )
-    version = (
-        args.get("version")
-        or config.getoption("compaction_version")
-        or compaction_config.get("version")
-        or config.getini("compaction_version")
-        or None
-    )
-    dialect = (
-        args.get("dialect")
-        or config.getoption("compaction_dialect", None)
-        or compaction_config.get("dialect")
-        or str(config.getini("compaction_dialect") or "").strip()
-        or None
-    )
-    strict = args.get("strict")
-    if strict is None:
-        strict = config.getoption("compaction_strict")
-    if strict is None:
-        strict = compaction_config.get("strict", config.getini("compaction_strict"))
+    record_mode, version, dialect, strict = settings(config, args, compaction_config)
     filter_headers = (
         *config.getini("compaction_filter_headers"),
         *compaction_config.get("filter_headers", ()),

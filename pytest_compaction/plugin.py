@@ -112,19 +112,22 @@ def pytest_configure(config: pytest.Config) -> None:
 # Settings
 
 
-def _marker_args(item: pytest.Item) -> dict[str, Any]:
-    marker = item.get_closest_marker("compaction")
+def _marker_args(
+    item: pytest.Item, name: str = "compaction", keys: frozenset[str] = _MARKER_KEYS
+) -> dict[str, Any]:
+    """The keyword arguments of the marker ``name`` (a lone positional one is the cassette)."""
+    marker = item.get_closest_marker(name)
     if marker is None:
         return {}
     kwargs = dict(marker.kwargs)
     if marker.args:
         if len(marker.args) > 1 or "cassette" in kwargs:
-            raise pytest.UsageError(f"{item.nodeid}: compaction marker takes one cassette name")
+            raise pytest.UsageError(f"{item.nodeid}: {name} marker takes one cassette name")
         kwargs["cassette"] = marker.args[0]
-    unknown = sorted(set(kwargs) - _MARKER_KEYS)
+    unknown = sorted(set(kwargs) - keys)
     if unknown:
         raise pytest.UsageError(
-            f"{item.nodeid}: unknown compaction marker argument(s) {', '.join(unknown)}"
+            f"{item.nodeid}: unknown {name} marker argument(s) {', '.join(unknown)}"
         )
     return kwargs
 
@@ -182,6 +185,42 @@ def compaction_cassette_dir(request: pytest.FixtureRequest) -> Path:
     return _base_dir(request.config)
 
 
+def settings(
+    config: pytest.Config, args: dict[str, Any], compaction_config: dict[str, Any]
+) -> tuple[str, str | None, str | None, bool]:
+    """(record mode, version, dialect, strict) of a test, from the highest-ranked source.
+
+    The command line names the record mode first (a run records or it does not); for the rest
+    the marker comes first. Then ``compaction_config``, then the ini keys.
+    """
+    record_mode = (
+        config.getoption("compaction_record")
+        or args.get("record_mode")
+        or compaction_config.get("record_mode")
+        or config.getini("compaction_record_mode")
+    )
+    version = (
+        args.get("version")
+        or config.getoption("compaction_version")
+        or compaction_config.get("version")
+        or config.getini("compaction_version")
+        or None
+    )
+    dialect = (
+        args.get("dialect")
+        or config.getoption("compaction_dialect", None)
+        or compaction_config.get("dialect")
+        or str(config.getini("compaction_dialect") or "").strip()
+        or None
+    )
+    strict = args.get("strict")
+    if strict is None:
+        strict = config.getoption("compaction_strict")
+    if strict is None:
+        strict = compaction_config.get("strict", config.getini("compaction_strict"))
+    return str(record_mode), version, dialect, bool(strict)
+
+
 @pytest.fixture
 def compaction_cassette(
     request: pytest.FixtureRequest,
@@ -198,31 +237,7 @@ def compaction_cassette(
         pytest.fail(f"compaction_config: unknown option(s) {', '.join(unknown)}", pytrace=False)
     options.update({k: v for k, v in args.items() if k in OPTION_NAMES})
 
-    record_mode = (
-        config.getoption("compaction_record")
-        or args.get("record_mode")
-        or compaction_config.get("record_mode")
-        or config.getini("compaction_record_mode")
-    )
-    version = (
-        args.get("version")
-        or config.getoption("compaction_version")
-        or compaction_config.get("version")
-        or config.getini("compaction_version")
-        or None
-    )
-    dialect = (
-        args.get("dialect")
-        or config.getoption("compaction_dialect")
-        or compaction_config.get("dialect")
-        or config.getini("compaction_dialect").strip()
-        or None
-    )
-    strict = args.get("strict")
-    if strict is None:
-        strict = config.getoption("compaction_strict")
-    if strict is None:
-        strict = compaction_config.get("strict", config.getini("compaction_strict"))
+    record_mode, version, dialect, strict = settings(config, args, compaction_config)
     options.pop("record_mode", None)
     options.pop("version", None)
     options.pop("strict", None)
