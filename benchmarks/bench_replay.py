@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import vcr
+from _timing import side_by_side, timed
 from vcr.request import Request
 from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
@@ -67,33 +65,6 @@ def build(items: int) -> tuple[list[dict[str, Any]], bytes, bytes]:
     }
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     return history, dumps(request).encode(), dumps(response).encode()
-
-
-def timed(rounds: int, run: Callable[[], None]) -> float:
-    run()  # warm-up: imports, schema compilation
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def side_by_side(
-    rounds: int, first: Callable[[], None], second: Callable[[], None]
-) -> tuple[float, float]:
-    """Medians of interleaved runs (order alternating), so load changes hit both alike."""
-    first()
-    second()
-    a: list[float] = []
-    b: list[float] = []
-    for i in range(rounds):
-        pairs = ((first, a), (second, b)) if i % 2 == 0 else ((second, b), (first, a))
-        for run, samples in pairs:
-            start = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
 
 
 def main() -> int:

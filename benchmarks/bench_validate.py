@@ -18,9 +18,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
+
+# benchmarks/ is on sys.path when a benchmark runs as a script.
+from _timing import side_by_side, timed
 
 COLD_START = """
 import time
@@ -102,33 +103,6 @@ def mixed_input(items: int) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-def timed(rounds: int, run: Callable[[], object]) -> float:
-    run()  # warm-up: schema compilation, caches
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def side_by_side(
-    rounds: int, first: Callable[[], object], second: Callable[[], object]
-) -> tuple[float, float]:
-    """Medians of interleaved runs (order alternating), so load changes hit both alike."""
-    first()
-    second()
-    a: list[float] = []
-    b: list[float] = []
-    for i in range(rounds):
-        pairs = ((first, a), (second, b)) if i % 2 == 0 else ((second, b), (first, a))
-        for run, samples in pairs:
-            start = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
 
 
 def cold_start(processes: int) -> tuple[float, float]:
