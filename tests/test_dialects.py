@@ -7,6 +7,7 @@ stopped, then validated under the dialect's profile and under plain OpenAI's.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -363,6 +364,25 @@ def test_litellm_ids_and_status_codes_are_checked() -> None:
     report = validate_with_dialect("request", request, dialect="truefoundry")
     assert [v.path for v in report.violations] == ["/model"]
     assert validate_with_dialect("request", request, dialect="openai").valid
+
+
+def test_litellm_encrypted_ids_are_accepted_plain_upstream_ids_are_not() -> None:
+    # With a master key the proxy encrypts the routing string (NaCl secret box, or AES-GCM
+    # behind "v2:gcm:"), base64url-encoded: long, opaque, never an upstream id.
+    answer = _bifrost_answer()
+    del answer["model"], answer["extra_fields"], answer["usage"]["cost"]
+    sealed = bytes(range(256))[:150]
+    for accepted in (
+        "resp_" + base64.urlsafe_b64encode(sealed).decode(),
+        "resp_v2:gcm:" + base64.urlsafe_b64encode(sealed[:120]).decode(),
+        encode_litellm_id("resp_x", None),
+    ):
+        answer["id"] = accepted
+        assert validate_with_dialect("response", answer, dialect="litellm").valid, accepted
+    for refused in ("resp_0d4b654a05c1a7a70069deb79f81b88197a19f61e394151ecc", "resp_!" * 20):
+        answer["id"] = refused
+        report = validate_with_dialect("response", answer, dialect="litellm")
+        assert [v.path for v in report.violations] == ["/id"], refused
 
 
 # -- profiles -----------------------------------------------------------------------------------
