@@ -210,6 +210,20 @@ def closest(
     return index, describe_difference(recorded[index], live, cache, canonical_path)
 
 
+def closest_lines(
+    found: tuple[int, list[str]] | None, recorded: Sequence[RequestLike]
+) -> list[str]:
+    """What a miss report says about :func:`closest`'s answer."""
+    if found is None:
+        return ["The cassette holds no exchanges."]
+    index, diff = found
+    stored = recorded[index]
+    return [
+        f"Closest recorded request: exchange {index}, {stored.method} {stored.uri}",
+        *([f"  {line}" for line in diff] or ["  (identical apart from headers)"]),
+    ]
+
+
 def describe_difference(
     recorded: RequestLike,
     live: RequestLike,

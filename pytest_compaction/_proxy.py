@@ -49,7 +49,7 @@ from ._dialects import (
     validate_with_dialect,
 )
 from ._errors import CompactionError
-from ._match import BodyCache, closest, make_matchers, normalize_path
+from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
 from ._proxy_http import (
     FRAMING,
     NO_BODY_STATUSES,
@@ -567,15 +567,10 @@ class CompactionProxy:
             else:
                 reason = "no_match"
                 found = closest(live, self._stored, self._bodies, self._canonical)
-                if found is None:
-                    lines.append("The cassette holds no exchanges.")
-                else:
+                lines += closest_lines(found, self._stored)
+                if found is not None:
                     index, diff = found
                     stored = self._stored[index]
-                    lines.append(
-                        f"Closest recorded request: exchange {index}, {stored.method} {stored.uri}"
-                    )
-                    lines += [f"  {line}" for line in diff] or ["  (identical apart from headers)"]
                     details["closest"] = {
                         "index": index,
                         "method": stored.method,

@@ -40,7 +40,7 @@ from . import _cassette as cf
 from . import _sse
 from ._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ._errors import CompactionError
-from ._match import BodyCache, closest, make_matchers, normalize_path
+from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
 from ._netguard import replay_guard
 from ._redact import (
     DEFAULT_FILTER_HEADERS,
@@ -522,15 +522,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
         else:
             reason = "no_match"
             found = closest(live, self.requests, self._bodies, self._canonical_path)
-            if found is None:
-                lines.append("The cassette holds no exchanges.")
-            else:
-                index, diff = found
-                stored = self.requests[index]
-                lines.append(
-                    f"Closest recorded request: exchange {index}, {stored.method} {stored.uri}"
-                )
-                lines += [f"  {line}" for line in diff] or ["  (identical apart from headers)"]
+            lines += closest_lines(found, self.requests)
         lines.append(f"To record it again: {rec.hint('new_episodes')}")
         return mask_secrets("\n".join(lines)), reason  # test logs are often public
 

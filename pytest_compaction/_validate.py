@@ -354,7 +354,8 @@ def _pick_branch(error: _Error, instance: Any) -> list[_Error]:
 
 
 # -- messages ----------------------------------------------------------------------------
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a parsed JSON value."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -423,11 +424,11 @@ def _describe(error: _Error, instance: Any) -> str:
         subject = f"property name {_show(value)}"
     else:
         value = _value_at(instance, error.path)
-        subject = _show(value) if isinstance(value, str | int | float) else _json_type(value)
+        subject = _show(value) if isinstance(value, str | int | float) else json_type(value)
     if keyword == "required":
         return f"missing required property '{detail.get('property', '')}'"
     if keyword == "type":
-        return f"expected {' or '.join(detail.get('types', []))}, got {_json_type(value)}"
+        return f"expected {' or '.join(detail.get('types', []))}, got {json_type(value)}"
     if keyword == "enum":
         options = ", ".join(_show(o) for o in detail.get("options", []))
         if (
@@ -460,7 +461,7 @@ def _describe(error: _Error, instance: Any) -> str:
     if keyword == "uniqueItems":
         return "array has duplicate items"
     if keyword == "anyOfNone":
-        return f"{_json_type(value)} value matches none of the allowed shapes"
+        return f"{json_type(value)} value matches none of the allowed shapes"
     if keyword == "oneOfMultipleValid":
         return "value matches more than one of the allowed shapes"
     return error.fallback or f"fails '{keyword}'"

@@ -11,6 +11,7 @@ import json
 from functools import cache
 from typing import Any
 
+from .._validate import json_type
 from .._versions import Kind, load_schema_set
 from ._apierror import bad_request
 
@@ -90,7 +91,7 @@ def _allowed_types(document: dict[str, Any], node: Any, depth: int = 0) -> set[s
         return {kinds} if isinstance(kinds, str) else set(kinds)
     if "const" in node or "enum" in node:
         values = [node["const"]] if "const" in node else list(node["enum"])
-        return {_schema_type(v) for v in values}
+        return {json_type(v) for v in values}
     branches = node.get("anyOf") or node.get("oneOf")
     if isinstance(branches, list):
         found: set[str] = set()
@@ -103,20 +104,6 @@ def _allowed_types(document: dict[str, Any], node: Any, depth: int = 0) -> set[s
     return None
 
 
-def _schema_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _wrong_top_level_type(
     version: str | None, kind: Kind, name: str, value: Any
 ) -> set[str] | None:
@@ -125,7 +112,7 @@ def _wrong_top_level_type(
     kinds = _allowed_types(document, properties.get(name))
     if kinds is None:
         return None
-    actual = _schema_type(value)
+    actual = json_type(value)
     if actual in kinds or (actual == "integer" and "number" in kinds):
         return None
     return kinds
@@ -235,20 +222,20 @@ def _lookup(body: Any, parts: list[str]) -> Any:
     return node
 
 
+# The API's words for the type of a value, as its error messages put them.
+_API_TYPE_WORDS = {
+    "null": "null",
+    "boolean": "a boolean",
+    "integer": "an integer",
+    "number": "a decimal",
+    "string": "a string",
+    "array": "an array",
+    "object": "an object",
+}
+
+
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
+    return _API_TYPE_WORDS[json_type(value)]
 
 
 def _short(value: Any) -> str:
