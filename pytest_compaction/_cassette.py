@@ -31,13 +31,11 @@ vcrpy or older cassettes), ``body.string`` is the stream.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import stat
-import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -46,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from . import _sse
+from . import _atomic, _sse
 from ._errors import CompactionError
 
 try:  # libyaml when present: both faster and the same safe subset
@@ -744,68 +742,12 @@ def load_cassette(path: str | os.PathLike[str]) -> CassetteData:
 # Writing
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _remove_stale_temps(target: Path) -> None:
-    """Delete temp files a killed writer left beside ``target``.
-
-    Temp names carry the writer's pid, so only files of processes that no longer exist go;
-    a concurrent writer's file is left alone.
-    """
-    prefix = f".{target.name}."
-    try:
-        names = os.listdir(target.parent)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        pid_text = name[len(prefix) :].split(".", 1)[0]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
-            with contextlib.suppress(OSError):
-                os.unlink(target.parent / name)
-
-
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader sees either the old file or the new one.
-
-    The data goes to ``.<name>.<pid>.<random>.tmp`` in the same directory, is flushed to disk,
-    then renamed over ``path``. A writer killed half-way leaves only that hidden temp file,
-    which the next write to the same cassette removes.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(target)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
-    )
+    """Replace a cassette atomically (see ``_atomic``); failures are a CassetteError."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if target.exists():
-            # Keep the permissions of the file being replaced (mkstemp creates 0600).
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CassetteError(f"cassette {target} was not written: {exc}") from exc
-        raise
+        _atomic.write_atomic(path, data)
+    except OSError as exc:
+        raise CassetteError(f"cassette {path} was not written: {exc}") from exc
 
 
 def save_cassette(path: str | os.PathLike[str], data: CassetteData) -> None:

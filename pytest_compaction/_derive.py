@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._atomic import write_atomic
 from ._errors import CompactionError, SpecError
 from ._examples import null_in_examples
 from ._spec import SCHEMA_PREFIX, Spec, load_spec
@@ -671,22 +670,6 @@ def default_name(spec_path: str | Path) -> str:
     """``2026-08-21_f85dbe223d40_openapi.yaml`` -> ``2026-08-21_f85dbe223d40``."""
     stem = Path(spec_path).name.split(".")[0]
     return stem.removesuffix("_openapi")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def derive_to(spec_path: str | Path, out_dir: str | Path, name: str | None = None) -> Path:
