@@ -680,7 +680,11 @@ def parse_document(text: str, path: str = "<cassette>") -> Any:
 
 def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
     """Parse cassette text: this project's layout, vcrpy YAML or JSON, pydantic-ai's."""
-    doc = parse_document(text, path)
+    return cassette_data(parse_document(text, path), path)
+
+
+def cassette_data(doc: Any, path: str = "<cassette>") -> CassetteData:
+    """The exchanges and header of a loaded cassette document (see :func:`parse_document`)."""
     if doc is None:
         raise CassetteNotFound(f"{path}: the cassette is empty")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("interactions"), list):
@@ -705,7 +709,12 @@ def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
 
 
 def load_cassette(path: str | os.PathLike[str]) -> CassetteData:
-    """Read a cassette file; :class:`CassetteNotFound` when it does not exist.
+    """Read a cassette file; :class:`CassetteNotFound` when it does not exist."""
+    return parse_cassette(read_cassette_text(path), str(path))
+
+
+def read_cassette_text(path: str | os.PathLike[str]) -> str:
+    """The text of a cassette file; :class:`CassetteNotFound` when it does not exist.
 
     Files that are not regular files (a FIFO would block forever) and files larger than
     :func:`max_cassette_bytes` are refused before anything is read.
@@ -735,7 +744,7 @@ def load_cassette(path: str | os.PathLike[str]) -> CassetteData:
         raise CassetteError(f"cassette {p} is not UTF-8 text: {exc}") from None
     if not text.strip():
         raise CassetteNotFound(f"cassette {p} is empty")
-    return parse_cassette(text, str(p))
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ._cassette import CassetteData, CassetteError, Exchange, parse_cassette
+from ._cassette import CassetteData, CassetteError, Exchange, parse_cassette, read_cassette_text
 from ._chain import ChainViolation, check_chain
 from ._errors import BodyError, CompactionError
 from ._match import normalize_path
@@ -543,18 +543,9 @@ def find_cassettes(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Pa
 
 def read_cassette(path: Path, explicit: bool = True) -> CassetteData | None:
     """The cassette in ``path``; None when a file found in a folder is not a cassette at all."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CassetteError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    if not explicit and b"interactions" not in raw:
+    text = read_cassette_text(path)
+    if not explicit and "interactions" not in text:
         return None  # some other YAML or JSON file living beside the cassettes
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CassetteError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise CassetteError(f"{path}: the file is empty")
     return parse_cassette(text, str(path))
 
 

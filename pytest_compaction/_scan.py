@@ -124,19 +124,10 @@ def read_cassette_file(path: str | os.PathLike[str]) -> CassetteFile:
     :class:`NotACassette` for a YAML/JSON document without interactions.
     """
     p = Path(path)
-    data = cf.load_cassette(p)
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:  # changed since it was loaded
-        raise cf.CassetteError(f"{p}: cannot be read: {exc}") from None
-    doc = _load_doc(text, p)
-    if not isinstance(doc, dict) or not isinstance(doc.get("interactions"), list):
-        raise NotACassette(f"{p}: not a cassette (no 'interactions' list at the top level)")
+    text = cf.read_cassette_text(p)
+    doc = cf.parse_document(text, str(p))
+    data = cf.cassette_data(doc, str(p))  # NotACassette without interactions
     return CassetteFile(path=p, layout=layout_of(doc, text), doc=doc, data=data)
-
-
-def _load_doc(text: str, path: Path) -> Any:
-    return cf.parse_document(text, str(path))
 
 
 # ---------------------------------------------------------------------------------------------
