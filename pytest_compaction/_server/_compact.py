@@ -69,6 +69,22 @@ def _preview(token: str) -> str:
     return f"{token[:_TOKEN_PREVIEW]}...{token[-_TOKEN_PREVIEW:]}"
 
 
+def input_items(raw: Any) -> list[dict[str, Any]]:
+    """A request's ``input`` as items: a string is one user message; a non-object is refused."""
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": raw}]
+    items = list(raw) if isinstance(raw, list) else []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise bad_request(
+                f"Invalid type for 'input[{index}]': expected an object, "
+                f"but got {type(item).__name__} instead.",
+                param=f"input[{index}]",
+                code="invalid_type",
+            )
+    return items
+
+
 class Compactor:
     """Stateful compaction engine: the key, the id source and the response store."""
 
@@ -142,20 +158,7 @@ class Compactor:
                 self._take(ctx, item, where=None)
         cached_items = list(ctx.transcript)
 
-        raw_input = body.get("input")
-        items: list[Any]
-        if isinstance(raw_input, str):
-            items = [{"type": "message", "role": "user", "content": raw_input}]
-        else:
-            items = list(raw_input or [])
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise bad_request(
-                    f"Invalid type for 'input[{index}]': expected an object, "
-                    f"but got {type(item).__name__} instead.",
-                    param=f"input[{index}]",
-                    code="invalid_type",
-                )
+        for index, item in enumerate(input_items(body.get("input"))):
             self._take(ctx, item, where=f"input[{index}]")
 
         instructions = body.get("instructions")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._apierror import bad_request
-from ._compact import STATE_VERSION, Compactor, estimate_tokens
+from ._compact import STATE_VERSION, Compactor, estimate_tokens, input_items
 
 REPLY_PREFIX = "Echo: "
 REPLY_LIMIT = 2000  # characters of the user's text the reply repeats
@@ -101,7 +101,7 @@ class Responder:
                 param="model",
                 code="missing_required_parameter",
             )
-        items = self._input(body.get("input"))
+        items = input_items(body.get("input"))
         threshold, forced = self._policy(body, items)
         prior: list[dict[str, Any]] = []
         previous = body.get("previous_response_id")
@@ -190,21 +190,6 @@ class Responder:
         return self._compactor.seal_state(state, variant)
 
     # -- the request's parts ----------------------------------------------------------------
-
-    @staticmethod
-    def _input(raw: Any) -> list[dict[str, Any]]:
-        if isinstance(raw, str):
-            return [{"type": "message", "role": "user", "content": raw}]
-        items = list(raw) if isinstance(raw, list) else []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise bad_request(
-                    f"Invalid type for 'input[{index}]': expected an object, "
-                    f"but got {type(item).__name__} instead.",
-                    param=f"input[{index}]",
-                    code="invalid_type",
-                )
-        return items
 
     def _policy(self, body: dict[str, Any], items: list[dict[str, Any]]) -> tuple[int | None, bool]:
         """(the compaction threshold in tokens or None, whether the input forces a compaction)."""
