@@ -1,8 +1,9 @@
 """Regression checks of recorded exchanges: are the cassettes still within the contract?
 
-Every ``/responses/compact`` exchange of every cassette is validated (request, and the
-response or error body) under the version the cassette was recorded with, and the exchanges of
-each cassette are checked against the chaining rules (``_chain``); cassettes from
+Every ``POST /responses/compact`` and ``POST /responses`` exchange of every cassette is
+validated (both bodies, a stream event by event: see ``_judge``) under the version and dialect
+the cassette was recorded with, and the exchanges of each cassette are checked against the
+chaining rules (``_chain``); cassettes from
 elsewhere (stock vcrpy, pydantic-ai) that do not say are judged by ``--version`` or the newest.
 ``--against`` judges them by a second version too and explains each difference by the schema
 change behind it (see ``_schema_diff``). Results are data until ``run_check`` prints them.
@@ -25,39 +26,39 @@ from urllib.parse import urlsplit
 
 from ._cassette import CassetteData, CassetteError, Exchange, parse_cassette, read_cassette_text
 from ._chain import ChainViolation, check_chain
+from ._dialects import Dialect, dialect_for
 from ._errors import BodyError, CompactionError
-from ._match import normalize_path
+from ._judge import STREAM_KIND, judge_request, judge_response
+from ._routes import route_of
 from ._schema_diff import Change, SchemaDiff, diff_schema_sets, join, open_schema_set, typed
-from ._validate import Report, Violation, get_validator, parse_body
-from ._versions import Kind, load_schema_set, resolve_version
+from ._sse import parse_stream
+from ._validate import Report, Violation, parse_body
+from ._versions import KINDS, Kind, load_schema_set, resolve_version
 
 CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")
-COMPACT_SUFFIX = "/responses/compact"
 Side = Literal["request", "response", "error"]
 Transition = Literal["still passing", "now failing", "now passing", "still failing"]
-
-
-def is_compact(uri: str) -> bool:
-    """Whether an exchange is a ``POST /responses/compact`` call (under any prefix)."""
-    return normalize_path(urlsplit(uri).path).endswith(COMPACT_SUFFIX)
 
 
 # -- results ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
-    """An exchange judged by one version."""
+    """An exchange judged by one version (see :mod:`._judge` for which bodies, as what)."""
 
     version: str
     request: Report
-    response: Report  # kind "response" for 2xx, "error" otherwise
+    response: Report | None  # None: a stream no schema covers (notes only)
+    notes: tuple[str, ...] = ()  # what a recorded stream does on purpose: not failures
 
     @property
     def valid(self) -> bool:
-        return self.request.valid and self.response.valid
+        return self.request.valid and (self.response is None or self.response.valid)
 
     def violations(self) -> list[tuple[Side, Violation]]:
         out: list[tuple[Side, Violation]] = [("request", v) for v in self.request.violations]
-        side: Side = "response" if self.response.kind == "response" else "error"
+        if self.response is None:
+            return out
+        side: Side = "error" if self.response.kind == "error" else "response"
         return out + [(side, v) for v in self.response.violations]
 
     def lines(self) -> list[str]:
@@ -68,7 +69,8 @@ class Verdict:
             "version": self.version,
             "valid": self.valid,
             "request": self.request.as_dict(),
-            "response": self.response.as_dict(),
+            "response": self.response.as_dict() if self.response is not None else None,
+            "notes": list(self.notes),
         }
 
 
@@ -228,24 +230,41 @@ class CheckResult:
 
 
 # -- judging ---------------------------------------------------------------------------------
-def _report(kind: Kind, body: bytes | None, version: str, strict: bool) -> Report:
-    if body is None or not body.strip():
-        return Report(kind, version, (Violation("", "body: empty, expected JSON", keyword="json"),))
-    validator = get_validator(kind, version)
-    return validator.validate(body, strict=strict)
+def judge(
+    exchange: Exchange,
+    version: str,
+    *,
+    strict: bool = False,
+    dialect: str | Dialect | None = None,
+) -> Verdict:
+    """Validate one exchange of a covered route under one (resolved) version."""
+    profile = dialect_for(exchange.uri, dialect)
+    request = judge_request(
+        exchange.method,
+        exchange.uri,
+        exchange.request_body,
+        version=version,
+        dialect=profile,
+        strict=strict,
+    )
+    if request is None:
+        raise CompactionError(f"{exchange.method} {exchange.uri}: no schema covers this call")
+    response = judge_response(
+        exchange.method,
+        exchange.uri,
+        exchange.status,
+        exchange.response_headers,
+        exchange.response_body,
+        version=version,
+        dialect=profile,
+        strict=strict,
+    )
+    return Verdict(request.version, request, response.report, response.notes)
 
 
-def judge(exchange: Exchange, version: str, *, strict: bool = False) -> Verdict:
-    """Validate one compaction exchange under one (resolved) version."""
-    kind: Kind = "response" if 200 <= exchange.status < 300 else "error"
-    request = _report("request", exchange.request_body, version, strict)
-    response = _report(kind, exchange.response_body, version, strict)
-    return Verdict(request.version, request, response)
-
-
-def body_location(body: Any, pointer: str) -> str:
+def body_location(body: Any, pointer: str, root: str = "") -> str:
     """``/output/2/call_id`` -> ``output[type=function_call_output].call_id``."""
-    location = ""
+    location = root
     node = body
     for raw in pointer.split("/")[1:] if pointer else []:
         part = raw.replace("~1", "/").replace("~0", "~")
@@ -325,10 +344,10 @@ def _fallback_label(violation: Violation, item_type_at: bool, fixed: bool) -> st
 
 
 def _explain(
-    side: Side, violation: Violation, body: Any, changes: list[Change], fixed: bool
+    side: Side, violation: Violation, body: Any, changes: list[Change], fixed: bool, root: str = ""
 ) -> list[Cause]:
     """The schema change(s) that add ``violation`` (or, when ``fixed``, remove it)."""
-    location = body_location(body, violation.path)
+    location = body_location(body, violation.path, root)
     parent_pointer, _, last = violation.path.rpartition("/")
     required = violation.keyword == "required"
     # A missing property's pointer ends with the property: the object lacking it is the parent.
@@ -337,7 +356,7 @@ def _explain(
     item_type_at = bool(violation.path.endswith("/type") and violation.item_type and not required)
 
     pick = 1 if fixed else 0
-    item_location = body_location(body, parent_pointer)
+    item_location = body_location(body, parent_pointer, root)
     codes = _CODES.get(
         violation.keyword, _SHAPE_CODES if "Of" in violation.keyword else _CONSTRAINT_CODES
     )[pick]
@@ -381,6 +400,26 @@ def _at(body: Any, pointer: str) -> Any:
     return node
 
 
+def _subject(kind: Kind, raw: bytes | None, violation: Violation) -> tuple[Any, str]:
+    """(the JSON a violation's pointer is into, its location in the schema) of a body.
+
+    A stream's violation points into the data of the first event it names, an event whose
+    shape is the one of its type among the event union's.
+    """
+    if kind != STREAM_KIND:
+        try:
+            return (parse_body(raw) if raw is not None else None), ""
+        except BodyError:
+            return None, ""
+    found = re.match(r"event (\d+)", violation.message)
+    events = parse_stream(raw or b"")
+    if found is None or int(found[1]) >= len(events):
+        return None, ""
+    is_json, data = events[int(found[1])].json()
+    kind_of_event = data.get("type") if is_json and isinstance(data, dict) else None
+    return data, typed("", "type", kind_of_event) if isinstance(kind_of_event, str) else ""
+
+
 def _key(violation: Violation) -> tuple[str, str]:
     # The same kind of violation at the same place is not a change, even if its message
     # differs (an "unknown type" message lists the known types of its version). A missing
@@ -392,14 +431,11 @@ def explain(exchange: Exchange, before: Verdict, after: Verdict, diff: SchemaDif
     """The cause of every violation that one verdict has and the other has not."""
     causes: list[Cause] = []
     pairs: list[tuple[Side, bytes | None, Report, Report]] = [
-        ("request", exchange.request_body, before.request, after.request),
-        (
-            "response" if before.response.kind == "response" else "error",
-            exchange.response_body,
-            before.response,
-            after.response,
-        ),
+        ("request", exchange.request_body, before.request, after.request)
     ]
+    if before.response is not None and after.response is not None:
+        side: Side = "error" if before.response.kind == "error" else "response"
+        pairs.append((side, exchange.response_body, before.response, after.response))
     for side, raw, old, new in pairs:
         kind: Kind = old.kind
         old_keys = {_key(v) for v in old.violations}
@@ -423,15 +459,10 @@ def explain(exchange: Exchange, before: Verdict, after: Verdict, diff: SchemaDif
         removed = [v for v in removed if not inside(v)]
         if not added and not removed:
             continue
-        try:
-            body = parse_body(raw) if raw is not None else None
-        except BodyError:
-            body = None
         changes = diff.of_kind(kind)
-        for violation in added:
-            causes += _explain(side, violation, body, changes, fixed=False)
-        for violation in removed:
-            causes += _explain(side, violation, body, changes, fixed=True)
+        for violation, fixed in [(v, False) for v in added] + [(v, True) for v in removed]:
+            body, root = _subject(kind, raw, violation)
+            causes += _explain(side, violation, body, changes, fixed, root)
     unique: dict[tuple[str, str, str, bool], Cause] = {}
     for cause in causes:
         unique.setdefault((cause.side, cause.location, cause.detail, cause.fixed), cause)
@@ -451,7 +482,9 @@ class _Versions:
 
     def diff(self, old: str, new: str) -> SchemaDiff:
         if (old, new) not in self._diffs:
-            self._diffs[(old, new)] = diff_schema_sets(load_schema_set(old), load_schema_set(new))
+            self._diffs[(old, new)] = diff_schema_sets(
+                load_schema_set(old), load_schema_set(new), kinds=KINDS
+            )
         return self._diffs[(old, new)]
 
 
@@ -464,15 +497,16 @@ def check_exchange(
     cassette: str = "",
     index: int = 0,
     diff: SchemaDiff | None = None,
+    dialect: str | Dialect | None = None,
 ) -> ExchangeResult:
     """Judge one exchange by ``version`` and, when given, by ``against`` as well."""
-    baseline = judge(exchange, version, strict=strict)
+    baseline = judge(exchange, version, strict=strict, dialect=dialect)
     other = None
     causes: tuple[Cause, ...] = ()
     if against is not None:
-        other = judge(exchange, against, strict=strict)
+        other = judge(exchange, against, strict=strict, dialect=dialect)
         if diff is None:
-            diff = diff_schema_sets(load_schema_set(version), load_schema_set(against))
+            diff = diff_schema_sets(load_schema_set(version), load_schema_set(against), kinds=KINDS)
         causes = tuple(explain(exchange, baseline, other, diff))
     return ExchangeResult(
         cassette=cassette,
@@ -496,7 +530,7 @@ def check_cassette_data(
     results = []
     other = 0
     for index, exchange in enumerate(data.exchanges):
-        if not is_compact(exchange.uri):
+        if route_of(exchange.method, exchange.uri) is None:
             other += 1
             continue
         against = versions.against
@@ -510,6 +544,7 @@ def check_cassette_data(
                 cassette=display,
                 index=index,
                 diff=diff,
+                dialect=data.dialect,
             )
         )
     chain = tuple(check_chain(data.exchanges))
@@ -607,7 +642,7 @@ def _verdict(valid: bool) -> str:
 
 
 def format_text(result: CheckResult) -> str:
-    """A block per cassette, a line per compaction exchange, the reasons indented below."""
+    """A block per cassette, a line per exchange checked, the reasons and notes below."""
     against = result.against
     lines: list[str] = []
     if against is not None:
@@ -620,12 +655,13 @@ def format_text(result: CheckResult) -> str:
         how = "recorded" if cassette.recorded_version else "assumed"
         lines.append(f"{cassette.path}  [{cassette.version}, {how}]")
         if not cassette.exchanges:
-            lines.append(f"  no compaction exchanges ({cassette.other} other exchange(s))")
+            lines.append(f"  no exchanges to check ({cassette.other} other exchange(s))")
         width = max((len(ex.name) for ex in cassette.exchanges), default=0)
         for ex in cassette.exchanges:
             if ex.against is None:
                 lines.append(f"  {_verdict(ex.passed)}  {ex.name}")
                 lines += [f"        {line}" for line in ex.baseline.lines()]
+                lines += [f"        note: {note}" for note in ex.baseline.notes]
                 continue
             verdicts = f"{_verdict(ex.baseline.valid)} -> {_verdict(ex.against.valid)}"
             lines.append(f"  {ex.name:<{width}}  {verdicts}  {ex.transition}")
@@ -637,7 +673,7 @@ def format_text(result: CheckResult) -> str:
             lines.append(f"        {violation.message}")
     s = result.summary()
     tail = (
-        f"{s['exchanges']} compaction exchange(s) in {s['cassettes']} cassette(s): "
+        f"{s['exchanges']} exchange(s) in {s['cassettes']} cassette(s): "
         f"{s['passed']} passed, {s['failed']} failed"
     )
     if s["unreadable"]:
@@ -671,7 +707,7 @@ def _chain_name(violation: ChainViolation) -> str:
 
 
 def format_junit(result: CheckResult) -> str:
-    """JUnit XML: one test suite per cassette, one test case per compaction exchange.
+    """JUnit XML: one test suite per cassette, one test case per exchange checked.
 
     A broken chaining rule adds a failed test case of its own.
     """
@@ -749,10 +785,10 @@ def add_check(commands: Any) -> None:
         "check",
         help="check recorded exchanges against a schema version",
         description=(
-            "Validate every /responses/compact exchange of every cassette under the paths "
-            "(this project's cassettes, stock vcrpy YAML/JSON, pydantic-ai's) and the chaining "
-            "of compaction outputs into later requests. Exit 0 when all pass, 1 when any fails "
-            "or a cassette cannot be read, 2 on usage errors."
+            "Validate every /responses/compact and /responses exchange of every cassette under "
+            "the paths (this project's cassettes, stock vcrpy YAML/JSON, pydantic-ai's) and the "
+            "chaining of compaction outputs into later requests. Exit 0 when all pass, 1 when "
+            "any fails or a cassette cannot be read, 2 on usage errors."
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="cassette files or folders")

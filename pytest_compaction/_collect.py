@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from ._cassette import CassetteData, CassetteError, Exchange
-from ._check import CASSETTE_SUFFIXES, check_exchange, is_compact, read_cassette
+from ._check import CASSETTE_SUFFIXES, check_exchange, read_cassette
 from ._errors import CompactionError
+from ._routes import route_of
 from ._versions import resolve_version
 
 _SEEN = pytest.StashKey[set[Path]]()
@@ -113,7 +114,7 @@ class CassetteFile(pytest.File):
             return
         assert data is not None  # an explicit read never skips
         for index, exchange in enumerate(data.exchanges):
-            if is_compact(exchange.uri):
+            if route_of(exchange.method, exchange.uri) is not None:
                 yield ExchangeItem.from_parent(
                     self, name=f"exchange[{index}]", data=data, index=index, exchange=exchange
                 )
@@ -145,7 +146,13 @@ class ExchangeItem(pytest.Item):
         where = f"exchange {self.index} of cassette {self.path}"
         try:
             version = resolve_version(requested or self.data.schema_version or None)
-            result = check_exchange(self.exchange, version, strict=bool(strict), index=self.index)
+            result = check_exchange(
+                self.exchange,
+                version,
+                strict=bool(strict),
+                index=self.index,
+                dialect=self.data.dialect,
+            )
         except CompactionError as exc:
             raise ExchangeFailed(f"{where}: {exc}") from None
         if not result.passed:

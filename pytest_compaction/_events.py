@@ -15,7 +15,7 @@ re-encrypts, so a compaction item's ``encrypted_content`` differs between
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -34,6 +34,9 @@ class StreamCheck:
     events: int = 0
     validated: bool = False  # whether the events met a schema
     violations: list[str] = field(default_factory=list)
+    # (JSON pointer into the events' data, schema keyword) of each violation, in order
+    violated: list[tuple[str, str]] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)  # violations the caller set aside
     drift: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -90,9 +93,18 @@ def _shape_notes(event: Event, value: Any, label: str) -> list[str]:
 
 
 def check_stream(
-    body: bytes, *, version: str | None = None, strict: bool = False, schema: bool = True
+    body: bytes,
+    *,
+    version: str | None = None,
+    strict: bool = False,
+    schema: bool = True,
+    aside: Callable[[str], bool] | None = None,
 ) -> StreamCheck:
-    """Check one stream; ``schema=False`` reports only what clients would misread."""
+    """Check one stream; ``schema=False`` reports only what clients would misread.
+
+    Violations at the JSON pointers (into an event's data) for which ``aside`` is true go to
+    ``outside`` instead of ``violations``.
+    """
     events = parse_stream(body)
     result = StreamCheck(events=sum(not e.is_blank for e in events))
     validator: Any = None
@@ -105,6 +117,8 @@ def check_stream(
         except CompactionError as exc:
             result.notes.append(f"events not validated: {exc}")
     violations: dict[tuple[str, str], list[str]] = {}
+    outside: dict[tuple[str, str], list[str]] = {}
+    keywords: dict[tuple[str, str], str] = {}
     drift: dict[tuple[str, str], list[str]] = {}
     last: tuple[int, str] | None = None  # the last JSON event: index and type
     sequence: int | None = None
@@ -134,7 +148,9 @@ def check_stream(
         if validator is not None:
             report = validator.validate(value, strict=strict)
             for v in report.violations:
-                violations.setdefault((v.path or "/", v.message), []).append(label)
+                found = outside if aside is not None and aside(v.path) else violations
+                found.setdefault((v.path or "/", v.message), []).append(label)
+                keywords.setdefault((v.path or "/", v.message), v.keyword)
             for d in report.drift:
                 drift.setdefault((d.path or "/", d.message), []).append(label)
     if schema:
@@ -146,5 +162,7 @@ def check_stream(
             )
     result.validated = validator is not None
     result.violations = _grouped(violations)
+    result.violated = [(where, keywords[where, message]) for where, message in violations]
+    result.outside = _grouped(outside)
     result.drift = _grouped(drift)
     return result

@@ -23,10 +23,9 @@ from . import _cassette as cf
 from ._errors import CompactionError
 from ._redact import DEFAULT_FILTER_HEADERS, DEFAULT_FILTER_QUERY, SecretFound, check_no_secrets
 from ._redact import redact_exchange as _redact_exchange
+from ._routes import route_of
 from ._scan import LAYOUT_PROJECT, find_cassettes, read_cassette_file
 from ._versions import available_versions, resolve_version
-
-COMPACT_SUFFIX = "/responses/compact"
 
 
 @dataclass
@@ -84,34 +83,26 @@ class ImportResult:
         }
 
 
-def _is_compact(ex: cf.Exchange) -> bool:
-    from urllib.parse import urlsplit
-
-    from ._match import normalize_path
-
-    path = normalize_path(urlsplit(ex.uri).path)
-    return ex.method.upper() == "POST" and path.endswith(COMPACT_SUFFIX)
+def _covered(ex: cf.Exchange) -> bool:
+    return route_of(ex.method, ex.uri) is not None
 
 
 def _violations(ex: cf.Exchange, version: str, strict: bool) -> list[str]:
-    from ._validate import validate_request, validate_response
+    from ._judge import judge_request, judge_response, violation_lines
 
-    out: list[str] = []
-    is_json, body = cf.parse_json_bytes(ex.request_body)
-    if not is_json:
-        out.append("request: the body is not JSON")
-    else:
-        report = validate_request(body, version=version, strict=strict)
-        out += [f"request {v.path or '/'}: {v.message}" for v in report.violations]
-    is_json, body = cf.parse_json_bytes(ex.response_body)
-    if not is_json:
-        out.append(f"response (status {ex.status}): the body is not JSON")
-    else:
-        report = validate_response(body, status=ex.status, version=version, strict=strict)
-        out += [
-            f"response (status {ex.status}) {v.path or '/'}: {v.message}" for v in report.violations
-        ]
-    return out
+    request = judge_request(ex.method, ex.uri, ex.request_body, version=version, strict=strict)
+    response = judge_response(
+        ex.method,
+        ex.uri,
+        ex.status,
+        ex.response_headers,
+        ex.response_body,
+        version=version,
+        strict=strict,
+    ).report
+    return violation_lines(request, "request") + violation_lines(
+        response, f"response (status {ex.status})"
+    )
 
 
 def judge(
@@ -132,9 +123,9 @@ def judge(
                 index=i,
                 method=ex.method,
                 uri=ex.uri,
-                validated=_is_compact(ex),
+                validated=_covered(ex),
                 status=ex.status,
-                violations=_violations(ex, name, strict) if _is_compact(ex) else [],
+                violations=_violations(ex, name, strict) if _covered(ex) else [],
             )
             for i, ex in enumerate(exchanges)
         ]

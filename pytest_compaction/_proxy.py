@@ -14,12 +14,13 @@ does not exist yet, else replays; ``new_episodes`` replays what matches and reco
 same rules (method, normalized path, query, JSON body by value; host and headers ignored).
 
 Recorded exchanges are filtered and scanned for secrets as the pytest plugin does, validated
-when they are ``/responses/compact`` calls, and written atomically to the cassette in the same
-format after each exchange. An exchange that violates the schemas, or still holds a
-secret-looking value, is answered but not written: it is reported in the log and the summary
-(``failure()``), and with ``fail_on_violation`` the client gets that status instead of the
-answer. A request the cassette cannot answer gets :data:`MISS_STATUS` with a JSON error body
-naming the cassette and the closest recorded request, never a pass-through.
+when they are ``/responses/compact`` or ``/responses`` calls (see :mod:`._judge`), and written
+atomically to the cassette in the same format after each exchange. An exchange that violates
+the schemas, or still holds a secret-looking value, is answered but not written: it is
+reported in the log and the summary (``failure()``), and with ``fail_on_violation`` the client
+gets that status instead of the answer. A request the cassette cannot answer gets
+:data:`MISS_STATUS` with a JSON error body naming the cassette and the closest recorded
+request, never a pass-through.
 """
 
 from __future__ import annotations
@@ -45,10 +46,9 @@ from ._dialects import (
     all_auth_headers,
     dialect_for,
     get_dialect,
-    kind_of,
-    validate_with_dialect,
 )
 from ._errors import CompactionError
+from ._judge import drift_lines, judge_request, judge_response, violation_lines
 from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
 from ._proxy_http import (
     FRAMING,
@@ -61,7 +61,7 @@ from ._proxy_http import (
     end_to_end,
     error_body,
 )
-from ._recorder import DEFAULT_MATCH_ON, RECORD_MODES, check_record_mode, is_compact_path
+from ._recorder import DEFAULT_MATCH_ON, RECORD_MODES, check_record_mode
 from ._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
@@ -71,6 +71,7 @@ from ._redact import (
     redact_query,
     scan_exchange,
 )
+from ._routes import is_compact_path, route_of
 from ._versions import resolve_version
 
 log = logging.getLogger("pytest_compaction.proxy")
@@ -421,33 +422,30 @@ class CompactionProxy:
     # -- validation -----------------------------------------------------------------------------
 
     def _validate(self, ex: cf.Exchange) -> tuple[list[str], list[str]]:
-        """(violations, drift notes) of a ``/responses/compact`` exchange, else two empty lists."""
-        if not is_compact_path(ex.uri):
-            return [], []
+        """(violations, drift notes) of an exchange; two empty lists where no schema applies."""
         profile = dialect_for(ex.uri, self.dialect)
-        lines: list[str] = []
-        drift: list[str] = []
         is_json, body = self._bodies.parse(ex.request_body)
-        if not is_json:
-            lines.append("request: the body is not JSON")
-        else:
-            report = validate_with_dialect(
-                "request", body, dialect=profile, version=self.version, strict=self.strict
-            )
-            lines += [f"request {v.path or '/'}: {v.message}" for v in report.violations]
-            drift += [f"request {d.path}: {d.message}" for d in report.drift]
-        is_json, body = cf.parse_json_bytes(ex.response_body)
-        if not is_json:
-            lines.append(f"response (status {ex.status}): the body is not JSON")
-        else:
-            report = validate_with_dialect(
-                kind_of(ex.status), body, dialect=profile, version=self.version, strict=self.strict
-            )
-            lines += [
-                f"response (status {ex.status}) {v.path or '/'}: {v.message}"
-                for v in report.violations
-            ]
-            drift += [f"response {d.path}: {d.message}" for d in report.drift]
+        request = judge_request(
+            ex.method,
+            ex.uri,
+            body if is_json else ex.request_body,
+            version=self.version,
+            dialect=profile,
+            strict=self.strict,
+        )
+        response = judge_response(
+            ex.method,
+            ex.uri,
+            ex.status,
+            ex.response_headers,
+            ex.response_body,
+            version=self.version,
+            dialect=profile,
+            strict=self.strict,
+        ).report
+        lines = violation_lines(request, "request")
+        lines += violation_lines(response, f"response (status {ex.status})")
+        drift = drift_lines(request, "request") + drift_lines(response, "response")
         return lines, drift
 
     def _judge(
@@ -458,7 +456,7 @@ class CompactionProxy:
         report: tuple[list[str], list[str]] | None = None,
     ) -> tuple[list[str], list[str]]:
         """Validate (unless ``report`` is given), count, report violations; lock held."""
-        if not is_compact_path(ex.uri):
+        if route_of(ex.method, ex.uri) is None:
             return [], []
         lines, drift = report if report is not None else self._validate(ex)
         self.validated += 1
@@ -515,7 +513,7 @@ class CompactionProxy:
         label = f"exchange {index} ({ex.method} {path})"
         with self._lock:
             self.replayed += 1
-            if index not in self._reports and is_compact_path(ex.uri):
+            if index not in self._reports and route_of(ex.method, ex.uri) is not None:
                 self._reports[index] = self._validate(ex)  # the stored bytes never change
             lines, drift = self._judge(ex, label, "replayed", self._reports.get(index))
             self.session.append(ProxyRecord("replayed", ex, index, lines, drift))
@@ -661,8 +659,8 @@ class CompactionProxy:
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
         status = int(response.status_code)
         reason = str(response.reason_phrase or "")
-        compact = is_compact_path(incoming.upstream_url)
-        judge_first = compact and self.fail_on_violation is not None
+        validated = route_of(incoming.method, incoming.upstream_url) is not None
+        judge_first = validated and self.fail_on_violation is not None
         limit = cf.max_cassette_bytes()
         chunks = bytearray()
         too_large = False
@@ -804,7 +802,8 @@ def register(commands: Any) -> None:
         help="record/replay and validate any client's traffic through a reverse proxy",
         description="Serve a reverse proxy in front of UPSTREAM: clients whose base URL is the "
         "printed URL are recorded to (or replayed from) the cassette, and /responses/compact "
-        "exchanges are validated. Stops on SIGINT or SIGTERM after writing the cassette.",
+        "and /responses exchanges are validated. Stops on SIGINT or SIGTERM after writing the "
+        "cassette.",
     )
     parser.add_argument(
         "--upstream",

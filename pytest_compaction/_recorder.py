@@ -1,4 +1,4 @@
-"""Record and replay on vcrpy, with every ``/responses/compact`` exchange validated.
+"""Record and replay on vcrpy, with every compaction exchange validated.
 
 ``use_cassette`` works without pytest::
 
@@ -15,9 +15,10 @@ Event streams (``text/event-stream``) replay event by event: the replayed httpx 
 one chunk per event, so a client's stream iterator receives them one at a time. vcrpy builds
 that response in ``vcr.stubs.httpx_stubs._deserialize_response``; a wrapper installed there
 swaps in a chunked stream only for responses this module marks, so stock vcrpy cassettes are
-untouched. The events of ``POST /responses`` streams are validated (see :mod:`._events`): schema
-violations fail like those of ``/responses/compact``; what a stream does on purpose (ends early,
-reports an error, carries a malformed line) is recorded as sent and listed in ``notes``.
+untouched. Which bodies are validated, and as what, is :mod:`._judge`'s rule: both ends of
+``POST /responses/compact`` and ``POST /responses``, a stream event by event. What a stream does
+on purpose (ends early, reports an error, carries a malformed line) is recorded as sent and
+listed in ``notes``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from vcr.cassette import Cassette as _VcrCassette
 from vcr.errors import CannotOverwriteExistingCassetteException
@@ -40,6 +40,7 @@ from . import _cassette as cf
 from . import _sse
 from ._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ._errors import CompactionError
+from ._judge import STREAM_KIND, Judged, is_stream
 from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
 from ._netguard import replay_guard
 from ._redact import (
@@ -51,10 +52,9 @@ from ._redact import (
     redact_headers,
     redact_query,
 )
+from ._routes import is_compact_path, route_of
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
-COMPACT_SUFFIX = "/responses/compact"
-RESPONSES_SUFFIX = "/responses"
 # Key of a replayed vcrpy response dict: its body cut into one chunk per event.
 _CHUNKS = "compaction_event_chunks"
 DEFAULT_MATCH_ON = ("method", "path", "query", "body")
@@ -105,25 +105,8 @@ class RequestNotRecorded(ReplayError, CannotOverwriteExistingCassetteException):
         self.similar_requests: list[Any] = []
 
 
-def is_compact_path(uri_or_path: str) -> bool:
-    """Whether a URL or path is a ``/responses/compact`` call (under any prefix)."""
-    path = urlsplit(uri_or_path).path if "://" in uri_or_path else uri_or_path.split("?")[0]
-    return normalize_path(path).endswith(COMPACT_SUFFIX)
-
-
-def is_responses_path(uri_or_path: str) -> bool:
-    """Whether a URL or path is a ``POST /responses`` call (under any prefix)."""
-    path = urlsplit(uri_or_path).path if "://" in uri_or_path else uri_or_path.split("?")[0]
-    return normalize_path(path).endswith(RESPONSES_SUFFIX)
-
-
 def _is_stream(response: Mapping[str, Any]) -> bool:
-    headers = response.get("headers") or {}
-    for key, values in headers.items():
-        if str(key).lower() == "content-type":
-            values = values if isinstance(values, (list, tuple)) else [values]
-            return any(_sse.is_event_stream(str(v)) for v in values)
-    return False
+    return is_stream(response.get("headers") or {})
 
 
 @dataclass
@@ -148,8 +131,7 @@ class Recording:
     hint: Callable[[str], str] = field(default=lambda mode: f"record_mode={mode!r}")
     _cassette: Any = field(default=None, repr=False)
     _version: str | None = field(default=None, repr=False)
-    _response_reports: dict[tuple[int, str], list[str]] = field(default_factory=dict, repr=False)
-    _stream_reports: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
+    _response_reports: dict[tuple[int, str], Judged] = field(default_factory=dict, repr=False)
     _chunks: dict[int, tuple[bytes, ...]] = field(default_factory=dict, repr=False)
     _block_save: bool = field(default=False, repr=False)
     _reported: int = field(default=0, repr=False)
@@ -223,110 +205,65 @@ class Recording:
             self.notes.append(text)
 
     def _validate(self, index: int, request: Any, response: Mapping[str, Any], when: str) -> None:
-        if _is_stream(response):
-            self._validate_stream(index, request, response, when)
-            return
-        if not is_compact_path(request.uri):
-            return
-        from ._dialects import kind_of, validate_with_dialect
+        from ._judge import drift_lines, judge_request, judge_response, violation_lines
 
         try:
             version = self.version
             dialect = self.dialect_for(request.uri)
         except CompactionError as exc:
-            self._problem(f"cassette {self.path}: {exc}")
+            if route_of(request.method, request.uri) is not None:
+                self._problem(f"cassette {self.path}: {exc}")
             return
-        cache = self._cassette._bodies
-        lines: list[str] = []
-        is_json, body = cache.parse(_bytes(request.body))
-        if not is_json:
-            lines.append("request: the body is not JSON")
-        else:
-            report = validate_with_dialect(
-                "request", body, dialect=dialect, version=version, strict=self.strict
-            )
-            lines += [f"request {v.path or '/'}: {v.message}" for v in report.violations]
-            self.drift += [
-                f"exchange {index} request {d.path}: {d.message}"
-                for d in report.drift
-                if f"exchange {index} request {d.path}: {d.message}" not in self.drift
-            ]
         status = int(response["status"]["code"])
+        is_json, body = self._cassette._bodies.parse(_bytes(request.body))
+        report = judge_request(
+            request.method,
+            request.uri,
+            body if is_json else _bytes(request.body),
+            version=version,
+            dialect=dialect,
+            strict=self.strict,
+        )
+        # The stored answer never changes: replays reuse its verdict.
         key = (index, f"{version}/{self.strict}/{dialect.name}")
-        cached = self._response_reports.get(key) if when == "replayed" else None
-        if cached is None:
-            cached = []
-            is_json, body = cache.parse(_bytes(response["body"]["string"]))
-            if not is_json:
-                cached.append(f"response (status {status}): the body is not JSON")
-            else:
-                report = validate_with_dialect(
-                    kind_of(status), body, dialect=dialect, version=version, strict=self.strict
-                )
-                cached += [
-                    f"response (status {status}) {v.path or '/'}: {v.message}"
-                    for v in report.violations
-                ]
-                for d in report.drift:
-                    note = f"exchange {index} response {d.path}: {d.message}"
-                    if note not in self.drift:
-                        self.drift.append(note)
-            self._response_reports[key] = cached
-        lines += cached
+        judged = self._response_reports.get(key) if when == "replayed" else None
+        if judged is None:
+            judged = judge_response(
+                request.method,
+                request.uri,
+                status,
+                response.get("headers") or {},
+                _bytes(response["body"]["string"]),
+                version=version,
+                dialect=dialect,
+                strict=self.strict,
+            )
+            self._response_reports[key] = judged
+        for note in judged.notes:
+            self._note(f"exchange {index} {note}")
+        answer = f"response (status {status})"
+        drift = drift_lines(report, "request") + drift_lines(judged.report, "response")
+        for line in drift:
+            if f"exchange {index} {line}" not in self.drift:
+                self.drift.append(f"exchange {index} {line}")
+        if report is None and judged.report is None:
+            return
         self.validated += 1
+        lines = violation_lines(report, "request") + violation_lines(judged.report, answer)
         if not lines:
             return
         self.violations += [f"exchange {index} {line}" for line in lines]
         under = "" if dialect.name == "openai" else f" under the {dialect.name} dialect"
+        what = "the event stream of " if judged.report and judged.report.kind == STREAM_KIND else ""
         head = (
-            f"compaction: exchange {index} of cassette {self.path} does not conform to schema "
-            f"version {version}{under} ({when}):"
+            f"compaction: {what}exchange {index} of cassette {self.path} does not conform to "
+            f"schema version {version}{under} ({when}):"
         )
         tail = ""
         if when == "recorded":
             self._block_save = True
             tail = "\nThe cassette was not written."
         self._problem("\n".join([head, *[f"  {line}" for line in lines]]) + tail)
-
-    def _validate_stream(
-        self, index: int, request: Any, response: Mapping[str, Any], when: str
-    ) -> None:
-        from ._events import check_stream
-
-        schema = is_responses_path(request.uri)
-        version: str | None = None
-        if schema:
-            try:
-                version = self.version
-            except CompactionError as exc:
-                self._problem(f"cassette {self.path}: {exc}")
-                schema = False
-        key = (index, f"{version}/{self.strict}/{schema}")
-        report = self._stream_reports.get(key) if when == "replayed" else None
-        if report is None:
-            body = _bytes(response["body"]["string"]) or b""
-            report = check_stream(body, version=version, strict=self.strict, schema=schema)
-            self._stream_reports[key] = report
-        for note in report.notes:
-            self._note(f"exchange {index} {note}")
-        for note in report.drift:
-            if f"exchange {index} {note}" not in self.drift:
-                self.drift.append(f"exchange {index} {note}")
-        if not report.validated:
-            return
-        self.validated += 1
-        if not report.violations:
-            return
-        self.violations += [f"exchange {index} {line}" for line in report.violations]
-        head = (
-            f"compaction: the event stream of exchange {index} of cassette {self.path} does not "
-            f"conform to schema version {version} ({when}):"
-        )
-        tail = ""
-        if when == "recorded":
-            self._block_save = True
-            tail = "\nThe cassette was not written."
-        self._problem("\n".join([head, *[f"  {line}" for line in report.violations]]) + tail)
 
     def _replayable(self, index: int, response: Mapping[str, Any]) -> Mapping[str, Any]:
         """The response to hand to vcrpy: a stream's is marked to be served event by event."""

@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -131,7 +132,7 @@ class SchemaDiff:
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {kind: dict.fromkeys(IMPACTS, 0) for kind in COMPACT_KINDS}
         for change in self.changes:
-            out[change.kind][change.impact] += 1
+            out.setdefault(change.kind, dict.fromkeys(IMPACTS, 0))[change.impact] += 1
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -643,10 +644,12 @@ class _Differ:
 
 
 # -- entry points ----------------------------------------------------------------------------
-def diff_schema_sets(old: SchemaSet, new: SchemaSet) -> SchemaDiff:
-    """Every change to the request, response and error closures from ``old`` to ``new``."""
+def diff_schema_sets(
+    old: SchemaSet, new: SchemaSet, kinds: Sequence[Kind] = COMPACT_KINDS
+) -> SchemaDiff:
+    """Every change to the closures of ``kinds`` (default: the compaction bodies)."""
     changes: list[Change] = []
-    for kind in COMPACT_KINDS:
+    for kind in kinds:
         changes += _Differ(kind, old.document(kind), new.document(kind)).run()
     return SchemaDiff(old=old.name, new=new.name, changes=tuple(changes))
 

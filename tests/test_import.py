@@ -56,7 +56,7 @@ def _compact_doc(response: dict[str, object]) -> dict[str, object]:
 
 
 def _replay(path: Path) -> int:
-    """Every exchange through the openai SDK under use_cassette; returns compactions validated."""
+    """Every exchange through the openai SDK under use_cassette; returns exchanges validated."""
     with use_cassette(path) as rec:
         client = openai.OpenAI(base_url="https://api.openai.com/v1", api_key="x", max_retries=0)
         for ex in load_exchanges(path):
@@ -83,13 +83,13 @@ def test_real_pydantic_ai_cassettes_import_validate_and_replay(
     assert f"imported {len(files)} cassette(s), 0 skipped, 0 refused, 0 error(s)" in out
     assert (
         f"{source / CHAIN} -> {out_dir / CHAIN}: imported (pydantic-ai, 8 exchanges, "
-        f"3 validated against {MAY} (newest version accepting every exchange); "
+        f"8 validated against {MAY} (newest version accepting every exchange); "
         "23 header value(s) redacted)"
     ) in out
     assert (
         "  exchange 2 POST https://api.openai.com/v1/responses/compact: valid (status 200)" in out
     )
-    assert "  exchange 0 POST https://api.openai.com/v1/responses: carried over" in out
+    assert "  exchange 0 POST https://api.openai.com/v1/responses: valid (status 200)" in out
 
     chain = out_dir / CHAIN
     text = chain.read_text()
@@ -103,7 +103,7 @@ def test_real_pydantic_ai_cassettes_import_validate_and_replay(
     assert not list(out_dir.glob(".*.tmp"))
 
     # It replays through the SDK, validated against the version it was stamped with
-    assert _replay(chain) == 3
+    assert _replay(chain) == 8
     transport = Httpx2CassetteTransport(chain)
     client = openai.OpenAI(
         base_url="http://replay.invalid/v1",
@@ -145,7 +145,7 @@ def test_stock_vcrpy_in_place_then_skipped(
     assert code == 0
     assert "imported 0 cassette(s), 7 skipped" in out
     assert "skipped: already in this project's format" in out
-    assert _replay(folder / CHAIN) == 3
+    assert _replay(folder / CHAIN) == 8
 
 
 def test_a_pinned_version_reports_the_drift_and_writes_nothing(

@@ -284,7 +284,10 @@ def test_compressed_answers_pass_through_and_are_stored_decoded(
 
 
 class SlowEvents:
-    """An upstream answering with server-sent events; it holds back the last one until told."""
+    """An upstream answering with server-sent events; it holds back the last one until told.
+
+    Its route, ``/events``, is outside the schemas: the events are relayed and recorded as sent.
+    """
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -300,7 +303,7 @@ class SlowEvents:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
-                if not self.path.endswith("/responses"):
+                if not self.path.endswith("/events"):
                     self.send_response(404)
                     self.send_header("content-length", "0")
                     self.end_headers()
@@ -348,7 +351,7 @@ def test_event_streams_pass_through_event_by_event(tmp_path: Path, slow_events: 
     events: list[str] = []
     with CompactionProxy(slow_events.url, path, record_mode="once") as px:
         body = {"model": "gpt-5.4", "input": "hi", "stream": True}
-        with httpx.stream("POST", px.url + "/responses", json=body, timeout=30) as response:
+        with httpx.stream("POST", px.url + "/events", json=body, timeout=30) as response:
             assert response.headers["content-type"] == "text/event-stream"
             for line in response.iter_lines():
                 if line.startswith("data:"):
@@ -361,7 +364,7 @@ def test_event_streams_pass_through_event_by_event(tmp_path: Path, slow_events: 
     assert stored.response_body.decode().count("data:") == 4
 
     with CompactionProxy(slow_events.url, path) as px:
-        replayed = httpx.post(px.url + "/responses", json=body)
+        replayed = httpx.post(px.url + "/events", json=body)
     assert replayed.headers["content-type"] == "text/event-stream"
     assert replayed.text == stored.response_body.decode()
 
@@ -487,7 +490,7 @@ def test_the_command_finishes_the_exchange_in_flight_and_writes_on_a_signal(
         assert first.status_code == 404  # the event upstream has no such route; still recorded
         results: list[httpx.Response] = []
         client = threading.Thread(
-            target=lambda: results.append(httpx.post(url + "/responses", json=BODY, timeout=30))
+            target=lambda: results.append(httpx.post(url + "/events", json=BODY, timeout=30))
         )
         client.start()
         assert slow_events.held_back.wait(20)
@@ -504,7 +507,7 @@ def test_the_command_finishes_the_exchange_in_flight_and_writes_on_a_signal(
             process.kill()
     assert process.returncode == 0, stderr
     assert results and results[0].text.count("data:") == 4
-    assert [e.path for e in load_cassette(path).exchanges] == ["/v1/files", "/v1/responses"]
+    assert [e.path for e in load_cassette(path).exchanges] == ["/v1/files", "/v1/events"]
     assert "summary: 2 exchange(s) recorded" in stderr
     assert json.loads(summary.read_text())["recorded"] == 2
 

@@ -1,0 +1,192 @@
+"""Which bodies of an exchange the schemas cover, and what validating them finds.
+
+One rule for everything that reads exchanges (the recorder, the proxy, ``check``, ``import``):
+
+- ``POST .../responses/compact``: the request as ``request``; a 2xx answer as ``response``,
+  any other as ``error``; both under the dialect's profile.
+- ``POST .../responses``: the request as ``responses.request``; a 2xx JSON answer as
+  ``responses.response``, any other as ``error``; an event stream event by event as
+  ``responses.event`` (see :mod:`._events`).
+- Anything else is not validated. An event stream there is still read for what a client would
+  misread (notes only).
+
+A ``Response`` object (a ``/responses`` answer, or the ``response`` of a stream event) carries
+many properties the compaction contract does not read, and there the spec and the live service
+disagree: the service sends ``prompt_cache_key: null`` and ``safety_identifier: null``, which
+the 2026-05-13 spec types as strings. Violations of those properties are reported as notes, not
+failures; the properties in :data:`RESPONSE_CONTRACT` fail as everywhere else. ``strict`` sets
+nothing aside.
+
+Findings are :class:`Report` values. A stream's are grouped per (pointer, message) across its
+events: the pointer is into each event's data, and the message starts with the events it
+concerns.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from ._dialects import Dialect, validate_with_dialect
+from ._routes import Route, route_of
+from ._sse import is_event_stream
+from ._validate import DriftNote, Report, Violation
+from ._versions import Kind
+
+STREAM_KIND: Kind = "responses.event"
+# What a compaction client reads of a Response: which one it is and how it ended, the output
+# items (the compaction item among them) and the token usage.
+RESPONSE_CONTRACT = frozenset(
+    {
+        "id",
+        "object",
+        "model",
+        "status",
+        "output",
+        "previous_response_id",
+        "usage",
+        "error",
+        "incomplete_details",
+    }
+)
+_ASIDE = " (outside the compaction contract: not a failure)"
+_EMPTY = Violation("", "body: empty, expected JSON", keyword="json")
+
+
+class Judged(NamedTuple):
+    """What validating one body found; ``report`` is None where no schema covers it."""
+
+    report: Report | None
+    notes: tuple[str, ...] = ()  # what a recorded stream does on purpose: not failures
+
+    @property
+    def valid(self) -> bool:
+        return self.report is None or self.report.valid
+
+
+def request_kind(route: Route) -> Kind:
+    return "request" if route == "compact" else "responses.request"
+
+
+def response_kind(route: Route, status: int) -> Kind:
+    if not 200 <= status < 300:
+        return "error"
+    return "response" if route == "compact" else "responses.response"
+
+
+def is_stream(headers: Mapping[str, Any]) -> bool:
+    """Whether response headers (one value or a list per name) announce an event stream."""
+    for key, values in headers.items():
+        if str(key).lower() == "content-type":
+            values = values if isinstance(values, list | tuple) else [values]
+            return any(is_event_stream(str(v)) for v in values)
+    return False
+
+
+def outside_contract(pointer: str, *, event: bool = False) -> bool:
+    """Whether a violation's pointer lies in a Response property :data:`RESPONSE_CONTRACT` omits.
+
+    ``event``: the pointer is into a stream event, whose Response sits under ``/response``.
+    """
+    parts = pointer.split("/")[1:]
+    if event:
+        if len(parts) < 2 or parts[0] != "response":
+            return False
+        parts = parts[1:]
+    return bool(parts) and parts[0].replace("~1", "/").replace("~0", "~") not in RESPONSE_CONTRACT
+
+
+def _empty(body: Any) -> bool:
+    return body is None or (isinstance(body, bytes | str) and not body.strip())
+
+
+def judge_request(
+    method: str,
+    uri: str,
+    body: Any,
+    *,
+    version: str,
+    dialect: str | Dialect | None = None,
+    strict: bool = False,
+) -> Report | None:
+    """The request body (parsed JSON, or raw bytes) judged; None when no schema covers it."""
+    route = route_of(method, uri)
+    if route is None:
+        return None
+    kind = request_kind(route)
+    if _empty(body):
+        return Report(kind, version, (_EMPTY,))
+    return validate_with_dialect(kind, body, dialect=dialect, version=version, strict=strict)
+
+
+def judge_response(
+    method: str,
+    uri: str,
+    status: int,
+    headers: Mapping[str, Any],
+    body: Any,
+    *,
+    version: str,
+    dialect: str | Dialect | None = None,
+    strict: bool = False,
+) -> Judged:
+    """The response body (parsed JSON, or raw bytes; a stream as bytes) judged."""
+    route = route_of(method, uri)
+    if is_stream(headers):
+        return _judge_stream(route, body, version=version, strict=strict)
+    if route is None:
+        return Judged(None)
+    kind = response_kind(route, status)
+    if _empty(body):
+        return Judged(Report(kind, version, (_EMPTY,)))
+    report = validate_with_dialect(kind, body, dialect=dialect, version=version, strict=strict)
+    if kind != "responses.response" or strict or report.valid:
+        return Judged(report)
+    aside = [v for v in report.violations if outside_contract(v.path)]
+    if not aside:
+        return Judged(report)
+    kept = tuple(v for v in report.violations if v not in aside)
+    notes = tuple(f"response {v.path}: {v.message}{_ASIDE}" for v in aside)
+    return Judged(report._replace(violations=kept), notes)
+
+
+def _judge_stream(route: Route | None, body: Any, *, version: str, strict: bool) -> Judged:
+    from ._events import check_stream
+
+    raw = body if isinstance(body, bytes) else str(body or "").encode()
+    aside = None if strict else functools.partial(outside_contract, event=True)
+    found = check_stream(
+        raw, version=version, strict=strict, schema=route == "responses", aside=aside
+    )
+    notes = (*found.notes, *(line + _ASIDE for line in found.outside))
+    if not found.validated:
+        return Judged(None, notes)
+    report = Report(
+        STREAM_KIND,
+        version,
+        tuple(
+            Violation(where, line, keyword=keyword)
+            for line, (where, keyword) in zip(found.violations, found.violated, strict=True)
+        ),
+        tuple(DriftNote("", line) for line in found.drift),
+    )
+    return Judged(report, notes)
+
+
+def violation_lines(report: Report | None, label: str) -> list[str]:
+    """One line per violation: ``label /pointer: message``; a stream's lines as they are."""
+    if report is None:
+        return []
+    if report.kind == STREAM_KIND:
+        return [v.message for v in report.violations]
+    return [f"{label} {v.path or '/'}: {v.message}" for v in report.violations]
+
+
+def drift_lines(report: Report | None, label: str) -> list[str]:
+    """One line per undocumented property, like :func:`violation_lines`."""
+    if report is None:
+        return []
+    if report.kind == STREAM_KIND:
+        return [d.message for d in report.drift]
+    return [f"{label} {d.path}: {d.message}" for d in report.drift]
