@@ -119,7 +119,8 @@ def test_real_recordings_against_2026_07_15_fail_on_cache_write_tokens(
     for exchange in result.exchanges:
         assert exchange.baseline.valid and not exchange.against.valid  # type: ignore[union-attr]
         (cause,) = exchange.causes
-        assert (cause.label, cause.location.removeprefix(completed[: -len(CACHE_WRITE)]), cause.fixed) == (
+        where = cause.location.removeprefix(completed[: -len(CACHE_WRITE)])
+        assert (cause.label, where, cause.fixed) == (
             "new required field",
             CACHE_WRITE,
             False,
@@ -327,10 +328,7 @@ def test_unreadable_and_foreign_files(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 1
     assert "ERROR " in out and "broken.yaml: not valid YAML" in out
     assert "x.yaml" not in out and "settings.json" not in out
-    assert (
-        "0 exchange(s) in 1 cassette(s): 0 passed, 0 failed, 1 cassette(s) unreadable"
-        in out
-    )
+    assert "0 exchange(s) in 1 cassette(s): 0 passed, 0 failed, 1 cassette(s) unreadable" in out
 
     code, out, _ = run(capsys, str(tmp_path / "broken.yaml"), "--format", "junit")
     assert code == 1
