@@ -1,11 +1,11 @@
 """Cassettes as test items: ``pytest --compaction-check-cassettes``.
 
 Every cassette under the cassette directory becomes a collector with one item per
-``/responses/compact`` exchange, which validates the exchange like ``pytest-compaction check``
-does. A downstream suite thus runs its regression checks with plain ``pytest`` (and in
-parallel under xdist, since items are ordinary items). Cassettes that the normal collection
-walk does not reach are added when pytest was started without explicit paths; with paths,
-only the cassettes under them are collected.
+``POST /responses/compact`` or ``POST /responses`` exchange, which validates the exchange like
+``pytest-compaction check`` does. A downstream suite thus runs its regression checks with
+plain ``pytest`` (and in parallel under xdist, since items are ordinary items). Cassettes that
+the normal collection walk does not reach are added when pytest was started without explicit
+paths; with paths, only the cassettes under them are collected.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=None,
         help="collect every cassette under the cassette directory as test items, one per "
-        "/responses/compact exchange, that validate the recorded exchange",
+        "/responses/compact or /responses exchange, that validate the recorded exchange",
     )
     parser.addini(
         "compaction_check_cassettes",

@@ -32,7 +32,7 @@ _MARKER_KEYS = frozenset({"cassette", "record_mode", "version", "strict"}) | OPT
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("compaction", "record/replay of /responses/compact exchanges")
+    group = parser.getgroup("compaction", "record/replay and validation of compaction exchanges")
     group.addoption(
         "--compaction-record",
         dest="compaction_record",
@@ -92,8 +92,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "compaction(cassette=None, *, record_mode=None, version=None, strict=None, dialect=None): "
-        "record/replay this test's HTTP traffic from a cassette and validate /responses/compact "
-        "exchanges",
+        "record/replay this test's HTTP traffic from a cassette and validate its "
+        "/responses/compact and /responses exchanges",
     )
     dialect = config.getini("compaction_dialect").strip()
     if dialect and dialect not in (*DIALECTS, "auto"):
