@@ -162,7 +162,7 @@ class CassetteResult:
     recorded_version: str | None = None
     version: str | None = None  # the baseline version used
     exchanges: tuple[ExchangeResult, ...] = ()
-    other: int = 0  # exchanges that are not /responses/compact calls
+    other: int = 0  # exchanges no schema covers (not POST /responses or /responses/compact)
     error: str | None = None
     chain: tuple[ChainViolation, ...] = ()  # chaining rules broken across the exchanges
 

@@ -30,7 +30,7 @@ from ._versions import available_versions, resolve_version
 
 @dataclass
 class ExchangeVerdict:
-    """How one exchange fared: validated (a compaction exchange) or carried over as is."""
+    """How one exchange fared: validated (a call the schemas cover) or carried over as is."""
 
     index: int
     method: str
@@ -38,6 +38,7 @@ class ExchangeVerdict:
     validated: bool
     status: int
     violations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # findings that are not failures
 
     @property
     def valid(self) -> bool:
@@ -51,6 +52,7 @@ class ExchangeVerdict:
             "status": self.status,
             "validated": self.validated,
             "violations": list(self.violations),
+            "notes": list(self.notes),
         }
 
 
@@ -87,10 +89,17 @@ def _covered(ex: cf.Exchange) -> bool:
     return route_of(ex.method, ex.uri) is not None
 
 
-def _violations(ex: cf.Exchange, version: str, strict: bool) -> list[str]:
+def _verdict(index: int, ex: cf.Exchange, version: str, strict: bool) -> ExchangeVerdict:
+    from ._dialects import dialect_for
     from ._judge import judge_request, judge_response, violation_lines
 
-    request = judge_request(ex.method, ex.uri, ex.request_body, version=version, strict=strict)
+    verdict = ExchangeVerdict(index, ex.method, ex.uri, _covered(ex), ex.status)
+    if not verdict.validated:
+        return verdict
+    profile = dialect_for(ex.uri)
+    request = judge_request(
+        ex.method, ex.uri, ex.request_body, version=version, dialect=profile, strict=strict
+    )
     response = judge_response(
         ex.method,
         ex.uri,
@@ -98,11 +107,14 @@ def _violations(ex: cf.Exchange, version: str, strict: bool) -> list[str]:
         ex.response_headers,
         ex.response_body,
         version=version,
+        dialect=profile,
         strict=strict,
-    ).report
-    return violation_lines(request, "request") + violation_lines(
-        response, f"response (status {ex.status})"
     )
+    verdict.violations = violation_lines(request, "request") + violation_lines(
+        response.report, f"response (status {ex.status})"
+    )
+    verdict.notes = list(response.notes)
+    return verdict
 
 
 def judge(
@@ -118,17 +130,7 @@ def judge(
         raise CompactionError("no schema version is available")
     first: tuple[str, list[ExchangeVerdict]] | None = None
     for name in candidates:
-        verdicts = [
-            ExchangeVerdict(
-                index=i,
-                method=ex.method,
-                uri=ex.uri,
-                validated=_covered(ex),
-                status=ex.status,
-                violations=_violations(ex, name, strict) if _covered(ex) else [],
-            )
-            for i, ex in enumerate(exchanges)
-        ]
+        verdicts = [_verdict(i, ex, name, strict) for i, ex in enumerate(exchanges)]
         if first is None:
             first = (name, verdicts)
         if all(v.valid for v in verdicts):
@@ -310,10 +312,12 @@ def register(commands: Any) -> None:
 def _verdict_text(v: ExchangeVerdict) -> list[str]:
     head = f"  exchange {v.index} {v.method} {v.uri}"
     if not v.validated:
-        return [f"{head}: carried over (not /responses/compact)"]
+        return [f"{head}: carried over (no schema covers this call)"]
+    notes = [f"      note: {x}" for x in v.notes]
     if v.valid:
-        return [f"{head}: valid (status {v.status})"]
-    return [f"{head}: {len(v.violations)} violation(s)"] + [f"      {x}" for x in v.violations]
+        return [f"{head}: valid (status {v.status})", *notes]
+    lines = [f"{head}: {len(v.violations)} violation(s)"] + [f"      {x}" for x in v.violations]
+    return lines + notes
 
 
 def _text_report(results: Sequence[ImportResult]) -> list[str]:
