@@ -28,7 +28,7 @@ from ._cassette import CassetteData, CassetteError, Exchange, parse_cassette, re
 from ._chain import ChainViolation, check_chain
 from ._dialects import Dialect, dialect_for
 from ._errors import BodyError, CompactionError
-from ._judge import STREAM_KIND, judge_request, judge_response
+from ._judge import STREAM_KIND, judge_exchange
 from ._routes import route_of
 from ._schema_diff import Change, SchemaDiff, diff_schema_sets, join, open_schema_set, typed
 from ._sse import parse_stream
@@ -238,27 +238,11 @@ def judge(
     dialect: str | Dialect | None = None,
 ) -> Verdict:
     """Validate one exchange of a covered route under one (resolved) version."""
-    profile = dialect_for(exchange.uri, dialect)
-    request = judge_request(
-        exchange.method,
-        exchange.uri,
-        exchange.request_body,
-        version=version,
-        dialect=profile,
-        strict=strict,
+    request, response = judge_exchange(
+        exchange, version=version, dialect=dialect_for(exchange.uri, dialect), strict=strict
     )
     if request is None:
         raise CompactionError(f"{exchange.method} {exchange.uri}: no schema covers this call")
-    response = judge_response(
-        exchange.method,
-        exchange.uri,
-        exchange.status,
-        exchange.response_headers,
-        exchange.response_body,
-        version=version,
-        dialect=profile,
-        strict=strict,
-    )
     return Verdict(request.version, request, response.report, response.notes)
 
 

@@ -91,29 +91,15 @@ def _covered(ex: cf.Exchange) -> bool:
 
 def _verdict(index: int, ex: cf.Exchange, version: str, strict: bool) -> ExchangeVerdict:
     from ._dialects import dialect_for
-    from ._judge import judge_request, judge_response, violation_lines
+    from ._judge import judge_exchange, lines
 
     verdict = ExchangeVerdict(index, ex.method, ex.uri, _covered(ex), ex.status)
-    if not verdict.validated:
-        return verdict
-    profile = dialect_for(ex.uri)
-    request = judge_request(
-        ex.method, ex.uri, ex.request_body, version=version, dialect=profile, strict=strict
-    )
-    response = judge_response(
-        ex.method,
-        ex.uri,
-        ex.status,
-        ex.response_headers,
-        ex.response_body,
-        version=version,
-        dialect=profile,
-        strict=strict,
-    )
-    verdict.violations = violation_lines(request, "request") + violation_lines(
-        response.report, f"response (status {ex.status})"
-    )
-    verdict.notes = list(response.notes)
+    if verdict.validated:
+        request, response = judge_exchange(
+            ex, version=version, dialect=dialect_for(ex.uri), strict=strict
+        )
+        verdict.violations = lines(request, response.report, ex.status)[0]
+        verdict.notes = list(response.notes)
     return verdict
 
 

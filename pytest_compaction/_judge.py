@@ -28,6 +28,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from ._cassette import Exchange
 from ._dialects import Dialect, validate_with_dialect
 from ._routes import Route, route_of
 from ._sse import is_event_stream
@@ -174,19 +175,54 @@ def _judge_stream(route: Route | None, body: Any, *, version: str, strict: bool)
     return Judged(report, notes)
 
 
-def violation_lines(report: Report | None, label: str) -> list[str]:
-    """One line per violation: ``label /pointer: message``; a stream's lines as they are."""
-    if report is None:
-        return []
-    if report.kind == STREAM_KIND:
-        return [v.message for v in report.violations]
-    return [f"{label} {v.path or '/'}: {v.message}" for v in report.violations]
+def judge_exchange(
+    exchange: Exchange,
+    *,
+    version: str,
+    dialect: str | Dialect | None = None,
+    strict: bool = False,
+    request_body: Any = None,
+) -> tuple[Report | None, Judged]:
+    """Both ends of a recorded exchange; ``request_body``: its request already parsed."""
+    request = judge_request(
+        exchange.method,
+        exchange.uri,
+        exchange.request_body if request_body is None else request_body,
+        version=version,
+        dialect=dialect,
+        strict=strict,
+    )
+    response = judge_response(
+        exchange.method,
+        exchange.uri,
+        exchange.status,
+        exchange.response_headers,
+        exchange.response_body,
+        version=version,
+        dialect=dialect,
+        strict=strict,
+    )
+    return request, response
 
 
-def drift_lines(report: Report | None, label: str) -> list[str]:
-    """One line per undocumented property, like :func:`violation_lines`."""
+def lines(
+    request: Report | None, response: Report | None, status: int
+) -> tuple[list[str], list[str]]:
+    """(violation lines, drift lines) of an exchange, as every reader prints them.
+
+    ``request /pointer: message``, ``response (status 200) /pointer: message``; drift without
+    the status; a stream's lines start with their event.
+    """
+    violations = _lines(request, "request", drift=False)
+    violations += _lines(response, f"response (status {status})", drift=False)
+    drift = _lines(request, "request", drift=True) + _lines(response, "response", drift=True)
+    return violations, drift
+
+
+def _lines(report: Report | None, label: str, *, drift: bool) -> list[str]:
     if report is None:
         return []
+    found: tuple[Violation | DriftNote, ...] = report.drift if drift else report.violations
     if report.kind == STREAM_KIND:
-        return [d.message for d in report.drift]
-    return [f"{label} {d.path}: {d.message}" for d in report.drift]
+        return [f.message for f in found]
+    return [f"{label} {f.path or '/'}: {f.message}" for f in found]

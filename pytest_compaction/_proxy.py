@@ -48,7 +48,7 @@ from ._dialects import (
     get_dialect,
 )
 from ._errors import CompactionError
-from ._judge import drift_lines, judge_request, judge_response, violation_lines
+from ._judge import judge_exchange, lines
 from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
 from ._proxy_http import (
     FRAMING,
@@ -423,30 +423,15 @@ class CompactionProxy:
 
     def _validate(self, ex: cf.Exchange) -> tuple[list[str], list[str]]:
         """(violations, drift notes) of an exchange; two empty lists where no schema applies."""
-        profile = dialect_for(ex.uri, self.dialect)
         is_json, body = self._bodies.parse(ex.request_body)
-        request = judge_request(
-            ex.method,
-            ex.uri,
-            body if is_json else ex.request_body,
+        request, response = judge_exchange(
+            ex,
             version=self.version,
-            dialect=profile,
+            dialect=dialect_for(ex.uri, self.dialect),
             strict=self.strict,
+            request_body=body if is_json else None,
         )
-        response = judge_response(
-            ex.method,
-            ex.uri,
-            ex.status,
-            ex.response_headers,
-            ex.response_body,
-            version=self.version,
-            dialect=profile,
-            strict=self.strict,
-        ).report
-        lines = violation_lines(request, "request")
-        lines += violation_lines(response, f"response (status {ex.status})")
-        drift = drift_lines(request, "request") + drift_lines(response, "response")
-        return lines, drift
+        return lines(request, response.report, ex.status)
 
     def _judge(
         self,

@@ -205,7 +205,8 @@ class Recording:
             self.notes.append(text)
 
     def _validate(self, index: int, request: Any, response: Mapping[str, Any], when: str) -> None:
-        from ._judge import drift_lines, judge_request, judge_response, violation_lines
+        from ._judge import judge_request, judge_response
+        from ._judge import lines as exchange_lines
 
         try:
             version = self.version
@@ -241,15 +242,13 @@ class Recording:
             self._response_reports[key] = judged
         for note in judged.notes:
             self._note(f"exchange {index} {note}")
-        answer = f"response (status {status})"
-        drift = drift_lines(report, "request") + drift_lines(judged.report, "response")
+        lines, drift = exchange_lines(report, judged.report, status)
         for line in drift:
             if f"exchange {index} {line}" not in self.drift:
                 self.drift.append(f"exchange {index} {line}")
         if report is None and judged.report is None:
             return
         self.validated += 1
-        lines = violation_lines(report, "request") + violation_lines(judged.report, answer)
         if not lines:
             return
         self.violations += [f"exchange {index} {line}" for line in lines]
