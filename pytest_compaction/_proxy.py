@@ -281,7 +281,7 @@ class CompactionProxy:
             client.close()
         self._httpd = None
         self._thread = None
-        log.info("stopped: %s", self.summary_text())
+        log.info("stopped")  # the command prints summary_text() itself, once
 
     def __enter__(self) -> Self:
         return self.start()
