@@ -81,6 +81,7 @@ log = logging.getLogger("pytest_compaction.proxy")
 MISS_STATUS = 404
 PROXY_HEADER = "x-compaction-proxy"
 Action = Literal["recorded", "replayed"]
+_Findings = tuple[list[str], list[str], list[str]]  # violations, drift, notes of an exchange
 
 
 class ProxyError(CompactionError):
@@ -209,7 +210,7 @@ class CompactionProxy:
         matchers = make_matchers(self._bodies, canonical)
         self._matchers = [matchers[name] for name in DEFAULT_MATCH_ON]
         self._stored = [self._req_of(ex) for ex in self.data]
-        self._reports: dict[int, tuple[list[str], list[str]]] = {}
+        self._reports: dict[int, _Findings] = {}
 
         self.session: list[ProxyRecord] = []
         self.recorded = 0
@@ -217,6 +218,7 @@ class CompactionProxy:
         self.validated = 0
         self.violations: list[str] = []
         self.drift: list[str] = []
+        self.notes: list[str] = []  # what recorded streams do, properties outside the contract
         self.misses: list[str] = []
         self.problems: list[str] = []
         self.written = False  # the cassette file was written by this proxy
@@ -337,6 +339,7 @@ class CompactionProxy:
                 "validated": self.validated,
                 "violations": list(self.violations),
                 "drift": list(self.drift),
+                "notes": list(self.notes),
                 "misses": len(self.misses),
                 "problems": len(self.problems),
                 "exchanges_in_cassette": len(self._to_write()),
@@ -421,8 +424,8 @@ class CompactionProxy:
 
     # -- validation -----------------------------------------------------------------------------
 
-    def _validate(self, ex: cf.Exchange) -> tuple[list[str], list[str]]:
-        """(violations, drift notes) of an exchange; two empty lists where no schema applies."""
+    def _validate(self, ex: cf.Exchange) -> _Findings:
+        """(violations, drift, notes) of an exchange; empty lists where no schema applies."""
         is_json, body = self._bodies.parse(ex.request_body)
         request, response = judge_exchange(
             ex,
@@ -431,23 +434,25 @@ class CompactionProxy:
             strict=self.strict,
             request_body=body if is_json else None,
         )
-        return lines(request, response.report, ex.status)
+        violations, drift = lines(request, response.report, ex.status)
+        return violations, drift, list(response.notes)
 
     def _judge(
         self,
         ex: cf.Exchange,
         label: str,
         when: Action,
-        report: tuple[list[str], list[str]] | None = None,
+        report: _Findings | None = None,
     ) -> tuple[list[str], list[str]]:
         """Validate (unless ``report`` is given), count, report violations; lock held."""
         if route_of(ex.method, ex.uri) is None:
             return [], []
-        lines, drift = report if report is not None else self._validate(ex)
+        lines, drift, notes = report if report is not None else self._validate(ex)
         self.validated += 1
-        for note in drift:
-            if f"{label} {note}" not in self.drift:
-                self.drift.append(f"{label} {note}")
+        for found, kept in ((drift, self.drift), (notes, self.notes)):
+            for line in found:
+                if f"{label} {line}" not in kept:
+                    kept.append(f"{label} {line}")
         if lines:
             self.violations += [f"{label} {line}" for line in lines]
             profile = dialect_for(ex.uri, self.dialect)

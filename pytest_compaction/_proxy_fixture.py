@@ -85,7 +85,7 @@ def compaction_proxy_server(
     compaction_proxy_upstream: str,
 ) -> Iterator[CompactionProxy]:
     """The running :class:`CompactionProxy` of this test (counts, ``session``, ``summary()``)."""
-    from .plugin import cassette_path, settings
+    from .plugin import cassette_path, remember, settings
 
     item = request.node
     config = request.config
@@ -137,6 +137,7 @@ def compaction_proxy_server(
         yield proxy
     finally:
         proxy.stop()
+        remember(config, nodeid, proxy.cassette_path, proxy)
     problems = [p for p in [proxy.failure()] if p]
     for check in SESSION_CHECKS:
         problems += check(proxy)

@@ -284,7 +284,7 @@ def compaction_cassette(
         raise
     finally:
         context.__exit__(None if error is None else type(error), error, None)
-        _remember(config, nodeid, recording)
+        remember(config, nodeid, recording.path, recording)
     message = recording.failure()
     if message is not None:
         pytest.fail(message, pytrace=False)
@@ -342,9 +342,10 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
-def _remember(config: pytest.Config, nodeid: str, rec: Recording) -> None:
+def remember(config: pytest.Config, nodeid: str, cassette: Path, rec: Any) -> None:
+    """Keep a test's counts for the terminal summary (``rec``: a Recording or a proxy)."""
     config.stash[_STATS][nodeid] = {
-        "cassette": str(rec.path),
+        "cassette": str(cassette),
         "recorded": rec.recorded,
         "replayed": rec.replayed,
         "validated": rec.validated,

@@ -577,3 +577,10 @@ def test_the_proxy_fixture_fails_a_test_that_breaks_a_rule(
     assert "ERROR at teardown of test_pruned" in out
     assert "compaction chaining: 1 violation(s) in this test's proxy session" in out
     assert "rule 1 (compact-output): exchange 1 input: compaction cmp_" in out
+    # the proxy's counts reach the plugin's terminal summary: two tests, two compactions each
+    result.stdout.fnmatch_lines(
+        [
+            "2 test(s) with cassettes: 4 exchange(s) recorded, 0 replayed, 4 validated; "
+            "0 violation(s)*"
+        ]
+    )
