@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _loopback import Loopback, QuietHandler
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
@@ -64,15 +63,7 @@ class Upstream:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes: without TCP_NODELAY each answer
-            # waits ~40 ms on Nagle's algorithm and the client's delayed ACK.
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 self._answer(b"")
 
@@ -129,16 +120,12 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.loopback = Loopback(Handler)
+        self.origin = self.loopback.origin
         self.base_url = self.origin + "/v1"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture

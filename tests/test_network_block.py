@@ -14,13 +14,14 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
+from _loopback import Loopback, QuietHandler
 
 from pytest_compaction._netguard import NetworkBlocked, block_network, is_blocking
 from pytest_compaction._recorder import ReplayError, RequestNotRecorded, use_cassette
@@ -35,13 +36,7 @@ class CountingServer:
         self.connections = 0
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in separate writes
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 self._answer()
 
@@ -58,8 +53,6 @@ class CountingServer:
                 self.wfile.write(body)
 
         class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # raw clients hang up once they have read the status line
 
@@ -68,17 +61,12 @@ class CountingServer:
                 owner.connections += 1
                 return request
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.loopback = Loopback(Handler, server_class=Server, poll_interval=0.05)
+        self.port = self.loopback.port
+        self.origin = self.loopback.origin
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from _loopback import Loopback, QuietHandler
 from conftest import Upstream, compaction_body
 
 from pytest_compaction import CompactionServer, validate_request, validate_response
@@ -295,12 +296,7 @@ class SlowEvents:
         self.waited_out = False
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 if not self.path.endswith("/events"):
@@ -324,17 +320,12 @@ class SlowEvents:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.loopback = Loopback(Handler, poll_interval=0.05)
+        self.url = self.loopback.origin + "/v1"
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture
@@ -390,12 +381,7 @@ def tls_upstream(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     context.load_cert_chain(cert, key)
     count = [0]
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             count[0] += 1
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
@@ -407,21 +393,12 @@ def tls_upstream(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             self.wfile.write(body)
 
     class TLSServer(ThreadingHTTPServer):
-        daemon_threads = True
-
         def get_request(self) -> tuple[Any, Any]:
             sock, address = super().get_request()
             return context.wrap_socket(sock, server_side=True), address
 
-    server = TLSServer(("127.0.0.1", 0), Handler)
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/v1", cert
-    finally:
-        server.shutdown()
-        server.server_close()
+    with Loopback(Handler, server_class=TLSServer, poll_interval=0.05) as server:
+        yield f"https://127.0.0.1:{server.port}/v1", cert
 
 
 def test_a_tls_upstream(tmp_path: Path, tls_upstream: tuple[str, Path]) -> None:

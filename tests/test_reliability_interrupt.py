@@ -19,15 +19,15 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _loopback import Loopback, QuietHandler
 
 from pytest_compaction._cassette import load_cassette
 from pytest_compaction._recorder import use_cassette
@@ -91,13 +91,7 @@ for line in sys.stdin:
 
 class Echo:
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 seq = json.loads(body)["seq"]
@@ -109,20 +103,14 @@ class Echo:
                 self.wfile.write(out)
 
         class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a killed child resets its connection: expected here
 
-        self.http = Server(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.http.server_address[1]}"
-        threading.Thread(
-            target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self.loopback = Loopback(Handler, server_class=Server, poll_interval=0.05)
+        self.origin = self.loopback.origin
 
     def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture

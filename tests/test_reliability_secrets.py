@@ -21,12 +21,10 @@ import json
 import os
 import random
 import string
-import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +32,7 @@ from urllib.parse import quote
 import httpx
 import httpx2
 import pytest
+from _loopback import Loopback, QuietHandler
 
 from pytest_compaction._cassette import load_cassette
 from pytest_compaction._recorder import ReplayError, use_cassette
@@ -113,13 +112,7 @@ class Server:
         self.seen: list[tuple[str, str]] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in separate writes
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 self._answer()
 
@@ -138,17 +131,11 @@ class Server:
                 self.end_headers()
                 self.wfile.write(answer.body)
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.origin = f"http://127.0.0.1:{self.http.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.loopback = Loopback(Handler, poll_interval=0.05)
+        self.origin = self.loopback.origin
 
     def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,15 @@ the recording counters and the ``check`` command's output.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from http.client import HTTPConnection  # bound before vcrpy patches the module attribute
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from _loopback import Loopback, QuietHandler
 
 from pytest_compaction import CompactionProxy, CompactionServer, check_paths
 from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
@@ -47,13 +46,7 @@ class Relay:
         self.cut: int | None = None
         relay = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 # Not through httpx: a cassette in use would record this hop too.
@@ -76,10 +69,8 @@ class Relay:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
+        self.loopback = Loopback(Handler)
+        self.base_url = self.loopback.origin + "/v1"
 
     def _stream(self, body: bytes) -> bytes:
         blocks = [b for b in body.decode().split("\n\n") if b.strip()]
@@ -93,8 +84,7 @@ class Relay:
         return "".join(out).encode()
 
     def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture
