@@ -186,6 +186,61 @@ def rate_limited(endpoint: Endpoint) -> tuple[list[Outcome], list[Check]]:
     return [response], [(False, "the SDK raises RateLimitError (it got a response)")]
 
 
+# A threshold the fourth turn of server_side crosses (the minimum the API accepts is 1000).
+CONTEXT_MANAGEMENT = [{"type": "compaction", "compact_threshold": 1000}]
+_TRIP = "Plan a three-day ride along the coast, with a stop for lunch each day and a bed. " * 6
+
+
+def server_side(endpoint: Endpoint) -> tuple[list[Outcome], list[Check]]:
+    """Streamed turns with server-side compaction, chained statelessly.
+
+    The client appends each answer's output to its input and keeps only the items from the most
+    recent compaction item on (what the chaining contract allows); the cassette's exchanges are
+    checked against that contract when the block ends.
+    """
+    client = endpoint.client()
+    items: list[Any] = [{"role": "user", "content": _TRIP}]
+    outcomes: list[Outcome] = []
+    answers: list[Any] = []
+    for day in range(2, 7):
+        stream = client.responses.create(
+            model=MODEL,
+            input=items,
+            context_management=CONTEXT_MANAGEMENT,  # type: ignore[arg-type]
+            stream=True,
+        )
+        events: list[Any] = list(stream)
+        answer = events[-1].response if events[-1].type == "response.completed" else None
+        outcomes.append(([e.type for e in events], answer))
+        if answer is None:
+            return outcomes, [(False, f"turn {len(answers) + 1} ends with response.completed")]
+        answers.append(answer)
+        items += [i.model_dump(mode="json", exclude_none=True) for i in answer.output]
+        compactions = [n for n, i in enumerate(items) if i.get("type") == "compaction"]
+        if compactions:
+            items = items[compactions[-1] :]
+        question = f"What about day {day}: where do we stop for lunch, and is there a hill? "
+        items.append({"role": "user", "content": question * 7})
+    kinds = [[i.type for i in a.output] for a in answers]
+    first, last = answers[0].usage, answers[-1].usage
+    checks = [
+        (
+            all(len(events) > 4 for events, _ in outcomes),
+            "each turn streams event by event, ending with response.completed",
+        ),
+        (
+            kinds == [["message"]] * 3 + [["message", "compaction"], ["message"]],
+            "the fourth turn crosses compact_threshold 1000: a compaction item after its message",
+        ),
+        (
+            bool(first and last and last.input_tokens > first.input_tokens),
+            f"{answers[-1].id} gets the compaction item and one question, and the item carries "
+            "the earlier turns: more input tokens than the first turn",
+        ),
+    ]
+    return outcomes, checks
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str  # also the cassette's file stem
@@ -209,6 +264,11 @@ SCENARIOS = (
         "azure",
     ),
     Scenario("error-429", "rate limited: 429 with retry-after, an error exchange", rate_limited),
+    Scenario(
+        "server-side",
+        "POST /responses streamed with context_management: compaction inside a turn, chained",
+        server_side,
+    ),
 )
 
 

@@ -20,11 +20,19 @@ from pytest_compaction._netguard import block_network
 from pytest_compaction._recorder import use_cassette
 from pytest_compaction._redact import check_no_secrets
 from pytest_compaction._server import CompactionServer
-from pytest_compaction._validate import validate_request, validate_response
+from pytest_compaction._validate import validate, validate_request, validate_response
 from pytest_compaction._versions import newest_version
 from pytest_compaction.cli import main
 
-EXCHANGES = {"plain": 1, "instructions": 1, "chain": 3, "azure": 1, "error-429": 1}
+EXCHANGES = {
+    "plain": 1,
+    "instructions": 1,
+    "chain": 3,
+    "azure": 1,
+    "error-429": 1,
+    "server-side": 5,
+}
+STREAMED = {"server-side"}  # POST /responses with stream: true
 _SCRIPT = Path(sys.executable).with_name("pytest-compaction")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pytest_compaction.cli"]
 # A table row: name, recorded, replayed, validated, violations, drift, verdict, cassette.
@@ -68,7 +76,7 @@ def test_demo_records_replays_offline_and_repeats_byte_for_byte(
     assert "Traceback" not in first.stderr
     lines = first.stdout.splitlines()
     assert lines[-1] == (
-        "OK: 5 scenarios, 7 exchanges recorded, 7 replayed offline, 14 validations, "
+        "OK: 6 scenarios, 12 exchanges recorded, 12 replayed offline, 24 validations, "
         f"0 violations; cassettes in {out.resolve()}"
     )
     assert "replay with the server stopped and sockets blocked: 0 connection attempts" in (
@@ -90,7 +98,7 @@ def test_demo_records_replays_offline_and_repeats_byte_for_byte(
             str(out / f"{name}.yaml"),
         )
 
-    # Exactly the five cassettes, nothing left over from staging.
+    # Exactly the six cassettes, nothing left over from staging.
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.yaml" for n in EXCHANGES)
     cassettes = {name: interactions(out / f"{name}.yaml") for name in EXCHANGES}
     assert {name: len(items) for name, items in cassettes.items()} == EXCHANGES
@@ -103,6 +111,11 @@ def test_demo_records_replays_offline_and_repeats_byte_for_byte(
             request, response = item["request"], item["response"]
             assert request["uri"].startswith(RECORDED_ORIGIN + "/")
             assert request["headers"]["authorization"] == ["REDACTED"]
+            if name in STREAMED:
+                assert validate("responses.request", body(request)).valid
+                assert response["headers"]["content-type"] == ["text/event-stream; charset=utf-8"]
+                assert all(validate("responses.event", e["data"]).valid for e in response["events"])
+                continue
             assert validate_request(body(request)).valid
             status = response["status"]["code"]
             assert validate_response(body(response), status=status).valid
@@ -121,6 +134,19 @@ def test_demo_records_replays_offline_and_repeats_byte_for_byte(
     azure = cassettes["azure"][0]
     assert azure["request"]["uri"] == RECORDED_ORIGIN + "/openai/v1/responses/compact"
     assert azure["request"]["headers"]["api-key"] == ["REDACTED"]
+
+    # Server-side compaction: the fourth turn compacts inside its stream; the fifth sends the
+    # compaction item (as response.completed gave it) and one question, nothing before it.
+    turns = cassettes["server-side"]
+    assert all(t["request"]["uri"] == RECORDED_ORIGIN + "/v1/responses" for t in turns)
+    finals = [t["response"]["events"][-1]["data"]["response"] for t in turns]
+    assert [[i["type"] for i in f["output"]] for f in finals] == [["message"]] * 3 + [
+        ["message", "compaction"],
+        ["message"],
+    ]
+    fifth = body(turns[4]["request"])["input"]
+    assert [i.get("type", i.get("role")) for i in fifth] == ["compaction", "user"]
+    assert fifth[0] == finals[3]["output"][1]
 
     error = cassettes["error-429"][0]
     assert error["response"]["status"]["code"] == 429
@@ -155,7 +181,7 @@ def test_demo_fails_clearly_when_a_cassette_cannot_be_written(
     )
     last = stdout.splitlines()[-1]
     assert last.startswith(
-        "FAILED: 5 scenarios, 7 exchanges recorded, 4 replayed offline, 11 validations"
+        "FAILED: 6 scenarios, 12 exchanges recorded, 9 replayed offline, 21 validations"
     )
     assert "(failed: chain)" in last
     # The other scenarios still recorded and replayed.
