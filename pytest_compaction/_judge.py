@@ -59,7 +59,7 @@ class Judged(NamedTuple):
     """What validating one body found; ``report`` is None where no schema covers it."""
 
     report: Report | None
-    notes: tuple[str, ...] = ()  # what a recorded stream does on purpose: not failures
+    notes: tuple[str, ...] = ()  # not failures: what a stream does, findings set aside
 
     @property
     def valid(self) -> bool:
