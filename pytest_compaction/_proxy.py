@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,6 +48,7 @@ from ._dialects import (
 )
 from ._errors import CompactionError
 from ._judge import judge_exchange, lines
+from ._listener import http_url, serve_in_background, stop_on_signal
 from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
 from ._proxy_http import (
     FRAMING,
@@ -242,13 +242,7 @@ class CompactionProxy:
             raise ProxyError(f"cannot listen on {self._host}:{self._port}: {exc}") from None
         self._httpd = httpd
         self._closed = False
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"compaction-proxy-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_background(httpd, f"compaction-proxy-{self.port}")
         log.info(
             "listening on %s for %s (record mode %s, cassette %s)",
             self.url,
@@ -305,8 +299,7 @@ class CompactionProxy:
     @property
     def url(self) -> str:
         """The base URL clients take in place of the upstream URL, e.g. ``http://127.0.0.1:8123``."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return http_url(self._host, self.port)
 
     # -- results --------------------------------------------------------------------------------
 
@@ -868,12 +861,6 @@ def run(args: argparse.Namespace) -> int:
     log.addHandler(handler)
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     log.propagate = False
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             proxy = CompactionProxy(
@@ -895,12 +882,14 @@ def run(args: argparse.Namespace) -> int:
         except CompactionError as exc:
             print(f"pytest-compaction proxy: {exc}", file=sys.stderr)
             return 2
-        try:
-            print(proxy.url, flush=True)
-            while not stop.wait(0.2):
-                pass
-        finally:
-            proxy.stop()
+        # Installed until the cassette is written: a second signal must not cut the drain short.
+        with stop_on_signal() as stop:
+            try:
+                print(proxy.url, flush=True)
+                while not stop.wait(0.2):  # a timed wait: signal handlers run between waits
+                    pass
+            finally:
+                proxy.stop()
         print(f"pytest-compaction proxy: summary: {proxy.summary_text()}", file=sys.stderr)
         if args.summary_json:
             cf.write_atomic(
@@ -908,8 +897,6 @@ def run(args: argparse.Namespace) -> int:
                 json.dumps(proxy.summary(), indent=2).encode("utf-8") + b"\n",
             )
     finally:
-        for sig, previous_handler in previous.items():
-            signal.signal(sig, previous_handler)
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import _cassette as cf
+from ._listener import address_family
 
 log = logging.getLogger("pytest_compaction.proxy")
 
@@ -106,6 +107,7 @@ class ProxyHTTPServer(ThreadingHTTPServer):
         self.connections: dict[socket.socket, bool] = {}  # connection -> busy
         self.responses: set[Any] = set()
         self.cond = threading.Condition()
+        self.address_family = address_family(address[0])
         super().__init__(address, ProxyHandler)
 
     def drain(self, timeout: float) -> bool:

@@ -600,3 +600,35 @@ def test_the_fixture_fails_tests_with_problems_and_its_cassettes_replay_in_the_p
     out = result.stdout.str()
     assert "test_miss.yaml does not exist; record it with pytest --compaction-record=once" in out
     assert "ERROR test_p.py::test_miss" in out
+
+
+# -------------------------------------------------------------------------------------------------
+# IPv6
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_the_server_and_the_proxy_listen_on_ipv6(tmp_path: Path) -> None:
+    body = {"model": "gpt-5.4", "input": [{"role": "user", "content": "hi"}]}
+    path = tmp_path / "c.yaml"
+    with CompactionServer("::1", deterministic=True) as server:
+        assert server.url.startswith("http://[::1]:")
+        direct = httpx.post(server.base_url + "/responses/compact", json=body, timeout=10)
+        assert direct.status_code == 200
+        with CompactionProxy(server.base_url, path, record_mode="once", host="::1") as proxy:
+            assert proxy.url.startswith("http://[::1]:")
+            via = httpx.post(proxy.url + "/responses/compact", json=body, timeout=10)
+    assert via.status_code == 200 and via.json()["output"][-1]["type"] == "compaction"
+    assert (proxy.recorded, proxy.validated, proxy.violations) == (1, 1, [])
+    (stored,) = load_cassette(path).exchanges
+    assert stored.uri.startswith("http://[::1]:") and stored.uri.endswith("/v1/responses/compact")

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .._listener import address_family
 from ._apierror import ApiError
 from ._checks import check_request, parse_body
 from ._compact import Compactor
@@ -79,6 +80,7 @@ class CompactionHTTPServer(ThreadingHTTPServer):
         self.state = state
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.address_family = address_family(address[0])
         super().__init__(address, CompactionHandler)
 
     def close_connections(self) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 from typing import Any
 
 from .._errors import CompactionError
+from .._listener import stop_on_signal
 from ._server import DIALECTS, CompactionServer
 
 
@@ -55,11 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
     try:
         server = CompactionServer(
             args.host,
@@ -74,13 +67,11 @@ def run(args: argparse.Namespace) -> int:
     except CompactionError as exc:
         print(f"pytest-compaction serve: {exc}", file=sys.stderr)
         return 2
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        print(server.base_url, flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        server.stop()
+    with stop_on_signal() as stop:
+        try:
+            print(server.base_url, flush=True)
+            while not stop.wait(0.5):  # a timed wait: signal handlers run between waits
+                pass
+        finally:
+            server.stop()
     return 0

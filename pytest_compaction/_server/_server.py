@@ -10,6 +10,7 @@ from typing import Any, Self
 
 from .._dialects import DIALECTS, DialectError, get_dialect
 from .._errors import CompactionError, VersionError
+from .._listener import http_url, serve_in_background
 from .._versions import resolve_version
 from ._compact import Compactor
 from ._faults import FaultPlan, FaultSyntaxError
@@ -114,13 +115,7 @@ class CompactionServer:
             raise ServerError(f"cannot listen on {self._host}:{self._port}: {exc}") from None
         self._httpd = httpd
         self._state.stopping.clear()
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"compaction-server-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_background(httpd, f"compaction-server-{self.port}")
         return self
 
     def stop(self) -> None:
@@ -167,8 +162,7 @@ class CompactionServer:
     @property
     def url(self) -> str:
         """The root URL, e.g. ``http://127.0.0.1:8123``."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        return http_url(self._host, self.port)
 
     @property
     def base_url(self) -> str:
