@@ -210,6 +210,7 @@ class CheckResult:
             "failed": sum(not e.passed for e in exchanges),
             "other_exchanges": sum(c.other for c in self.cassettes),
             "chain_violations": sum(len(c.chain) for c in self.cassettes),
+            "notes": sum(len(e.verdict.notes) for e in exchanges),
         }
         if self.against is not None:
             for transition in ("still passing", "now failing", "now passing", "still failing"):
@@ -666,6 +667,8 @@ def format_text(result: CheckResult) -> str:
         tail += f"; {s['other_exchanges']} other exchange(s) not checked"
     if s["chain_violations"]:
         tail += f"; {s['chain_violations']} chaining violation(s)"
+    if s["notes"]:
+        tail += f"; {s['notes']} note(s)"
     lines.append(tail)
     if against is not None:
         lines.append(

@@ -312,6 +312,7 @@ def test_check_judges_responses_exchanges_and_lists_their_notes(
     assert main(["check", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.count("        note: response /prompt_cache_key: ") == 2 and ASIDE in out
+    assert out.splitlines()[-1].endswith("2 passed, 0 failed; 2 note(s)")
     assert main(["check", str(path), "--strict"]) == 1
     assert "response: prompt_cache_key: expected string, got null" in capsys.readouterr().out
 
