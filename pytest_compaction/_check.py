@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Sequence
@@ -801,17 +800,13 @@ def add_check(commands: Any) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    try:
-        result = check_paths(
-            args.paths,
-            version=args.version,
-            against=args.against,
-            spec=args.spec,
-            strict=args.strict,
-        )
-    except CompactionError as exc:
-        print(f"pytest-compaction: {exc}", file=sys.stderr)
-        return 2
+    result = check_paths(
+        args.paths,
+        version=args.version,
+        against=args.against,
+        spec=args.spec,
+        strict=args.strict,
+    )
     if args.format == "json":
         print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     elif args.format == "junit":

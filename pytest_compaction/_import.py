@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -334,21 +333,17 @@ def _text_report(results: Sequence[ImportResult]) -> list[str]:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    try:
-        if args.version:
-            resolve_version(args.version)
-        results = import_paths(
-            args.paths,
-            output=args.output,
-            version=args.version,
-            strict=args.strict,
-            allow_invalid=args.allow_invalid,
-            overwrite=args.force,
-            filter_headers=args.filter_header,
-        )
-    except CompactionError as exc:
-        print(f"pytest-compaction: {exc}", file=sys.stderr)
-        return 2
+    if args.version:
+        resolve_version(args.version)
+    results = import_paths(
+        args.paths,
+        output=args.output,
+        version=args.version,
+        strict=args.strict,
+        allow_invalid=args.allow_invalid,
+        overwrite=args.force,
+        filter_headers=args.filter_header,
+    )
     if args.format == "json":
         print(json.dumps([r.as_dict() for r in results], indent=2, ensure_ascii=False))
     else:

@@ -17,7 +17,6 @@ import copy
 import json
 import os
 import re
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -646,11 +645,7 @@ def _text_report(results: Sequence[ScanResult]) -> list[str]:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    try:
-        results = scan_paths(args.paths, fix=args.fix, headers=args.header, query=args.query)
-    except CompactionError as exc:
-        print(f"pytest-compaction: {exc}", file=sys.stderr)
-        return 2
+    results = scan_paths(args.paths, fix=args.fix, headers=args.header, query=args.query)
     if args.format == "json":
         payload = {
             "cassettes": [r.as_dict() for r in results],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from collections import deque
 from collections.abc import Sequence
@@ -727,11 +726,7 @@ def add_diff(actions: Any) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    try:
-        diff = diff_versions(args.old, args.new)
-    except CompactionError as exc:
-        print(f"pytest-compaction: {exc}", file=sys.stderr)
-        return 2
+    diff = diff_versions(args.old, args.new)
     if args.format == "json":
         print(json.dumps(diff.as_dict(), indent=2, ensure_ascii=False))
     else:

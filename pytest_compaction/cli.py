@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from importlib import import_module
+
+from ._errors import CompactionError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -33,9 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: its own exit code, or 2 when it raises a usage problem."""
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except CompactionError as exc:  # a bad path, version or spec: what the command was given
+        print(f"pytest-compaction: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
