@@ -10,7 +10,7 @@ import signal
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -55,3 +55,18 @@ def stop_on_signal() -> Iterator[threading.Event]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run_until_signal(url: str, stop: Callable[[], None]) -> None:
+    """Print ``url`` for the caller and wait for SIGINT or SIGTERM, then ``stop()``.
+
+    The handlers stay installed while ``stop`` runs: a second signal must not cut short the
+    writing of a cassette or the end of exchanges in flight.
+    """
+    with stop_on_signal() as signalled:
+        try:
+            print(url, flush=True)
+            while not signalled.wait(0.2):  # a timed wait: signal handlers run between waits
+                pass
+        finally:
+            stop()

@@ -48,7 +48,7 @@ from ._dialects import (
 )
 from ._errors import CompactionError
 from ._judge import judge_exchange, lines
-from ._listener import http_url, serve_in_background, stop_on_signal
+from ._listener import http_url, run_until_signal, serve_in_background
 from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
 from ._proxy_http import (
     FRAMING,
@@ -882,14 +882,7 @@ def run(args: argparse.Namespace) -> int:
         except CompactionError as exc:
             print(f"pytest-compaction proxy: {exc}", file=sys.stderr)
             return 2
-        # Installed until the cassette is written: a second signal must not cut the drain short.
-        with stop_on_signal() as stop:
-            try:
-                print(proxy.url, flush=True)
-                while not stop.wait(0.2):  # a timed wait: signal handlers run between waits
-                    pass
-            finally:
-                proxy.stop()
+        run_until_signal(proxy.url, proxy.stop)
         print(f"pytest-compaction proxy: summary: {proxy.summary_text()}", file=sys.stderr)
         if args.summary_json:
             cf.write_atomic(

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from .._errors import CompactionError
-from .._listener import stop_on_signal
+from .._listener import run_until_signal
 from ._server import DIALECTS, CompactionServer
 
 
@@ -67,11 +67,5 @@ def run(args: argparse.Namespace) -> int:
     except CompactionError as exc:
         print(f"pytest-compaction serve: {exc}", file=sys.stderr)
         return 2
-    with stop_on_signal() as stop:
-        try:
-            print(server.base_url, flush=True)
-            while not stop.wait(0.5):  # a timed wait: signal handlers run between waits
-                pass
-        finally:
-            server.stop()
+    run_until_signal(server.base_url, server.stop)
     return 0
