@@ -12,6 +12,11 @@ query, JSON body by value; host and headers ignored). Nothing ever reaches the n
 the cassette cannot answer raises :class:`RequestNotInCassette`, naming the closest recorded
 request and how it differs; the transport also keeps those messages in ``misses``, for clients
 that wrap transport errors in their own or retry them.
+
+Each exchange played is validated as :func:`use_cassette` validates it (the live request, the
+recorded answer; see ``_judge``), under the cassette's schema version and dialect unless others
+are given. A violation never interrupts the client (SDKs retry transport errors): it is kept in
+``violations``, and ``assert_valid()`` fails with all of them.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from ._cassette import CassetteData, Exchange, load_cassette
+from ._dialects import dialect_for
 from ._errors import CompactionError
+from ._judge import Judged, judge_exchange, judge_request, lines
 from ._match import BodyCache, bodies_equal, closest, normalize_path, query_items
+from ._versions import resolve_version
 
 MATCHERS = ("method", "path", "query", "body")
 # The body a transport serves is already decoded; the client computes framing for it.
@@ -58,7 +66,9 @@ class CassetteReplayer:
 
     ``allow_playback_repeats`` lets an exchange answer more than once (otherwise each answers
     one request, in recorded order among equal requests). ``match_on`` is a subset of
-    method, path, query, body.
+    method, path, query, body. ``version`` and ``dialect`` validate under others than the
+    cassette's (default: its own, else the newest version and the dialect of each URL);
+    ``strict`` makes drift a violation; ``validate=False`` turns validation off.
     """
 
     def __init__(
@@ -67,15 +77,21 @@ class CassetteReplayer:
         *,
         allow_playback_repeats: bool = False,
         match_on: Iterable[str] = MATCHERS,
+        version: str | None = None,
+        strict: bool = False,
+        dialect: str | None = None,
+        validate: bool = True,
     ) -> None:
         self.source = "<exchanges>"
+        data: CassetteData | None = None
         if isinstance(cassette, CassetteData):
-            exchanges = list(cassette.exchanges)
+            data = cassette
         elif isinstance(cassette, (str, os.PathLike)):
             self.source = str(Path(cassette))
-            exchanges = list(load_cassette(cassette).exchanges)
-        else:
-            exchanges = list(cassette)
+            data = load_cassette(cassette)
+        exchanges: list[Exchange] = (
+            list(data.exchanges) if data is not None else list(cast(Sequence[Exchange], cassette))
+        )
         self.exchanges = exchanges
         self.match_on = tuple(match_on)
         unknown = [m for m in self.match_on if m not in MATCHERS]
@@ -89,6 +105,16 @@ class CassetteReplayer:
         self._recorded = [_Request(ex.method, ex.uri, ex.request_body) for ex in exchanges]
         self._bodies = BodyCache()
         self._lock = threading.Lock()
+        # validation: the version and dialect stored in the cassette unless others are given
+        self.validate = validate
+        self.strict = strict
+        self._version = version or (data.schema_version if data is not None else None)
+        self._dialect = dialect or (data.dialect if data is not None else None)
+        self.validated = 0
+        self.violations: list[str] = []
+        self.drift: list[str] = []
+        self.notes: list[str] = []
+        self._answers: dict[int, Judged] = {}  # the recorded answers never change
 
     @property
     def play_count(self) -> int:
@@ -120,10 +146,50 @@ class CassetteReplayer:
                 index = matching[-1] if matching and self.allow_playback_repeats else -1
             if index >= 0:
                 self.play_counts[index] += 1
+                if self.validate:
+                    self._judge(index, live)
                 return self.exchanges[index]
             message, nearest = self._explain(live, matching)
             self.misses.append(message)
         raise RequestNotInCassette(message, method=live.method, url=url, closest=nearest)
+
+    def _judge(self, index: int, live: _Request) -> None:
+        """Validate the live request and the recorded answer of exchange ``index``; lock held."""
+        ex = self.exchanges[index]
+        version = resolve_version(self._version)
+        profile = dialect_for(ex.uri, self._dialect)
+        is_json, body = self._bodies.parse(live.body)
+        request = judge_request(
+            live.method,
+            live.uri,
+            body if is_json else live.body,
+            version=version,
+            dialect=profile,
+            strict=self.strict,
+        )
+        if index not in self._answers:
+            self._answers[index] = judge_exchange(
+                ex, version=version, dialect=profile, strict=self.strict
+            )[1]
+        answer = self._answers[index]
+        if request is None and answer.report is None:
+            return
+        self.validated += 1
+        violations, drift = lines(request, answer.report, ex.status)
+        for found, kept in ((violations, self.violations), (drift, self.drift)):
+            kept += [f"exchange {index} {line}" for line in found]
+        for note in answer.notes:
+            if f"exchange {index} {note}" not in self.notes:
+                self.notes.append(f"exchange {index} {note}")
+
+    def assert_valid(self) -> None:
+        """Fail with every violation found in the exchanges played so far."""
+        if self.violations:
+            head = (
+                f"cassette {self.source}: {len(self.violations)} violation(s) of schema version "
+                f"{resolve_version(self._version)}:"
+            )
+            raise AssertionError("\n".join([head, *[f"  {v}" for v in self.violations]]))
 
     def _explain(self, live: _Request, matching: list[int]) -> tuple[str, int | None]:
         lines = [
@@ -188,23 +254,37 @@ class _ReplayMixin:
     def misses(self) -> list[str]:
         return self.replayer.misses
 
+    @property
+    def validated(self) -> int:
+        return self.replayer.validated
+
+    @property
+    def violations(self) -> list[str]:
+        return self.replayer.violations
+
+    @property
+    def drift(self) -> list[str]:
+        return self.replayer.drift
+
+    @property
+    def notes(self) -> list[str]:
+        return self.replayer.notes
+
     def assert_all_played(self) -> None:
         self.replayer.assert_all_played()
 
+    def assert_valid(self) -> None:
+        self.replayer.assert_valid()
+
 
 class HttpxCassetteTransport(_ReplayMixin, httpx.MockTransport):
-    """An httpx transport (sync and async clients) answering from a cassette."""
+    """An httpx transport (sync and async clients) answering from a cassette.
 
-    def __init__(
-        self,
-        cassette: CassetteSource,
-        *,
-        allow_playback_repeats: bool = False,
-        match_on: Iterable[str] = MATCHERS,
-    ) -> None:
-        self.replayer = CassetteReplayer(
-            cassette, allow_playback_repeats=allow_playback_repeats, match_on=match_on
-        )
+    Options are :class:`CassetteReplayer`'s.
+    """
+
+    def __init__(self, cassette: CassetteSource, **options: Any) -> None:
+        self.replayer = CassetteReplayer(cassette, **options)
         super().__init__(self._answer)
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
@@ -243,20 +323,13 @@ def _httpx2_transport_class() -> type[Any]:
 _HTTPX2_CLASS: list[type[Any]] = []
 
 
-def Httpx2CassetteTransport(
-    cassette: CassetteSource,
-    *,
-    allow_playback_repeats: bool = False,
-    match_on: Iterable[str] = MATCHERS,
-) -> Any:
+def Httpx2CassetteTransport(cassette: CassetteSource, **options: Any) -> Any:
     """An httpx2 transport (sync and async clients) answering from a cassette.
 
-    The object is an ``httpx2.MockTransport`` with ``play_count``, ``misses``, ``replayer`` and
-    ``assert_all_played()``; httpx2 is only imported here, as it is an optional dependency.
+    The object is an ``httpx2.MockTransport`` with the counts and checks of
+    :class:`HttpxCassetteTransport`; httpx2 is only imported here, as it is an optional
+    dependency. Options are :class:`CassetteReplayer`'s.
     """
     if not _HTTPX2_CLASS:
         _HTTPX2_CLASS.append(_httpx2_transport_class())
-    replayer = CassetteReplayer(
-        cassette, allow_playback_repeats=allow_playback_repeats, match_on=match_on
-    )
-    return _HTTPX2_CLASS[0](replayer)
+    return _HTTPX2_CLASS[0](CassetteReplayer(cassette, **options))

@@ -302,3 +302,71 @@ def test_public_names() -> None:
         assert getattr(pytest_compaction, name) is getattr(module, name)
         assert name in pytest_compaction.__all__
     assert issubclass(RequestNotInCassette, pytest_compaction.CompactionError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of what is played
+
+
+def test_a_real_recording_is_validated_as_it_plays(reference: Path) -> None:
+    path = reference / "recorded" / "pydantic-ai-stock-vcrpy" / CHAIN
+    transport = Httpx2CassetteTransport(path, version="2026-05-13")
+    client = _sdk(transport)
+    for ex in load_exchanges(path):
+        call = client.responses.compact if ex.is_compact else client.responses.create
+        call(**ex.request)
+    assert (transport.validated, transport.violations) == (8, [])
+    transport.assert_valid()
+    # the nulls the service sends where 2026-05-13 declares strings: notes, not violations
+    assert transport.notes and all("outside the compaction contract" in n for n in transport.notes)
+
+    # Judged by the newest version, every answer lacks the usage field it made required.
+    newest = Httpx2CassetteTransport(path)
+    client = _sdk(newest)
+    for ex in load_exchanges(path):
+        call = client.responses.compact if ex.is_compact else client.responses.create
+        call(**ex.request)  # the client still gets every answer
+    assert newest.validated == len(newest.violations) == 8
+    assert all(
+        v.endswith("usage.input_tokens_details: missing required property 'cache_write_tokens'")
+        for v in newest.violations
+    )
+    with pytest.raises(AssertionError, match=r"8 violation\(s\) of schema version 2026-08-21"):
+        newest.assert_valid()
+
+
+def test_an_edited_answer_is_a_violation_named_by_exchange_and_pointer(
+    recorded: Path, tmp_path: Path
+) -> None:
+    data = pytest_compaction.load_cassette(recorded)
+    answer = json.loads(data.exchanges[1].response_body)
+    answer["output"][-1]["type"] = "summary"
+    data.exchanges[1].response_body = json.dumps(answer).encode()
+    transport = HttpxCassetteTransport(data)
+    with httpx.Client(transport=transport, base_url=ELSEWHERE) as client:
+        for text in ("first", "second"):
+            body = {"model": "gpt-5.4", "input": [{"role": "user", "content": text}]}
+            assert client.post("/responses/compact", json=body).status_code == 200
+    assert transport.validated == 2
+    (line,) = transport.violations
+    assert line.startswith("exchange 1 response (status 200) /output/1/type: ")
+    assert '"summary"' in line
+    with pytest.raises(AssertionError, match="exchange 1 response"):
+        transport.assert_valid()
+
+    # validate=False: a replay only
+    quiet = HttpxCassetteTransport(data, validate=False)
+    with httpx.Client(transport=quiet, base_url=ELSEWHERE) as client:
+        for text in ("first", "second"):
+            body = {"model": "gpt-5.4", "input": [{"role": "user", "content": text}]}
+            client.post("/responses/compact", json=body)
+    assert (quiet.validated, quiet.violations) == (0, [])
+
+
+def test_the_live_request_is_what_is_validated(recorded: Path) -> None:
+    """Matching ignores what the body does not hold by value; validation reads the live one."""
+    transport = HttpxCassetteTransport(recorded, match_on=("method", "path"))
+    with httpx.Client(transport=transport, base_url=ELSEWHERE) as client:
+        client.post("/responses/compact", json={"input": [{"role": "user", "content": "x"}]})
+    (line,) = transport.violations
+    assert line == "exchange 0 request /model: body: missing required property 'model'"
