@@ -81,7 +81,7 @@ from typing import Any
 
 from ._cassette import Exchange, header_get, parse_json_bytes
 from ._errors import CompactionError
-from ._match import normalize_path
+from ._routes import route_of
 
 RULES: dict[int, str] = {
     1: "compact-output",
@@ -260,12 +260,8 @@ def _input_of(body: Mapping[str, Any]) -> list[Any]:
 
 def _kind_of_path(path: str) -> bool | None:
     """True for a compact call, False for a create call, None for anything else."""
-    path = normalize_path(path)
-    if path.endswith("/responses/compact"):
-        return True
-    if path.endswith("/responses"):
-        return False
-    return None
+    route = route_of("POST", path)
+    return None if route is None else route == "compact"
 
 
 def _new_turn(index: int, compact: bool, body: Mapping[str, Any]) -> _Turn:
@@ -1015,9 +1011,7 @@ def check_conversation(turns: Iterable[Sequence[Any]]) -> list[ChainViolation]:
         request, response, path = triple
         if not isinstance(path, str):
             raise ChainError(f"turn {index}: the path must be a string, got {type(path).__name__}")
-        from urllib.parse import urlsplit
-
-        compact = _kind_of_path(urlsplit(path).path if "://" in path else path.split("?")[0])
+        compact = _kind_of_path(path)
         if compact is None:
             raise ChainError(
                 f"turn {index}: {path!r} is not a /responses or /responses/compact path"

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from ._errors import CompactionError
+from ._routes import COMPACT_SUFFIX, request_path
 from ._strict import closed
 from ._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_version
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from ._validate import Report, Validator
 
 DEFAULT_DIALECT = "openai"
-COMPACT_SUFFIX = "/responses/compact"
 _OVERLAY_KEY = "x-overlay"
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", _OVERLAY_KEY})
 # Host names only Azure OpenAI serves from.
@@ -72,11 +72,11 @@ class Dialect:
 
     def is_compact_path(self, uri_or_path: str) -> bool:
         """Whether a URL or path is one of this gateway's compaction endpoints."""
-        return _path_of(uri_or_path) in self.compact_paths
+        return request_path(uri_or_path) in self.compact_paths
 
     def canonical_path(self, uri_or_path: str) -> str:
         """The path for request matching: every compaction alias of the gateway is its first."""
-        path = _path_of(uri_or_path)
+        path = request_path(uri_or_path)
         return self.compact_paths[0] if path in self.compact_paths else path
 
     def overlay(self, kind: Kind) -> dict[str, Any] | None:
@@ -161,13 +161,6 @@ def all_auth_headers() -> tuple[str, ...]:
     return tuple(dict.fromkeys(h for d in _DIALECTS.values() for h in d.auth_headers))
 
 
-def _path_of(uri_or_path: str) -> str:
-    from ._match import normalize_path
-
-    path = urlsplit(uri_or_path).path if "://" in uri_or_path else uri_or_path.split("?")[0]
-    return normalize_path(path)
-
-
 def detect_dialect(uri: str) -> Dialect | None:
     """The gateway a request URL unambiguously belongs to, else None.
 
@@ -178,7 +171,7 @@ def detect_dialect(uri: str) -> Dialect | None:
     """
     parts = urlsplit(uri) if "://" in uri else urlsplit("//x" + uri if uri.startswith("/") else uri)
     host = (parts.hostname or "").lower()
-    path = _path_of(parts.path or "/")
+    path = request_path(parts.path or "/")
     if not path.endswith(COMPACT_SUFFIX):
         return None
     query = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}

@@ -18,12 +18,10 @@ import pytest
 
 from ._cassette import Exchange, header_get, load_cassette, parse_json_bytes
 from ._errors import CompactionError
-from ._match import normalize_path
+from ._routes import request_path, route_of
 
 if TYPE_CHECKING:
     from openai.types.responses import CompactedResponse
-
-COMPACT_SUFFIX = "/responses/compact"
 
 
 @dataclass(frozen=True)
@@ -44,14 +42,12 @@ class RecordedExchange:
 
     @property
     def path(self) -> str:
-        from urllib.parse import urlsplit
-
-        return normalize_path(urlsplit(self.url).path)
+        return request_path(self.url)
 
     @property
     def is_compact(self) -> bool:
         """Whether this is a ``POST /responses/compact`` exchange (under any prefix)."""
-        return self.method == "POST" and self.path.endswith(COMPACT_SUFFIX)
+        return route_of(self.method, self.url) == "compact"
 
     @property
     def ok(self) -> bool:

@@ -9,15 +9,14 @@ SDKs put retry counts, platform details and idempotency keys there.
 from __future__ import annotations
 
 import json
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ._cassette import parse_json_bytes
+from ._routes import normalize_path
 
-_SLASHES = re.compile(r"/{2,}")
 MAX_DIFF_LINES = 20
 _VALUE_WIDTH = 80
 
@@ -28,14 +27,6 @@ class RequestLike(Protocol):
 
     @property
     def body(self) -> Any: ...
-
-
-def normalize_path(path: str) -> str:
-    """Collapse repeated slashes and drop a trailing one ('/v1//responses/' -> '/v1/responses')."""
-    path = _SLASHES.sub("/", path or "/")
-    if len(path) > 1 and path.endswith("/"):
-        path = path.rstrip("/") or "/"
-    return path
 
 
 def query_items(uri: str) -> list[tuple[str, str]]:

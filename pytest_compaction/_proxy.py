@@ -49,7 +49,7 @@ from ._dialects import (
 from ._errors import CompactionError
 from ._judge import judge_exchange, lines
 from ._listener import http_url, run_until_signal, serve_in_background
-from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
+from ._match import BodyCache, closest, closest_lines, make_matchers
 from ._proxy_http import (
     FRAMING,
     NO_BODY_STATUSES,
@@ -71,7 +71,7 @@ from ._redact import (
     redact_query,
     scan_exchange,
 )
-from ._routes import is_compact_path, route_of
+from ._routes import is_compact_path, normalize_path, route_of
 from ._versions import resolve_version
 
 log = logging.getLogger("pytest_compaction.proxy")

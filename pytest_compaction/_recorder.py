@@ -41,7 +41,7 @@ from . import _sse
 from ._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ._errors import CompactionError
 from ._judge import STREAM_KIND, Judged, is_stream
-from ._match import BodyCache, closest, closest_lines, make_matchers, normalize_path
+from ._match import BodyCache, closest, closest_lines, make_matchers
 from ._netguard import replay_guard
 from ._redact import (
     DEFAULT_FILTER_HEADERS,
@@ -52,7 +52,7 @@ from ._redact import (
     redact_headers,
     redact_query,
 )
-from ._routes import is_compact_path, route_of
+from ._routes import is_compact_path, normalize_path, route_of
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 # Key of a replayed vcrpy response dict: its body cut into one chunk per event.

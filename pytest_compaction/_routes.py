@@ -6,14 +6,22 @@ a call is known by how its normalized path ends, never by its host or prefix.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ._match import normalize_path
-
+_SLASHES = re.compile(r"/{2,}")
 COMPACT_SUFFIX = "/responses/compact"
 RESPONSES_SUFFIX = "/responses"
 Route = Literal["compact", "responses"]
+
+
+def normalize_path(path: str) -> str:
+    """Collapse repeated slashes and drop a trailing one ('/v1//responses/' -> '/v1/responses')."""
+    path = _SLASHES.sub("/", path or "/")
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return path
 
 
 def request_path(uri_or_path: str) -> str:

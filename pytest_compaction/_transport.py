@@ -34,7 +34,8 @@ from ._cassette import CassetteData, Exchange, load_cassette
 from ._dialects import dialect_for
 from ._errors import CompactionError
 from ._judge import Judged, judge_exchange, judge_request, lines
-from ._match import BodyCache, bodies_equal, closest, normalize_path, query_items
+from ._match import BodyCache, bodies_equal, closest, query_items
+from ._routes import normalize_path
 from ._versions import resolve_version
 
 MATCHERS = ("method", "path", "query", "body")
