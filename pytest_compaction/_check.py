@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -384,24 +384,29 @@ def _at(body: Any, pointer: str) -> Any:
     return node
 
 
-def _subject(kind: Kind, raw: bytes | None, violation: Violation) -> tuple[Any, str]:
-    """(the JSON a violation's pointer is into, its location in the schema) of a body.
+def _subjects(kind: Kind, raw: bytes | None) -> Callable[[Violation], tuple[Any, str]]:
+    """For a body read once: (the JSON a violation's pointer is into, its schema location).
 
     A stream's violation points into the data of the first event it names, an event whose
     shape is the one of its type among the event union's.
     """
     if kind != STREAM_KIND:
         try:
-            return (parse_body(raw) if raw is not None else None), ""
+            body = parse_body(raw) if raw is not None else None
         except BodyError:
-            return None, ""
-    found = re.match(r"event (\d+)", violation.message)
+            body = None
+        return lambda violation: (body, "")
     events = parse_stream(raw or b"")
-    if found is None or int(found[1]) >= len(events):
-        return None, ""
-    is_json, data = events[int(found[1])].json()
-    kind_of_event = data.get("type") if is_json and isinstance(data, dict) else None
-    return data, typed("", "type", kind_of_event) if isinstance(kind_of_event, str) else ""
+
+    def subject(violation: Violation) -> tuple[Any, str]:
+        found = re.match(r"event (\d+)", violation.message)
+        if found is None or int(found[1]) >= len(events):
+            return None, ""
+        is_json, data = events[int(found[1])].json()
+        kind_of_event = data.get("type") if is_json and isinstance(data, dict) else None
+        return data, typed("", "type", kind_of_event) if isinstance(kind_of_event, str) else ""
+
+    return subject
 
 
 def _key(violation: Violation) -> tuple[str, str]:
@@ -444,8 +449,9 @@ def explain(exchange: Exchange, before: Verdict, after: Verdict, diff: SchemaDif
         if not added and not removed:
             continue
         changes = diff.of_kind(kind)
+        subject = _subjects(kind, raw)
         for violation, fixed in [(v, False) for v in added] + [(v, True) for v in removed]:
-            body, root = _subject(kind, raw, violation)
+            body, root = subject(violation)
             causes += _explain(side, violation, body, changes, fixed, root)
     unique: dict[tuple[str, str, str, bool], Cause] = {}
     for cause in causes:

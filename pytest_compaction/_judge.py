@@ -61,10 +61,6 @@ class Judged(NamedTuple):
     report: Report | None
     notes: tuple[str, ...] = ()  # not failures: what a stream does, findings set aside
 
-    @property
-    def valid(self) -> bool:
-        return self.report is None or self.report.valid
-
 
 def request_kind(route: Route) -> Kind:
     return "request" if route == "compact" else "responses.request"

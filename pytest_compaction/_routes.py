@@ -35,11 +35,6 @@ def is_compact_path(uri_or_path: str) -> bool:
     return request_path(uri_or_path).endswith(COMPACT_SUFFIX)
 
 
-def is_responses_path(uri_or_path: str) -> bool:
-    """Whether a URL or path is a ``/responses`` call (under any prefix)."""
-    return request_path(uri_or_path).endswith(RESPONSES_SUFFIX)
-
-
 def route_of(method: str, uri_or_path: str) -> Route | None:
     """``compact`` or ``responses`` for the POSTs the schemas cover, else None."""
     if method.upper() != "POST":
