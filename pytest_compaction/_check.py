@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from ._cassette import CassetteData, CassetteError, Exchange, parse_cassette, read_cassette_text
 from ._chain import ChainViolation, check_chain
-from ._dialects import Dialect, dialect_for
+from ._dialects import DIALECTS, Dialect, dialect_for, get_dialect
 from ._errors import BodyError, CompactionError
 from ._judge import STREAM_KIND, judge_exchange
 from ._routes import route_of
@@ -511,8 +511,13 @@ def check_exchange(
 
 
 def check_cassette_data(
-    data: CassetteData, display: str, versions: _Versions, strict: bool
+    data: CassetteData,
+    display: str,
+    versions: _Versions,
+    strict: bool,
+    dialect: str | None = None,
 ) -> CassetteResult:
+    """Judge a cassette's exchanges under ``dialect`` when given, else the one it recorded."""
     try:
         version = versions.baseline(data)
     except CompactionError as exc:
@@ -534,7 +539,7 @@ def check_cassette_data(
                 cassette=display,
                 index=index,
                 diff=diff,
-                dialect=data.dialect,
+                dialect=dialect if dialect is not None else data.dialect,
             )
         )
     chain = tuple(check_chain(data.exchanges))
@@ -588,16 +593,21 @@ def check_paths(
     against: str | None = None,
     spec: str | os.PathLike[str] | None = None,
     strict: bool = False,
+    dialect: str | None = None,
 ) -> CheckResult:
     """Check every cassette under ``paths``.
 
     ``version`` is assumed for cassettes that do not record theirs (default: the newest);
     ``against`` (a version) or ``spec`` (an OpenAPI file, derived on the fly) adds a second
-    verdict with causes. Usage errors (missing path, unknown version, bad spec, nothing to
-    check) raise :class:`CompactionError`; unreadable cassettes are results, not errors.
+    verdict with causes. ``dialect`` judges every exchange under that gateway's profile,
+    whatever the cassettes recorded (default: each cassette's own, else detection from the
+    URL). Usage errors (missing path, unknown version or dialect, bad spec, nothing to check)
+    raise :class:`CompactionError`; unreadable cassettes are results, not errors.
     """
     if against is not None and spec is not None:
         raise CompactionError("give either --against or --spec, not both")
+    if dialect is not None:
+        dialect = get_dialect(dialect).name  # an unknown name is a usage error, before any work
     candidates = list(find_cassettes(paths))
     with tempfile.TemporaryDirectory(prefix="pytest-compaction-check-") as workdir:
         target = None
@@ -618,7 +628,7 @@ def check_paths(
             if data is None:
                 ignored.append(display)
                 continue
-            results.append(check_cassette_data(data, display, versions, strict))
+            results.append(check_cassette_data(data, display, versions, strict, dialect))
         against_name = load_schema_set(target).name if target is not None else None
     if not results:
         where = ", ".join(str(p) for p in paths)
@@ -801,6 +811,16 @@ def add_check(commands: Any) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="undocumented properties are violations"
     )
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default=None,
+        help=(
+            "judge every exchange under this gateway dialect's profile (its schema overlays), "
+            "overriding the dialect a cassette recorded (default: the recorded one, else the "
+            "one detected from the URL, else openai)"
+        ),
+    )
     parser.add_argument("--format", choices=("text", "json", "junit"), default="text")
     parser.set_defaults(handler=run_check)
 
@@ -812,6 +832,7 @@ def run_check(args: argparse.Namespace) -> int:
         against=args.against,
         spec=args.spec,
         strict=args.strict,
+        dialect=args.dialect,
     )
     if args.format == "json":
         print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,12 @@ from typing import Any
 from ._atomic import write_atomic
 from ._errors import CompactionError, SpecError
 from ._examples import null_in_examples
+from ._overlay import Overlay, apply_overlay, load_overlay
+from ._passback import Addition, item_unions, passed_back
 from ._spec import SCHEMA_PREFIX, Spec, load_spec
 from ._strict import closed
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILES = ("request.schema.json", "response.schema.json", "error.schema.json")
 # POST /responses, the operation that compacts server-side (``context_management``): its
@@ -34,6 +36,10 @@ RESPONSES_FILES = (
     "responses.response.schema.json",
     "responses.event.schema.json",
 )
+# POST /responses/compact?beta=true (``client.beta.responses.compact()``): the beta request and
+# answer, whose items include the multi-agent ones. Absent when the spec has no beta route.
+BETA_COMPACT_PATH = "/responses/compact?beta=true"
+BETA_FILES = ("beta.request.schema.json", "beta.response.schema.json")
 # The item unions whose ``type`` values the manifest lists (compaction items among them).
 _ITEM_UNIONS = {"input_item_types": "InputItem", "output_item_types": "OutputItem"}
 
@@ -549,23 +555,36 @@ def _translate(
     defects: dict[Any, Defect],
     nullable: dict[str, str],
     assembled: bool = False,
+    additions: Sequence[Addition] = (),
 ) -> None:
-    """The open and strict documents of ``root`` into ``files``; its defects into ``defects``."""
+    """The open and strict documents of ``root`` into ``files``; its defects into ``defects``.
+
+    ``additions``: the passed-back properties (see ``_passback``); those of the definitions this
+    closure holds are its defects too.
+    """
     translator = _Translator(spec, nullable=nullable)
     try:
-        document = _document(root, translator.closure(root))
+        defs = translator.closure(root)
     except RecursionError:
         raise SpecError(f"{spec.source}: schema {root!r} nests too deeply to translate") from None
+    document = _document(root, defs)
     _check(document, filename, spec)
     files[filename] = _dump(document)
     files[strict_name(filename)] = _dump(closed(document, assembled=assembled))
-    for defect in translator.defects:
+    found = list(translator.defects)
+    found += [
+        Defect("passed-back-item", a.location, a.detail)
+        for a in additions
+        if a.input_member in defs
+    ]
+    for defect in found:
         defects[(defect.kind, defect.location, defect.detail)] = defect
 
 
-def _responses_operation(spec: Spec) -> dict[str, Any] | None:
+def _operation_at(spec: Spec, path: str) -> dict[str, Any] | None:
+    """The POST operation at ``path``, None when the spec has none."""
     paths = spec.document.get("paths")
-    item = paths.get(RESPONSES_PATH) if isinstance(paths, dict) else None
+    item = paths.get(path) if isinstance(paths, dict) else None
     operation = item.get("post") if isinstance(item, dict) else None
     return operation if isinstance(operation, dict) else None
 
@@ -597,53 +616,109 @@ def _union_values(spec: Spec, name: str) -> list[str]:
     return sorted(values)
 
 
-def _derive_responses(
-    spec: Spec, files: dict[str, bytes], defects: dict[Any, Defect], nullable: dict[str, str]
-) -> dict[str, Any] | None:
-    """POST /responses: request, response object and stream events (None: not in the spec)."""
-    operation = _responses_operation(spec)
-    if operation is None:
-        return None
-    where = f"paths['{RESPONSES_PATH}'].post"
-    request_root = _json_schema_ref(operation.get("requestBody"), f"{where}.requestBody", spec)
-    ok = {str(k): v for k, v in (operation.get("responses") or {}).items()}.get("200")
-    response_root = _json_schema_ref(ok, f"{where}.responses.200", spec)
-    event_root = _event_schema_ref(ok, f"{where}.responses.200", spec)
-    roots = (request_root, response_root, event_root)
-    for filename, root in zip(RESPONSES_FILES, roots, strict=True):
-        _translate(spec, filename, root, files, defects, nullable, assembled=True)
+@dataclass(frozen=True)
+class _Roots:
+    """The schema names an operation's bodies start from."""
+
+    request: str
+    response: str
+    event: str | None = None  # a stream's event union (POST /responses only)
+
+
+def _roots(spec: Spec, path: str, operation: dict[str, Any], stream: bool = False) -> _Roots:
+    where = f"paths['{path}'].post"
+    request = _json_schema_ref(operation.get("requestBody"), f"{where}.requestBody", spec)
+    ok = _responses(spec, operation).get("200")
+    response = _json_schema_ref(ok, f"{where}.responses.200", spec)
+    event = _event_schema_ref(ok, f"{where}.responses.200", spec) if stream else None
+    return _Roots(request, response, event)
+
+
+def _item_types(spec: Spec, request: str, response: str) -> dict[str, list[str]]:
+    """The ``type`` values of an operation's input and output item unions, for the manifest."""
+    schemas = spec.schemas
+    inputs = item_unions(schemas, request, "input")
+    outputs = item_unions(schemas, response, "output")
     return {
-        "path": RESPONSES_PATH,
-        "method": "post",
-        "operationId": operation.get("operationId"),
-        "request": request_root,
-        "response": response_root,
-        "event": event_root,
-        "event_types": _union_values(spec, event_root),
-        **{key: _union_values(spec, union) for key, union in sorted(_ITEM_UNIONS.items())},
+        "input_item_types": sorted({v for u in inputs for v in _union_values(spec, u)}),
+        "output_item_types": sorted({v for u in outputs for v in _union_values(spec, u)}),
     }
 
 
-def derive(spec: Spec, name: str) -> Derived:
-    """Derive the request, response and error schemas, those of POST /responses, the manifest."""
+def _overlaid(spec: Spec, overlays: Sequence[Overlay]) -> Spec:
+    document = spec.document
+    for overlay in overlays:
+        document = apply_overlay(document, overlay)
+    return Spec(spec.source, spec.sha256, document) if overlays else spec
+
+
+def derive(spec: Spec, name: str, overlays: Sequence[Overlay] = ()) -> Derived:
+    """Derive the schemas of every operation the spec has (see the module docstring).
+
+    ``overlays`` (OpenAPI Overlay 1.0, see ``_overlay``) are applied to the spec first, in
+    order; the manifest records each one and the evidence of each of its actions.
+    """
+    spec = _overlaid(spec, overlays)
     operation = spec.compact_operation()
-    where = "paths['/responses/compact'].post"
-    request_root = _json_schema_ref(operation.get("requestBody"), f"{where}.requestBody", spec)
-    ok = _responses(spec, operation).get("200")
-    response_root = _json_schema_ref(ok, f"{where}.responses.200", spec)
+    compact = _roots(spec, "/responses/compact", operation)
     error_root, error_statuses = _error_responses(spec, operation)
+    responses_operation = _operation_at(spec, RESPONSES_PATH)
+    create = (
+        _roots(spec, RESPONSES_PATH, responses_operation, stream=True)
+        if responses_operation is not None
+        else None
+    )
+    beta_operation = _operation_at(spec, BETA_COMPACT_PATH)
+    beta = _roots(spec, BETA_COMPACT_PATH, beta_operation) if beta_operation else None
+    families = [
+        (
+            [compact.request, *([create.request] if create else [])],
+            [compact.response, *([create.response] if create else [])],
+        )
+    ]
+    if beta is not None:
+        families.append(([beta.request], [beta.response]))
+    spec, additions = passed_back(spec, families)
 
     files: dict[str, bytes] = {}
     defects: dict[Any, Defect] = {}
     nullable = null_in_examples(spec)
-    for filename, root in zip(SCHEMA_FILES, (request_root, response_root, error_root), strict=True):
-        _translate(spec, filename, root, files, defects, nullable)
+    roots = (compact.request, compact.response, error_root)
+    for filename, root in zip(SCHEMA_FILES, roots, strict=True):
+        _translate(spec, filename, root, files, defects, nullable, additions=additions)
     # Listed apart, so that the compaction operation's defects stay what they were.
-    responses_defects: dict[Any, Defect] = {}
-    responses = _derive_responses(spec, files, responses_defects, nullable)
-    if responses is not None:
-        responses["defects"] = [d.as_dict() for _, d in sorted(responses_defects.items())]
-    manifest = {
+    responses: dict[str, Any] | None = None
+    if create is not None and create.event is not None and responses_operation is not None:
+        responses_defects: dict[Any, Defect] = {}
+        create_roots = (create.request, create.response, create.event)
+        for filename, root in zip(RESPONSES_FILES, create_roots, strict=True):
+            _translate(spec, filename, root, files, responses_defects, nullable, True, additions)
+        responses = {
+            "path": RESPONSES_PATH,
+            "method": "post",
+            "operationId": responses_operation.get("operationId"),
+            "request": create.request,
+            "response": create.response,
+            "event": create.event,
+            "event_types": _union_values(spec, create.event),
+            **{key: _union_values(spec, union) for key, union in sorted(_ITEM_UNIONS.items())},
+            "defects": [d.as_dict() for _, d in sorted(responses_defects.items())],
+        }
+    beta_manifest: dict[str, Any] | None = None
+    if beta is not None and beta_operation is not None:
+        beta_defects: dict[Any, Defect] = {}
+        for filename, root in zip(BETA_FILES, (beta.request, beta.response), strict=True):
+            _translate(spec, filename, root, files, beta_defects, nullable, additions=additions)
+        beta_manifest = {
+            "path": BETA_COMPACT_PATH,
+            "method": "post",
+            "operationId": beta_operation.get("operationId"),
+            "request": beta.request,
+            "response": beta.response,
+            **_item_types(spec, beta.request, beta.response),
+            "defects": [d.as_dict() for _, d in sorted(beta_defects.items())],
+        }
+    manifest: dict[str, Any] = {
         "name": name,
         "generator_version": GENERATOR_VERSION,
         "source": {"file": Path(spec.source).name, "sha256": spec.sha256},
@@ -652,30 +727,50 @@ def derive(spec: Spec, name: str) -> Derived:
             "path": "/responses/compact",
             "method": "post",
             "operationId": operation.get("operationId"),
-            "request": request_root,
-            "response": response_root,
+            "request": compact.request,
+            "response": compact.response,
             "error": error_root,
             "error_statuses": error_statuses,
         },
         "responses": responses,
+        "beta": beta_manifest,
         "custom_formats": list(CUSTOM_FORMATS),
         "defects": [d.as_dict() for _, d in sorted(defects.items())],
-        "files": {f: hashlib.sha256(b).hexdigest() for f, b in sorted(files.items())},
     }
+    if overlays:
+        manifest["overlays"] = [o.record() for o in overlays]
+        covered = [o.evidence for o in overlays if o.evidence is not None]
+        if covered:
+            manifest["covers"] = covered[-1]
+    manifest["files"] = {f: hashlib.sha256(b).hexdigest() for f, b in sorted(files.items())}
     files["manifest.json"] = _dump(manifest)
     return Derived(name=name, files=files)
 
 
-def default_name(spec_path: str | Path) -> str:
-    """``2026-08-21_f85dbe223d40_openapi.yaml`` -> ``2026-08-21_f85dbe223d40``."""
-    stem = Path(spec_path).name.split(".")[0]
-    return stem.removesuffix("_openapi")
+def default_name(spec_path: str | Path, overlays: Sequence[Overlay] = ()) -> str:
+    """``2026-08-21_f85dbe223d40_openapi.yaml`` -> ``2026-08-21_f85dbe223d40``.
+
+    With overlays, the newest evidence names it (``2026-11-19_openai-3.57.0``) when the overlay
+    says when its evidence was released; else the spec's name and the overlays' file stems.
+    """
+    stem = Path(spec_path).name.split(".")[0].removesuffix("_openapi")
+    covered = [o.evidence for o in overlays if o.evidence is not None]
+    if covered and covered[-1].get("released") and covered[-1].get("package"):
+        evidence = covered[-1]
+        return f"{evidence['released']}_{evidence['package']}-{evidence['version']}"
+    return "+".join([stem, *(Path(o.source).name.split(".")[0] for o in overlays)])
 
 
-def derive_to(spec_path: str | Path, out_dir: str | Path, name: str | None = None) -> Path:
-    """Load a spec, derive its schemas and write them to ``out_dir/name``."""
+def derive_to(
+    spec_path: str | Path,
+    out_dir: str | Path,
+    name: str | None = None,
+    overlays: Sequence[str | Path] = (),
+) -> Path:
+    """Load a spec (and overlays), derive its schemas and write them to ``out_dir/name``."""
     spec = load_spec(spec_path)
-    derived = derive(spec, name or default_name(spec_path))
+    loaded = [load_overlay(path) for path in overlays]
+    derived = derive(spec, name or default_name(spec_path, loaded), loaded)
     target = Path(out_dir) / derived.name
     for filename, data in derived.files.items():
         try:

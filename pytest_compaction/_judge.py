@@ -3,7 +3,9 @@
 One rule for everything that reads exchanges (the recorder, the proxy, ``check``, ``import``):
 
 - ``POST .../responses/compact``: the request as ``request``; a 2xx answer as ``response``,
-  any other as ``error``; both under the dialect's profile.
+  any other as ``error``; both under the dialect's profile. A beta call (``?beta=true``, or
+  the ``openai-beta: responses_multi_agent=...`` header) as ``beta.request`` and
+  ``beta.response``; under a version without a beta contract, one violation says so.
 - ``POST .../responses``: the request as ``responses.request``; a 2xx JSON answer as
   ``responses.response``, any other as ``error``; an event stream event by event as
   ``responses.event`` (see :mod:`._events`).
@@ -30,10 +32,10 @@ from typing import Any, NamedTuple
 
 from ._cassette import Exchange
 from ._dialects import Dialect, validate_with_dialect
-from ._routes import Route, route_of
+from ._routes import Route, is_beta, route_of
 from ._sse import is_event_stream
 from ._validate import DriftNote, Report, Violation
-from ._versions import Kind
+from ._versions import Kind, load_schema_set
 
 STREAM_KIND: Kind = "responses.event"
 # What a compaction client reads of a Response: which one it is and how it ended, the output
@@ -62,14 +64,31 @@ class Judged(NamedTuple):
     notes: tuple[str, ...] = ()  # not failures: what a stream does, findings set aside
 
 
-def request_kind(route: Route) -> Kind:
-    return "request" if route == "compact" else "responses.request"
+def request_kind(route: Route, beta: bool = False) -> Kind:
+    if route == "compact":
+        return "beta.request" if beta else "request"
+    return "responses.request"
 
 
-def response_kind(route: Route, status: int) -> Kind:
+def response_kind(route: Route, status: int, beta: bool = False) -> Kind:
     if not 200 <= status < 300:
         return "error"
-    return "response" if route == "compact" else "responses.response"
+    if route == "compact":
+        return "beta.response" if beta else "response"
+    return "responses.response"
+
+
+def _no_beta(kind: Kind, version: str) -> Report | None:
+    """A beta call under a version without a beta contract: one violation that says so."""
+    if not kind.startswith("beta.") or load_schema_set(version).has_beta:
+        return None
+    name = load_schema_set(version).name
+    message = (
+        f"body: a beta call (POST /responses/compact?beta=true), and schema version {name} has "
+        "no beta compact contract (the spec has one from 2026-07-15 on); judge it under a "
+        "newer version"
+    )
+    return Report(kind, version, (Violation("", message, keyword="version"),))
 
 
 def is_stream(headers: Mapping[str, Any]) -> bool:
@@ -106,12 +125,19 @@ def judge_request(
     version: str,
     dialect: str | Dialect | None = None,
     strict: bool = False,
+    headers: Mapping[str, Any] | None = None,
 ) -> Report | None:
-    """The request body (parsed JSON, or raw bytes) judged; None when no schema covers it."""
+    """The request body (parsed JSON, or raw bytes) judged; None when no schema covers it.
+
+    ``headers``: the request's, which can ask for the beta contract (see ``_routes.is_beta``).
+    """
     route = route_of(method, uri)
     if route is None:
         return None
-    kind = request_kind(route)
+    kind = request_kind(route, is_beta(uri, headers))
+    missing = _no_beta(kind, version)
+    if missing is not None:
+        return missing
     if _empty(body):
         return Report(kind, version, (_EMPTY,))
     return validate_with_dialect(kind, body, dialect=dialect, version=version, strict=strict)
@@ -127,14 +153,21 @@ def judge_response(
     version: str,
     dialect: str | Dialect | None = None,
     strict: bool = False,
+    request_headers: Mapping[str, Any] | None = None,
 ) -> Judged:
-    """The response body (parsed JSON, or raw bytes; a stream as bytes) judged."""
+    """The response body (parsed JSON, or raw bytes; a stream as bytes) judged.
+
+    ``request_headers``: the request's, which can ask for the beta contract.
+    """
     route = route_of(method, uri)
     if is_stream(headers):
         return _judge_stream(route, body, version=version, strict=strict)
     if route is None:
         return Judged(None)
-    kind = response_kind(route, status)
+    kind = response_kind(route, status, is_beta(uri, request_headers))
+    missing = _no_beta(kind, version)
+    if missing is not None:
+        return Judged(missing)
     if _empty(body):
         return Judged(Report(kind, version, (_EMPTY,)))
     report = validate_with_dialect(kind, body, dialect=dialect, version=version, strict=strict)
@@ -187,6 +220,7 @@ def judge_exchange(
         version=version,
         dialect=dialect,
         strict=strict,
+        headers=exchange.request_headers,
     )
     response = judge_response(
         exchange.method,
@@ -197,6 +231,7 @@ def judge_exchange(
         version=version,
         dialect=dialect,
         strict=strict,
+        request_headers=exchange.request_headers,
     )
     return request, response
 

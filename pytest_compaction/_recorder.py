@@ -224,6 +224,7 @@ class Recording:
             version=version,
             dialect=dialect,
             strict=self.strict,
+            headers=request.headers,
         )
         # The stored answer never changes: replays reuse its verdict.
         key = (index, f"{version}/{self.strict}/{dialect.name}")
@@ -238,6 +239,7 @@ class Recording:
                 version=version,
                 dialect=dialect,
                 strict=self.strict,
+                request_headers=request.headers,
             )
             self._response_reports[key] = judged
         for note in judged.notes:

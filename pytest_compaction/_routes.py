@@ -7,13 +7,18 @@ a call is known by how its normalized path ends, never by its host or prefix.
 from __future__ import annotations
 
 import re
-from typing import Literal
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 _SLASHES = re.compile(r"/{2,}")
 COMPACT_SUFFIX = "/responses/compact"
 RESPONSES_SUFFIX = "/responses"
 Route = Literal["compact", "responses"]
+# ``client.beta.responses.*`` adds ``?beta=true`` and the header
+# ``openai-beta: responses_multi_agent=v1``.
+BETA_HEADER = "openai-beta"
+BETA_FEATURE = "responses_multi_agent"
 
 
 def normalize_path(path: str) -> str:
@@ -45,3 +50,22 @@ def route_of(method: str, uri_or_path: str) -> Route | None:
     if path.endswith(RESPONSES_SUFFIX):
         return "responses"
     return None
+
+
+def is_beta(uri: str, headers: Mapping[str, Any] | None = None) -> bool:
+    """Whether a call asks for the beta contract: ``beta=true`` in the query, or the header.
+
+    ``headers``: one value or a list of values per name, any case.
+    """
+    query = urlsplit(uri).query if "://" in uri else uri.partition("?")[2]
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key.lower() == "beta" and value.lower() == "true":
+            return True
+    for key, values in (headers or {}).items():
+        if str(key).lower() != BETA_HEADER:
+            continue
+        for value in values if isinstance(values, list | tuple) else [values]:
+            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            if any(part.strip().startswith(BETA_FEATURE) for part in text.split(",")):
+                return True
+    return False

@@ -28,11 +28,26 @@ def add_schemas(commands: Any) -> None:
     derive = sub.add_parser(
         "derive",
         help="derive JSON Schemas for /responses/compact from an OpenAPI spec",
-        description="Write request/response/error schemas and a manifest to OUT/NAME.",
+        description=(
+            "Write the schemas of POST /responses/compact (and, where the spec has them, of "
+            "POST /responses and POST /responses/compact?beta=true) and a manifest to OUT/NAME. "
+            "Overlays (OpenAPI Overlay 1.0) are applied to the spec first, in the order given."
+        ),
     )
     derive.add_argument("--spec", required=True, help="OpenAPI 3.1 document (YAML or JSON)")
+    derive.add_argument(
+        "--overlay",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an OpenAPI Overlay 1.0 document applied to the spec first (repeatable)",
+    )
     derive.add_argument("--out", default="schemas", help="output folder (default: schemas)")
-    derive.add_argument("--name", default=None, help="version name (default: from the file name)")
+    derive.add_argument(
+        "--name",
+        default=None,
+        help="version name (default: from the file name, or the overlay's evidence)",
+    )
     derive.set_defaults(handler=run_derive)
     listing = sub.add_parser("list", help="list the bundled schema versions")
     listing.set_defaults(handler=run_list)
@@ -62,9 +77,11 @@ def add_validate(commands: Any) -> None:
 
 
 def run_derive(args: argparse.Namespace) -> int:
-    target = derive_to(args.spec, args.out, args.name)
+    target = derive_to(args.spec, args.out, args.name, args.overlay)
     manifest = json.loads((target / "manifest.json").read_bytes())
     print(f"wrote {target} (spec {manifest['info_version']}, {len(manifest['defects'])} defects)")
+    for overlay in manifest.get("overlays", []):
+        print(f"  overlay {overlay['file']}: {len(overlay['actions'])} action(s) applied")
     for defect in manifest["defects"]:
         print(f"  defect {defect['kind']}: {defect['location']}: {defect['detail']}")
     responses = manifest.get("responses")

@@ -1,14 +1,22 @@
 """What changed between two schema versions, and whom each change can break.
 
-The request, response and error documents of both versions are walked side by side from their
-roots, following ``$ref`` pairs breadth first so that each change is reported once, at the
-shortest body path that reaches it (``usage.input_tokens_details.cache_write_tokens``,
-``input[type=program]``). Each change narrows what is valid, widens it, or both:
+Every kind of document a version holds is compared (``_versions.KINDS``, in that order): the
+request, response and error bodies of ``POST /responses/compact``, the request, response object
+and stream event of ``POST /responses``, and any further operation's bodies. The two documents
+of a kind are walked side by side from their roots, following ``$ref`` pairs breadth first so
+that each change is reported once, at the shortest body path that reaches it
+(``usage.input_tokens_details.cache_write_tokens``, ``input[type=program]``). Each change
+narrows what is valid, widens it, or both:
 
-- narrowing a request breaks clients (a request that was valid is now invalid);
-- narrowing a response or error body breaks recordings (a recorded body is now invalid);
+- narrowing a request (``request``, ``responses.request``, any ``*.request``) breaks clients
+  (a request that was valid is now invalid);
+- narrowing a response, stream event or error body breaks recordings (a recorded body is now
+  invalid);
 - widening is compatible. A request property that disappears is counted as breaking for
   clients even though objects are open, because the API rejects parameters it does not know.
+
+A kind only one version has (a spec without ``POST /responses``, a folder derived before its
+schemas were) is not compared: the diff says which version lacks it and why (:class:`Absence`).
 """
 
 from __future__ import annotations
@@ -22,12 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ._errors import CompactionError
-from ._versions import COMPACT_KINDS, Kind, SchemaSet, load_schema_set, resolve_version
+from ._errors import CompactionError, VersionError
+from ._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_version
 
 Impact = Literal["breaking-for-clients", "breaking-for-recordings", "compatible"]
 IMPACTS: tuple[Impact, ...] = ("breaking-for-clients", "breaking-for-recordings", "compatible")
 Direction = Literal["narrow", "widen", "both"]
+# why a version has no document of a kind
+AbsenceReason = Literal["not-in-spec", "derived-before", "file-missing"]
+# whether a kind was compared, or which version lacks it
+Coverage = Literal["compared", "only-in-old", "only-in-new", "in-neither"]
 
 # change code -> which way it moves the set of valid bodies
 DIRECTIONS: dict[str, Direction] = {
@@ -118,18 +130,98 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Absence:
+    """Why one version has no document of a kind."""
+
+    kind: Kind
+    version: str  # the version that lacks it
+    reason: AbsenceReason
+    operation: str  # the operation the kind belongs to: "POST /responses"
+
+    def __str__(self) -> str:
+        if self.reason == "not-in-spec":
+            return f"the spec of {self.version} declares no {self.operation}"
+        if self.reason == "derived-before":
+            return (
+                f"{self.version} was derived before {self.operation} schemas were; "
+                "derive it again to compare them"
+            )
+        return f"{self.version} declares {self.operation}, but its folder has no {self.kind} schema"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "reason": self.reason, "detail": str(self)}
+
+
+@dataclass(frozen=True)
+class KindCoverage:
+    """Whether both versions have a kind's document (then it was compared), or which lacks it."""
+
+    kind: Kind
+    operation: str  # "POST /responses/compact", "POST /responses", ...
+    old: Absence | None = None  # why the older version has none (None: it has one)
+    new: Absence | None = None
+
+    @property
+    def coverage(self) -> Coverage:
+        if self.old is None and self.new is None:
+            return "compared"
+        if self.old is None:
+            return "only-in-old"
+        return "only-in-new" if self.new is None else "in-neither"
+
+    @property
+    def compared(self) -> bool:
+        return self.coverage == "compared"
+
+    def describe(self, old: str, new: str) -> str:
+        """``only in B (the spec of A declares no POST /responses)``; "" when compared."""
+        if self.old is None and self.new is None:
+            return ""
+        if self.new is None:
+            return f"only in {new} ({self.old})"
+        if self.old is None:
+            return f"only in {old} ({self.new})"
+        if self.old.reason == self.new.reason == "not-in-spec":
+            return f"in neither version (neither spec declares {self.operation})"
+        if self.old.reason == self.new.reason == "derived-before":
+            return f"in neither version (both were derived before {self.operation} schemas were)"
+        return f"in neither version ({self.old}; {self.new})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "coverage": self.coverage,
+            "operation": self.operation,
+            "old_absence": self.old.as_dict() if self.old is not None else None,
+            "new_absence": self.new.as_dict() if self.new is not None else None,
+        }
+
+
+@dataclass(frozen=True)
 class SchemaDiff:
     """Every change from version ``old`` to version ``new``."""
 
     old: str
     new: str
     changes: tuple[Change, ...]
+    kinds: tuple[KindCoverage, ...] = ()  # every kind looked at, in the order of KINDS
 
     def of_kind(self, kind: Kind) -> list[Change]:
         return [c for c in self.changes if c.kind == kind]
 
+    def coverage(self, kind: Kind) -> KindCoverage | None:
+        """How ``kind`` was covered; None when it was not looked at."""
+        return next((k for k in self.kinds if k.kind == kind), None)
+
+    @property
+    def kind_order(self) -> tuple[Kind, ...]:
+        """The kinds looked at, in the order of KINDS (every kind when none were recorded)."""
+        return tuple(k.kind for k in self.kinds) if self.kinds else KINDS
+
     def counts(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {kind: dict.fromkeys(IMPACTS, 0) for kind in COMPACT_KINDS}
+        """Changes per kind and impact: every kind looked at, in the order of KINDS, zeros too."""
+        out: dict[str, dict[str, int]] = {
+            kind: dict.fromkeys(IMPACTS, 0) for kind in self.kind_order
+        }
         for change in self.changes:
             out.setdefault(change.kind, dict.fromkeys(IMPACTS, 0))[change.impact] += 1
         return out
@@ -140,15 +232,22 @@ class SchemaDiff:
             "new": self.new,
             "summary": self.counts(),
             "changes": [c.as_dict() for c in self.changes],
+            "kinds": {k.kind: k.as_dict() for k in self.kinds},
         }
 
 
+def is_request_kind(kind: Kind) -> bool:
+    """``request``, ``responses.request``, ``beta.request``: a body clients send."""
+    return kind == "request" or kind.endswith(".request")
+
+
 def impact_of(kind: Kind, change: str) -> Impact:
-    if change == "property-removed" and kind == "request":
+    request = is_request_kind(kind)
+    if change == "property-removed" and request:
         return "breaking-for-clients"
     if DIRECTIONS[change] == "widen":
         return "compatible"
-    return "breaking-for-clients" if kind == "request" else "breaking-for-recordings"
+    return "breaking-for-clients" if request else "breaking-for-recordings"
 
 
 # -- locations ---------------------------------------------------------------------------
@@ -324,6 +423,28 @@ def _show(values: list[Any]) -> str:
     return ", ".join(json.dumps(v, ensure_ascii=False) for v in values)
 
 
+def _resolve(document: Any, pointer: str) -> Any:
+    """The node at a JSON pointer (True, the empty schema, when there is none)."""
+    node = document
+    for raw in pointer.split("/")[1:] if pointer else []:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return True
+    return node
+
+
+def _required_at(document: Any, pointer: str) -> bool:
+    """Whether the property at ``.../properties/<name>`` is required by the object declaring it."""
+    parent, _, name = pointer.rpartition("/")
+    owner = _resolve(document, parent.removesuffix("/properties"))
+    required = owner.get("required") if isinstance(owner, dict) else None
+    return isinstance(required, list) and name.replace("~1", "/").replace("~0", "~") in required
+
+
 # -- the walk ----------------------------------------------------------------------------
 Context = tuple[str, str] | None  # the discriminator value already selected, if any
 
@@ -344,13 +465,55 @@ class _Differ:
             return {k: v for k, v in doc.items() if k not in ("$defs", "$schema")}
 
         self.node(root(self.old_doc), root(self.new_doc), _At("", "", ""), None, 0)
+        self.drain()
+        while self.moves():
+            self.drain()
+        return self.changes
+
+    def drain(self) -> None:
         # Breadth first: a schema reached by several paths is reported at the shortest.
         while self.queue:
             old_name, new_name, location, context = self.queue.popleft()
             self.owner = new_name
             at = _At(f"/$defs/{_escape(old_name)}", f"/$defs/{_escape(new_name)}", location)
             self.node(self.old_defs[old_name], self.new_defs[new_name], at, context, 0)
-        return self.changes
+
+    def moves(self) -> bool:
+        """Turn a property moved between the schemas composing one object into its changes.
+
+        ``reasoning`` leaving ``ResponseProperties`` for ``CreateResponse`` (parts of one
+        ``allOf``) is reported as removed from one and added to the other, at the same body
+        location: the body still accepts it, so both go, and the property's two schemas are
+        compared instead (whether it is required too). Returns whether any was found.
+        """
+        added = {
+            (c.location, c.name): c
+            for c in self.changes
+            if c.change in ("property-added", "required-added")
+            and c.pointer.endswith(f"/properties/{_escape(c.name)}")  # a new property
+        }
+        pairs = [
+            (gone, added.pop((gone.location, gone.name)))
+            for gone in self.changes
+            if gone.change == "property-removed" and (gone.location, gone.name) in added
+        ]
+        if not pairs:
+            return False
+        dropped = {id(c) for pair in pairs for c in pair}
+        self.changes = [c for c in self.changes if id(c) not in dropped]
+        for gone, new in pairs:
+            self.owner = new.schema
+            old_node = _resolve(self.old_doc, gone.old_pointer)
+            new_node = _resolve(self.new_doc, new.pointer)
+            at = _At(gone.old_pointer, new.pointer, new.location)
+            was = _required_at(self.old_doc, gone.old_pointer)
+            now = new.change == "required-added"
+            if now and not was:
+                self.emit("required-added", at, "newly required", new.name)
+            elif was and not now:
+                self.emit("required-removed", at, "no longer required", new.name)
+            self.node(old_node, new_node, at, None, 1)
+        return True
 
     def emit(
         self,
@@ -624,7 +787,7 @@ class _Differ:
                 self.emit("property-added", where, "added (optional)", name)
         for name in sorted(set(old_props) - set(new_props)):
             where = _At(at.prop(name).old, at.new, join(at.location, name))
-            if self.kind == "request":
+            if is_request_kind(self.kind):
                 detail = "removed (the API rejects parameters it does not know)"
             else:
                 detail = "removed (now undocumented: a violation under --strict)"
@@ -643,14 +806,68 @@ class _Differ:
 
 
 # -- entry points ----------------------------------------------------------------------------
-def diff_schema_sets(
-    old: SchemaSet, new: SchemaSet, kinds: Sequence[Kind] = COMPACT_KINDS
-) -> SchemaDiff:
-    """Every change to the closures of ``kinds`` (default: the compaction bodies)."""
+# The operation of a kind's family when neither manifest names it (see _operation).
+_OPERATIONS = {
+    "operation": "POST /responses/compact",
+    "responses": "POST /responses",
+    "beta": "POST /responses/compact?beta=true",
+}
+
+
+def _family(kind: Kind) -> str:
+    """The manifest entry of a kind's operation: ``operation`` (compaction), ``responses``..."""
+    return kind.split(".", 1)[0] if "." in kind else "operation"
+
+
+def _operation(kind: Kind, *versions: SchemaSet) -> str:
+    """``POST /responses``: the operation of ``kind`` as the first manifest declaring it says."""
+    family = _family(kind)
+    for schemas in versions:
+        entry = schemas.manifest.get(family)
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            return f"{str(entry.get('method') or 'post').upper()} {entry['path']}"
+    return _OPERATIONS.get(family, f"the {family} operation")
+
+
+def _document(
+    schemas: SchemaSet, kind: Kind, operation: str
+) -> tuple[dict[str, Any] | None, Absence | None]:
+    """(the document of ``kind``, None), or (None, why the version has none)."""
+    try:
+        return schemas.document(kind), None
+    except VersionError:
+        if (schemas.path / f"{kind}.schema.json").exists():
+            raise  # there but unreadable: a broken folder, not a kind the version lacks
+    family = _family(kind)
+    reason: AbsenceReason
+    if family != "operation" and family not in schemas.manifest:
+        reason = "derived-before"  # the manifest predates the operation's schemas
+    elif family != "operation" and schemas.manifest[family] is None:
+        reason = "not-in-spec"
+    else:
+        reason = "file-missing"
+    return None, Absence(kind, schemas.name, reason, operation)
+
+
+def diff_schema_sets(old: SchemaSet, new: SchemaSet, kinds: Sequence[Kind] = KINDS) -> SchemaDiff:
+    """Every change to the documents of ``kinds`` (default: every kind), in the order of KINDS.
+
+    A kind that one version (or both) has no document of is not compared: its
+    :class:`KindCoverage` in ``kinds`` of the result says which version lacks it and why.
+    """
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise VersionError(f"unknown schema kind {unknown[0]!r}; known kinds: {', '.join(KINDS)}")
     changes: list[Change] = []
-    for kind in kinds:
-        changes += _Differ(kind, old.document(kind), new.document(kind)).run()
-    return SchemaDiff(old=old.name, new=new.name, changes=tuple(changes))
+    coverage: list[KindCoverage] = []
+    for kind in (k for k in KINDS if k in kinds):
+        operation = _operation(kind, old, new)
+        old_document, old_absence = _document(old, kind, operation)
+        new_document, new_absence = _document(new, kind, operation)
+        coverage.append(KindCoverage(kind, operation, old_absence, new_absence))
+        if old_document is not None and new_document is not None:
+            changes += _Differ(kind, old_document, new_document).run()
+    return SchemaDiff(old=old.name, new=new.name, changes=tuple(changes), kinds=tuple(coverage))
 
 
 def open_schema_set(operand: str | Path, workdir: str | Path) -> SchemaSet:
@@ -685,11 +902,18 @@ _IMPACT_TEXT = {
 
 
 def format_text(diff: SchemaDiff) -> str:
-    """One line per change, breaking ones first, grouped by closure."""
+    """One line per change, breaking ones first, grouped by kind in the order of KINDS.
+
+    A kind one version lacks gets one line saying which and why, instead of its changes.
+    """
     lines = [f"schema changes {diff.old} -> {diff.new}"]
     width = max(len(t) for t in _IMPACT_TEXT.values())
     counts = diff.counts()
-    for kind in COMPACT_KINDS:
+    for kind in diff.kind_order:
+        coverage = diff.coverage(kind)
+        if coverage is not None and not coverage.compared:
+            lines.append(f"{kind}: {coverage.describe(diff.old, diff.new)}")
+            continue
         changes = sorted(diff.of_kind(kind), key=lambda c: IMPACTS.index(c.impact))
         if not changes:
             lines.append(f"{kind}: no changes")
@@ -711,17 +935,32 @@ def add_diff(actions: Any) -> None:
     """Add ``diff`` to the ``schemas`` actions."""
     parser = actions.add_parser(
         "diff",
-        help="list the changes between two schema versions, classified",
+        help=(
+            "list the changes between two schema versions, classified: POST /responses/compact, "
+            "POST /responses and every other kind a version has"
+        ),
         description=(
-            "Compare the request, response and error schemas of A and B (bundled version names or "
-            "date prefixes, derived folders, or OpenAPI spec files). Each change is breaking for "
-            "clients (a valid request becomes invalid), breaking for recordings (a valid response "
-            "becomes invalid) or compatible. Exit 0 on success, 2 on usage errors."
+            "Compare every kind of schema A and B have (bundled version names or date prefixes, "
+            "derived folders, or OpenAPI spec files): the request, response and error bodies of "
+            "POST /responses/compact, the request, response object and stream event of POST "
+            f"/responses, and any other ({', '.join(KINDS)}). Each change is breaking for "
+            "clients (a valid request becomes invalid), breaking for recordings (a valid "
+            "response, event or error becomes invalid) or compatible. A kind only one version "
+            "has is reported as such, with the reason, and not compared. Exit 0 on success, 2 on "
+            "usage errors."
         ),
     )
     parser.add_argument("old", metavar="A", help="the older version")
     parser.add_argument("new", metavar="B", help="the newer version")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help=(
+            "text: a line per change, grouped by kind; json: the changes, a summary per kind and "
+            "the coverage of each kind (compared, or which version lacks it and why)"
+        ),
+    )
     parser.set_defaults(handler=run_diff)
 
 

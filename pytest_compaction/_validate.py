@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jsonschema_rs
 
-from ._errors import BodyError
-from ._versions import Kind, SchemaSet, load_schema_set, resolve_version
+from ._errors import BodyError, CompactionError
+from ._versions import Kind, SchemaSet, available_versions, load_schema_set, resolve_version
 
 if TYPE_CHECKING:
     import jsonschema
@@ -617,8 +617,12 @@ def _unique(nodes: list[Any]) -> Iterator[Any]:
 class Validator:
     """Validates one kind of body against one schema version; build it once, use it often."""
 
-    def __init__(self, schema_set: SchemaSet, kind: Kind, backend: Backend = "rs") -> None:
+    def __init__(
+        self, schema_set: SchemaSet, kind: Kind, backend: Backend = "rs", hints: bool = True
+    ) -> None:
         self.version = schema_set.name
+        # Whether findings that a later version does not share say so (see ``_hint``).
+        self.hints = hints
         self.kind: Kind = kind
         self.backend: Backend = backend
         self._schema_set = schema_set
@@ -737,6 +741,8 @@ class Validator:
         self._drift_walker().walk(self.document, body, (), body, notes)
         # several applicable schemas can reach the same property: note it once
         notes = list(dict.fromkeys(notes))
+        if self.hints:
+            violations, notes = self._newer(body, violations, notes)
         if strict:
             violations += [
                 Violation(n.path, n.message + " (strict)", item_type=n.item_type, keyword="drift")
@@ -745,11 +751,75 @@ class Validator:
         violations.sort(key=lambda v: _pointer_order(v.path))
         return Report(self.kind, self.version, tuple(violations), tuple(notes))
 
+    def _newer(
+        self, body: Any, violations: list[Violation], notes: list[DriftNote]
+    ) -> tuple[list[Violation], list[DriftNote]]:
+        """Say so where a finding is only what this version does not know (see ``_hint``)."""
+        unknown = [v for v in violations if _unknown_type(v)]
+        if not unknown and not notes:
+            return violations, notes
+        later = _later_versions(self.version)
+        known: dict[tuple[str, str], str] = {}  # (pointer, finding) -> first version knowing it
+        for version in later:
+            try:
+                other = get_validator(self.kind, version, hints=False).validate(body)
+            except CompactionError:
+                continue  # the version has no schema of this kind
+            failing = {v.path for v in other.violations if _unknown_type(v)}
+            drifting = {n.path for n in other.drift}
+            for v in unknown:
+                if v.path not in failing:
+                    known.setdefault((v.path, "type"), version)
+            for n in notes:
+                if n.path not in drifting:
+                    known.setdefault((n.path, "drift"), version)
+        kept: list[Violation] = []
+        for v in violations:
+            if _unknown_type(v):
+                v = v._replace(message=v.message + _hint(known.get((v.path, "type")), later))
+            kept.append(v)
+        noted = [
+            n._replace(message=n.message + _declared_by(known[(n.path, "drift")]))
+            if (n.path, "drift") in known
+            else n
+            for n in notes
+        ]
+        return kept, noted
+
 
 @cache
-def get_validator(kind: Kind, version: str | None = None, backend: Backend = "rs") -> Validator:
+def get_validator(
+    kind: Kind, version: str | None = None, backend: Backend = "rs", hints: bool = True
+) -> Validator:
     """The cached validator for a kind and version (compiled on first use)."""
-    return Validator(load_schema_set(resolve_version(version)), kind, backend)
+    return Validator(load_schema_set(resolve_version(version)), kind, backend, hints)
+
+
+# -- traffic newer than the contract -------------------------------------------------------------
+def _unknown_type(violation: Violation) -> bool:
+    """A violation that names a discriminator value the version does not list."""
+    return violation.keyword == "enum" and " unknown type " in f" {violation.message}"
+
+
+def _later_versions(version: str) -> list[str]:
+    """The versions named after ``version`` (names start with their date), newest last."""
+    names = available_versions()
+    return list(names[names.index(version) + 1 :]) if version in names else []
+
+
+def _hint(knows: str | None, later: list[str]) -> str:
+    """What to do about a type a version does not know: a later one knows it, or none does."""
+    if knows is not None:
+        newest = " (the newest, and the default)" if knows == later[-1] else ""
+        return f"; this traffic is newer than the contract: schema version {knows}{newest} knows it"
+    return (
+        "; no schema version here knows it: a mistake, or traffic newer than every contract "
+        "(README: Keeping up with the API)"
+    )
+
+
+def _declared_by(version: str) -> str:
+    return f" (newer than the contract: schema version {version} declares it)"
 
 
 def validate(kind: Kind, body: Any, *, version: str | None = None, strict: bool = False) -> Report:

@@ -67,6 +67,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="gateway dialect to validate under (default: the cassette's, else detected from "
         "the request URL, else openai)",
     )
+    group.addoption(
+        "--compaction-schema-path",
+        dest="compaction_schema_path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of derived schema versions (or one version folder) that join the "
+        "bundled ones (repeatable; also the ini key compaction_schema_path and the environment "
+        "variable COMPACTION_SCHEMA_PATH)",
+    )
     parser.addini("compaction_record_mode", "default record mode", default="none")
     parser.addini(
         "compaction_cassette_dir", "cassette directory (rootdir-relative)", default="cassettes"
@@ -79,6 +89,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "compaction_strict", "treat undocumented fields as violations", type="bool", default=False
+    )
+    parser.addini(
+        "compaction_schema_path",
+        "folders of derived schema versions that join the bundled ones (ini-relative)",
+        type="paths",
+        default=[],
     )
     parser.addini(
         "compaction_filter_headers",
@@ -101,6 +117,14 @@ def pytest_configure(config: pytest.Config) -> None:
             f"compaction_dialect = {dialect!r} is not one of {', '.join(DIALECTS)}, auto"
         )
     config.stash[_STATS] = {}
+    extra = [*config.getini("compaction_schema_path"), *config.getoption("compaction_schema_path")]
+    if extra:
+        from ._versions import add_schema_dirs
+
+        try:
+            add_schema_dirs(extra)
+        except CompactionError as exc:
+            raise pytest.UsageError(f"compaction_schema_path: {exc}") from None
     mode = config.getoption("compaction_record") or config.getini("compaction_record_mode")
     if mode not in RECORD_MODES:
         raise pytest.UsageError(
@@ -369,6 +393,17 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         node.config.stash.setdefault(_STATS, {}).update(json.loads(raw))
 
 
+def _freshness(config: pytest.Config) -> str | None:
+    """The freshness line of the version this run validates against by default."""
+    from ._versions import freshness
+
+    version = config.getoption("compaction_version") or config.getini("compaction_version")
+    try:
+        return freshness(version or None)
+    except CompactionError:
+        return None
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     stats = config.stash.get(_STATS, {})
     if not stats:
@@ -383,6 +418,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"{total['replayed']} replayed, {total['validated']} validated; "
         f"{violations} violation(s), {drift} drift note(s)"
     )
+    fresh = _freshness(config)
+    if fresh:
+        tr.write_line(f"note: {fresh}")
     for nodeid in sorted(stats):
         s = stats[nodeid]
         if not s["violations"] and not s["drift"] and not s.get("notes"):

@@ -113,21 +113,21 @@ def closure_names(spec: SpecFile, root: str) -> set[str]:
     return seen
 
 
-def _rewrite(node: Any, anchor: str | None) -> Any:
+def rewrite(node: Any, anchor: str | None) -> Any:
     if isinstance(node, list):
-        return [_rewrite(v, anchor) for v in node]
+        return [rewrite(v, anchor) for v in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "oneOf":
-            out["anyOf"] = _rewrite(value, anchor)
+            out["anyOf"] = rewrite(value, anchor)
         elif key == "$recursiveRef":
             if value != "#" or anchor is None:
                 raise ValueError(f"$recursiveRef {value!r} outside a $recursiveAnchor component")
             out["$ref"] = PREFIX + anchor
         else:
-            out[key] = _rewrite(value, anchor)
+            out[key] = rewrite(value, anchor)
     return out
 
 
@@ -137,7 +137,7 @@ def closure_document(spec: SpecFile, root: str) -> dict[str, Any]:
     for name in sorted(closure_names(spec, root)):
         schema = spec.schemas[name]
         anchored = isinstance(schema, dict) and schema.get("$recursiveAnchor") is True
-        schemas[name] = _rewrite(schema, name if anchored else None)
+        schemas[name] = rewrite(schema, name if anchored else None)
     return {"$schema": DIALECT, "$ref": PREFIX + root, "components": {"schemas": schemas}}
 
 

@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import Upstream
+from conftest import Upstream, compaction_body
 
-from pytest_compaction._cassette import load_cassette, save_cassette
+from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
 from pytest_compaction._check import check_paths, format_text
+from pytest_compaction._dialects import DialectError
 from pytest_compaction._recorder import use_cassette
 from pytest_compaction.cli import main
 
@@ -378,3 +379,80 @@ def test_format_text_without_against_lists_violations(upstream: Upstream, tmp_pa
     )
     text = format_text(check_paths([path], version="2026-07-15"))
     assert "pass  exchange 0: POST /v1/responses/compact" in text  # the recorded version wins
+
+
+# -- --dialect: one gateway profile for every exchange ---------------------------------------------
+def gateway_cassette(path: Path, response: dict[str, Any], dialect: str | None) -> Path:
+    """One compaction on Bifrost's path answered with ``response``, recorded under ``dialect``."""
+    request = {"model": "gpt-5", "input": [{"role": "user", "content": "hi"}]}
+    json_headers = {"content-type": ["application/json"]}
+    exchange = Exchange(
+        method="POST",
+        uri="http://127.0.0.1:8080/openai/v1/responses/compact",
+        request_headers=json_headers,
+        request_body=json.dumps(request).encode(),
+        response_headers=json_headers,
+        response_body=json.dumps(response).encode(),
+    )
+    data = CassetteData([exchange], schema_version="2026-08-21_f85dbe223d40", dialect=dialect)
+    save_cassette(path, data)
+    return path
+
+
+def bifrost_answer() -> dict[str, Any]:
+    body = compaction_body({"input": [{"role": "user", "content": "hi"}]}, 1)
+    body["extra_fields"] = {"request_type": "responses_compact", "provider": "openai", "latency": 7}
+    body["usage"]["cost"] = {"total_cost": 0.0012}
+    return body
+
+
+def test_dialect_overrides_the_dialect_a_cassette_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = gateway_cassette(tmp_path / "bifrost.yaml", bifrost_answer(), "bifrost")
+    code, out, _ = run(capsys, str(path), "--strict")
+    assert code == 0, out  # the recorded bifrost profile declares Bifrost's additions
+    code, out, _ = run(capsys, str(path), "--strict", "--dialect", "bifrost")
+    assert code == 0, out
+
+    code, out, _ = run(capsys, str(path), "--strict", "--dialect", "openai")
+    assert code == 1
+    assert "  FAIL  exchange 0: POST /openai/v1/responses/compact" in out
+    assert "        response: extra_fields: undocumented property (strict)" in out
+    assert "        response: usage.cost: undocumented property (strict)" in out
+    assert "1 exchange(s) in 1 cassette(s): 0 passed, 1 failed" in out
+    # without --strict the additions are drift, not violations, under either profile
+    code, out, _ = run(capsys, str(path), "--dialect", "openai")
+    assert code == 0, out
+
+
+def test_dialect_applies_a_profile_to_a_cassette_that_recorded_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an OpenAI answer on a path Bifrost shares: detected as openai, valid
+    plain = compaction_body({"input": [{"role": "user", "content": "hi"}]}, 1)
+    path = gateway_cassette(tmp_path / "plain.yaml", plain, None)
+    code, out, _ = run(capsys, str(path))
+    assert code == 0, out
+    # Bifrost always sends extra_fields: judged as Bifrost's, the answer lacks it
+    code, out, _ = run(capsys, str(path), "--dialect", "bifrost", "--format", "json")
+    assert code == 1
+    (exchange,) = json.loads(out)["cassettes"][0]["exchanges"]
+    violations = exchange["baseline"]["response"]["violations"]
+    assert [(v["path"], v["keyword"]) for v in violations] == [("/extra_fields", "required")]
+
+    result = check_paths([path], dialect="bifrost")
+    assert not result.passed
+    assert check_paths([path], dialect="openai").passed
+
+
+def test_an_unknown_dialect_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = gateway_cassette(tmp_path / "c.yaml", bifrost_answer(), "bifrost")
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(path), "--dialect", "nope"])
+    assert info.value.code == 2
+    assert "argument --dialect: invalid choice: 'nope'" in capsys.readouterr().err
+    with pytest.raises(DialectError, match="unknown dialect 'nope'; known dialects: openai"):
+        check_paths([path], dialect="nope")

@@ -42,11 +42,13 @@ import jsonschema
 import pytest
 import yaml
 from _closure import (
+    PREFIX,
     SpecFile,
     closure_document,
     closure_names,
     compact_roots,
     read_spec,
+    rewrite,
     undefined_required,
 )
 from conftest import REFERENCE, compaction_body
@@ -85,6 +87,8 @@ class Reference:
     version: str
     spec: SpecFile
     roots: dict[str, str]
+    # (input member, property, output member): the passed-back items the manifest lists
+    passed_back: tuple[tuple[str, str, str], ...] = ()
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     _validators: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -93,7 +97,7 @@ class Reference:
         if key not in self._validators:
             document = self.documents[kind]
             if variant:
-                document = VARIANTS[variant](deepcopy(document))
+                document = VARIANTS[variant](deepcopy(document), self)
             jsonschema.Draft202012Validator.check_schema(document)
             self._validators[key] = jsonschema.Draft202012Validator(document)
         return self._validators[key]
@@ -109,7 +113,7 @@ def reference(version: str) -> Reference:
     spec = read_spec(path)
     assert spec.sha256 == manifest["source"]["sha256"], f"{path} is not the spec {version} names"
     roots = compact_roots(spec)
-    ref = Reference(version, spec, roots)
+    ref = Reference(version, spec, roots, passed_back=passed_back_items(manifest))
     for kind, root in roots.items():
         ref.documents[kind] = closure_document(spec, root)
     return ref
@@ -120,7 +124,67 @@ def _schemas(document: dict[str, Any]) -> dict[str, Any]:
     return schemas
 
 
-def _keep_defined_required(document: dict[str, Any]) -> dict[str, Any]:
+_PASSED_BACK = re.compile(r"^'(?P<prop>[^']+)' of the (?P<twin>\w+) output item ")
+
+
+def passed_back_items(manifest: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """(input member, property, output member) of each ``passed-back-item`` defect listed."""
+    found = []
+    for defect in manifest["defects"]:
+        if defect["kind"] == "passed-back-item":
+            member, _, prop = defect["location"].partition("/properties/")
+            match = _PASSED_BACK.match(defect["detail"])
+            assert match is not None and match["prop"] == prop, defect
+            found.append((member, prop, match["twin"]))
+    return tuple(found)
+
+
+def _own_parts(spec: SpecFile, name: str) -> list[dict[str, Any]]:
+    """A component and the components its ``allOf`` names, in order (the spec's own text)."""
+    schema = spec.schemas[name]
+    parts = [schema]
+    for part in schema.get("allOf", []):
+        ref = part.get("$ref", "")
+        parts.extend(_own_parts(spec, ref.removeprefix(PREFIX)) if ref else [part])
+    return parts
+
+
+def declared(spec: SpecFile, name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in _own_parts(spec, name):
+        for key, value in part.get("properties", {}).items():
+            out.setdefault(key, value)
+    return out
+
+
+def required(spec: SpecFile, name: str) -> set[str]:
+    return {p for part in _own_parts(spec, name) for p in part.get("required", [])}
+
+
+def type_values(spec: SpecFile, name: str) -> set[str]:
+    node = declared(spec, name).get("type", {})
+    values = node.get("enum", [node["const"]] if "const" in node else [])
+    return {v for v in values if isinstance(v, str)}
+
+
+def _accept_passed_back(document: dict[str, Any], ref: Reference) -> dict[str, Any]:
+    """An input item may carry what the output item of its ``type`` has, as it was returned
+    (``null`` where the output does not require it): the property, with the output's schema."""
+    schemas = _schemas(document)
+    for member, prop, twin in ref.passed_back:
+        if member not in schemas:
+            continue  # not in this kind's closure
+        schema = rewrite(declared(ref.spec, twin)[prop], None)
+        if prop not in required(ref.spec, twin):
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        schemas[member].setdefault("properties", {})[prop] = schema
+        for name in closure_names(ref.spec, twin):
+            anchored = ref.spec.schemas[name].get("$recursiveAnchor") is True
+            schemas.setdefault(name, rewrite(ref.spec.schemas[name], name if anchored else None))
+    return document
+
+
+def _keep_defined_required(document: dict[str, Any], ref: Reference) -> dict[str, Any]:
     """Our derivation drops ``required`` entries that name no declared property."""
     schemas = _schemas(document)
     for name, prop in UNDEFINED_REQUIRED:
@@ -130,7 +194,7 @@ def _keep_defined_required(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _ecma_end_anchor(document: dict[str, Any]) -> dict[str, Any]:
+def _ecma_end_anchor(document: dict[str, Any], ref: Reference) -> dict[str, Any]:
     """JSON Schema regexes are ECMA-262: ``$`` is the end of the string, never before a
     final newline as in Python's ``re``; ``\\Z`` says that to Python."""
 
@@ -157,7 +221,7 @@ class Difference:
 
     name: str
     why: str
-    change: Callable[[dict[str, Any]], dict[str, Any]]
+    change: Callable[[dict[str, Any], Reference], dict[str, Any]]
 
 
 DIFFERENCES = (
@@ -175,16 +239,25 @@ DIFFERENCES = (
         "in a newline passes `^[a-zA-Z0-9_-]+$` there and fails with jsonschema-rs",
         _ecma_end_anchor,
     ),
+    Difference(
+        "passed-back-item",
+        "the contract has clients pass output items back as input as returned, and the SDKs "
+        "do, but the spec's input items lack properties their output twins carry "
+        "(EasyInputMessage has no `id`); our derivation declares them with the output's schema "
+        "(and null where the output does not require them), so a passed-back `id` of the "
+        "wrong type is invalid for us and undocumented, hence valid, for the raw spec",
+        _accept_passed_back,
+    ),
 )
 
 
-def _all_differences(document: dict[str, Any]) -> dict[str, Any]:
+def _all_differences(document: dict[str, Any], ref: Reference) -> dict[str, Any]:
     for difference in DIFFERENCES:
-        document = difference.change(document)
+        document = difference.change(document, ref)
     return document
 
 
-VARIANTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+VARIANTS: dict[str, Callable[[dict[str, Any], Reference], dict[str, Any]]] = {
     **{d.name: d.change for d in DIFFERENCES},
     "+".join(d.name for d in DIFFERENCES): _all_differences,
 }
@@ -909,6 +982,12 @@ def test_differences_are_the_spec_s_own() -> None:
             p for p in _strings(ref.documents["request"], "pattern") if re.search(r"[^\\]\$$", p)
         ]
         assert patterns, "no end-anchored pattern left to tell the regex dialects apart"
+        assert ref.passed_back, "no passed-back item listed"
+        for member, prop, twin in ref.passed_back:
+            # the input member lacks what its output twin of the same type declares
+            assert prop not in declared(ref.spec, member), (member, prop)
+            assert prop in declared(ref.spec, twin), (twin, prop)
+            assert type_values(ref.spec, member) & type_values(ref.spec, twin), (member, twin)
 
 
 # The smallest body showing each listed difference, per version it applies to.
@@ -916,6 +995,10 @@ WITNESSES = {
     "required-undefined": {
         "model": "gpt-5.4",
         "input": [{"type": "mcp_approval_response", "approval_request_id": "r", "approve": True}],
+    },
+    "passed-back-item": {
+        "model": "gpt-5.4",
+        "input": [{"role": "user", "content": "hi", "id": 7}],
     },
     "regex-dialect": {
         "model": "gpt-5.4",

@@ -26,6 +26,7 @@ from pytest_compaction._derive import RESPONSES_FILES, derive, strict_name
 from pytest_compaction._spec import Spec, load_spec
 from pytest_compaction._validate import get_validator
 from pytest_compaction._versions import (
+    BETA_KINDS,
     COMPACT_KINDS,
     KINDS,
     RESPONSES_KINDS,
@@ -66,7 +67,8 @@ def messages(report: Any) -> list[str]:
 def test_kinds_name_the_new_documents() -> None:
     assert COMPACT_KINDS == ("request", "response", "error")
     assert RESPONSES_KINDS == ("responses.request", "responses.response", "responses.event")
-    assert KINDS == COMPACT_KINDS + RESPONSES_KINDS
+    assert BETA_KINDS == ("beta.request", "beta.response")
+    assert KINDS == COMPACT_KINDS + RESPONSES_KINDS + BETA_KINDS
     assert tuple(f"{kind}.schema.json" for kind in RESPONSES_KINDS) == RESPONSES_FILES
 
 
