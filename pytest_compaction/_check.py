@@ -32,7 +32,7 @@ from ._routes import route_of
 from ._schema_diff import Change, SchemaDiff, diff_schema_sets, join, open_schema_set, typed
 from ._sse import parse_stream
 from ._validate import Report, Violation, parse_body
-from ._versions import KINDS, Kind, load_schema_set, resolve_version
+from ._versions import KINDS, Kind, freshness, load_schema_set, resolve_version
 
 CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")
 Side = Literal["request", "response", "error"]
@@ -190,6 +190,7 @@ class CheckResult:
     against: str | None = None
     strict: bool = False
     ignored: tuple[str, ...] = ()  # files under the paths that are not cassettes
+    freshness: str | None = None  # the installed SDK is newer than the newest contract covers
 
     @property
     def exchanges(self) -> list[ExchangeResult]:
@@ -224,6 +225,7 @@ class CheckResult:
             "strict": self.strict,
             "passed": self.passed,
             "summary": self.summary(),
+            "freshness": self.freshness,
             "cassettes": [c.as_dict() for c in self.cassettes],
             "ignored": list(self.ignored),
         }
@@ -633,7 +635,7 @@ def check_paths(
     if not results:
         where = ", ".join(str(p) for p in paths)
         raise CompactionError(f"no cassettes found under {where}")
-    return CheckResult(tuple(results), against_name, strict, tuple(ignored))
+    return CheckResult(tuple(results), against_name, strict, tuple(ignored), freshness())
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -690,6 +692,8 @@ def format_text(result: CheckResult) -> str:
             f"against {against}: {s['now_failing']} now failing, {s['now_passing']} now passing, "
             f"{s['still_failing']} still failing, {s['still_passing']} still passing"
         )
+    if result.freshness is not None:
+        lines.append(f"note: {result.freshness}")
     return "\n".join(lines)
 
 

@@ -102,6 +102,11 @@ def _action(raw: Any, index: int, where: str) -> Action:
     update = raw.get("update", _ABSENT)
     if not remove and update is _ABSENT:
         raise OverlayError(f"{here}: has neither 'update' nor 'remove: true'")
+    if update is not _ABSENT:
+        try:  # what an update adds must be JSON (YAML alone has dates, sets, binary)
+            json.dumps(update)
+        except (TypeError, ValueError) as exc:
+            raise OverlayError(f"{here}: 'update' is not plain JSON data: {exc}") from None
     unknown = sorted(k for k in raw if k not in ("target", "description", "update", "remove"))
     unknown = [k for k in unknown if not str(k).startswith("x-")]
     if unknown:
@@ -225,9 +230,4 @@ def apply_overlay(document: dict[str, Any], overlay: Overlay) -> dict[str, Any]:
     out = copy.deepcopy(document)
     for action in overlay.actions:
         _apply(out, action, overlay.source)
-    # The result must still be plain JSON (an update could carry YAML-only values).
-    try:
-        json.dumps(out)
-    except (TypeError, ValueError) as exc:
-        raise OverlayError(f"{overlay.source}: the overlaid spec is not JSON: {exc}") from None
     return out

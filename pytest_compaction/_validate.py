@@ -787,12 +787,20 @@ class Validator:
         return kept, noted
 
 
-@cache
 def get_validator(
     kind: Kind, version: str | None = None, backend: Backend = "rs", hints: bool = True
 ) -> Validator:
-    """The cached validator for a kind and version (compiled on first use)."""
-    return Validator(load_schema_set(resolve_version(version)), kind, backend, hints)
+    """The cached validator for a kind and version (compiled on first use).
+
+    ``version`` is resolved on each call ("the newest" follows the schema path as it is now);
+    the compiled validator is cached per schema set.
+    """
+    return _validator(kind, load_schema_set(version), backend, hints)
+
+
+@cache
+def _validator(kind: Kind, schema_set: SchemaSet, backend: Backend, hints: bool) -> Validator:
+    return Validator(schema_set, kind, backend, hints)
 
 
 # -- traffic newer than the contract -------------------------------------------------------------

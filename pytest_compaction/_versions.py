@@ -62,7 +62,6 @@ def add_schema_dirs(paths: Iterable[str | Path]) -> None:
         if folder not in _added:
             _added.append(folder)
     _registry_for.cache_clear()
-    load_schema_set.cache_clear()
 
 
 def _version_folders(folder: Path) -> list[Path]:
@@ -197,10 +196,19 @@ class SchemaSet:
         )
 
 
-@cache
-def load_schema_set(version: str | None = None) -> SchemaSet:
+def load_schema_set(version: str | Path | None = None) -> SchemaSet:
+    """The version ``version`` names (see :func:`resolve_version`), read once per folder.
+
+    The name is resolved on every call, so that "the newest" follows the schema path as it is
+    now; the documents are cached by the folder they come from.
+    """
     name = resolve_version(version)
     folder = Path(name) if Path(name).is_absolute() else version_folder(name)
+    return _load_schema_set(name, folder)
+
+
+@cache
+def _load_schema_set(name: str, folder: Path) -> SchemaSet:
     try:
         manifest = json.loads((folder / "manifest.json").read_bytes())
     except (OSError, ValueError) as exc:
