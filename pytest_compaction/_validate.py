@@ -773,10 +773,16 @@ class Validator:
             for n in notes:
                 if n.path not in drifting:
                     known.setdefault((n.path, "drift"), version)
+        beta = self._beta_knows(body, [v for v in unknown if (v.path, "type") not in known])
         kept: list[Violation] = []
         for v in violations:
             if _unknown_type(v):
-                v = v._replace(message=v.message + _hint(known.get((v.path, "type")), later))
+                if v.path in beta:
+                    hint = f"; the beta compact route of schema version {beta[v.path]} knows it"
+                    hint += " (POST /responses/compact?beta=true: client.beta.responses.compact())"
+                else:
+                    hint = _hint(known.get((v.path, "type")), later)
+                v = v._replace(message=v.message + hint)
             kept.append(v)
         noted = [
             n._replace(message=n.message + _declared_by(known[(n.path, "drift")]))
@@ -785,6 +791,31 @@ class Validator:
             for n in notes
         ]
         return kept, noted
+
+    def _beta_knows(self, body: Any, unknown: list[Violation]) -> dict[str, str]:
+        """Pointer -> the first version (this one or later) whose beta route knows the type.
+
+        A plain compact body with a beta item type (``multi_agent_call``) was most likely
+        meant for ``client.beta.responses.compact()``.
+        """
+        beta_kind = _BETA_TWINS.get(self.kind)
+        if beta_kind is None or not unknown:
+            return {}
+        found: dict[str, str] = {}
+        for version in [self.version, *_later_versions(self.version)]:
+            try:
+                other = get_validator(beta_kind, version, hints=False).validate(body)
+            except CompactionError:
+                continue  # no beta contract in this version
+            failing = {v.path for v in other.violations if _unknown_type(v)}
+            for v in unknown:
+                if v.path not in failing:
+                    found.setdefault(v.path, version)
+        return found
+
+
+# The beta compact route's kind for each plain compact kind.
+_BETA_TWINS: dict[Kind, Kind] = {"request": "beta.request", "response": "beta.response"}
 
 
 def get_validator(
