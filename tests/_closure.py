@@ -16,6 +16,7 @@ two rewrites are made, both forced by JSON Schema 2020-12:
 from __future__ import annotations
 
 import hashlib
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,34 @@ def read_spec(path: Path) -> SpecFile:
     if not isinstance(document, dict) or "openapi" not in document:
         raise ValueError(f"{path}: not an OpenAPI document")
     return SpecFile(path, hashlib.sha256(raw).hexdigest(), document)
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
+            _merged(base[key], value)
+        else:
+            base[key] = deepcopy(value)
+
+
+def overlaid(spec: SpecFile, overlay: Path) -> SpecFile:
+    """``spec`` with an OpenAPI Overlay 1.0 document's actions applied, read here: each
+    ``target`` through jsonpath-ng, ``update`` merged into objects and appended to arrays
+    (the reading the Overlay Specification gives). The bundled overlays remove nothing, so
+    ``remove`` is refused here rather than read."""
+    from jsonpath_ng.ext import parse
+
+    document = deepcopy(spec.document)
+    for action in yaml.load(overlay.read_bytes(), Loader=_Loader)["actions"]:
+        matches = parse(action["target"]).find(document)
+        assert matches, f"{overlay.name}: {action['target']} selects nothing"
+        assert not action.get("remove"), f"{overlay.name}: remove is not read here"
+        for match in matches:
+            if isinstance(match.value, list):
+                match.value.append(deepcopy(action["update"]))
+            else:
+                _merged(match.value, action["update"])
+    return SpecFile(spec.path, spec.sha256, document)
 
 
 def _body_schema_name(spec: SpecFile, response: Any) -> str:

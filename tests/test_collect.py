@@ -94,7 +94,7 @@ def test_ini_key_named_paths_and_the_default_off(pytester: pytest.Pytester, suit
     }
     result.stdout.fnmatch_lines(
         [
-            "*does not conform to schema version 2026-08-21_f85dbe223d40:",
+            "*does not conform to schema version 2026-11-19_openai-3.57.0:",
             "  response: usage.input_tokens_details: missing required property*cache_write_tokens*",
         ]
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+import yaml
 from conftest import REFERENCE
 
 from pytest_compaction import SpecError
@@ -32,6 +33,7 @@ from pytest_compaction._derive import (
     derive_to,
     iter_schema_nodes,
 )
+from pytest_compaction._overlay import load_overlay
 from pytest_compaction._spec import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +67,27 @@ STANDARD_FORMATS = {
 
 def spec_files() -> list[Path]:
     return sorted(SPECS.glob("*_openapi.yaml")) if SPECS.is_dir() else []
+
+
+OVERLAYS = COMMITTED / "overlays"
+
+
+def overlaid() -> list[tuple[Path, Path]]:
+    """(spec, overlay) of each bundled overlay: the spec its ``extends`` names."""
+    out = []
+    for overlay in sorted(OVERLAYS.glob("*.overlay.yaml")):
+        extends = yaml.safe_load(overlay.read_text())["extends"]
+        out.append((SPECS / extends, overlay))
+    return out
+
+
+def overlaid_name(spec: Path, overlay: Path) -> str:
+    return default_name(spec, [load_overlay(overlay)])
+
+
+def version_dirs() -> list[Path]:
+    """The committed version folders (``schemas/overlays`` holds their evidence, not a version)."""
+    return sorted(p for p in COMMITTED.iterdir() if (p / "manifest.json").is_file())
 
 
 needs_specs = pytest.mark.skipif(
@@ -131,14 +154,20 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     commands = [
         [*CLI, "schemas", "derive", "--spec", str(s), "--out", str(out)] for s in spec_files()
     ]
+    commands += [
+        [*CLI, "schemas", "derive", "--spec", str(s), "--overlay", str(o), "--out", str(out)]
+        for s, o in overlaid()
+    ]
     # a hash seed of their own: set/dict order must not leak into the output
     started = start_all(commands, PYTHONHASHSEED="12345")
     newest = load_spec(spec_files()[-1])  # meanwhile, here
     by_name = {}
-    for spec, result in zip(spec_files(), wait_all(started), strict=True):
+    names = [(s, default_name(s)) for s in spec_files()]
+    names += [(s, overlaid_name(s, o)) for s, o in overlaid()]
+    for (spec, name), result in zip(names, wait_all(started), strict=True):
         assert result.returncode == 0, result.stderr
         no_traceback(result)
-        by_name[default_name(spec)] = Derivation(spec, out / default_name(spec), result)
+        by_name[name] = Derivation(spec, out / name, result)
     return Reference(by_name, newest)
 
 
@@ -149,11 +178,16 @@ def derived(reference: Reference) -> dict[str, Derivation]:
 
 # -- regeneration -------------------------------------------------------------------------
 @needs_specs
-def test_four_reference_specs_and_four_committed_folders() -> None:
+def test_four_reference_specs_one_overlay_and_five_committed_folders() -> None:
     names = [default_name(s) for s in spec_files()]
     assert len(names) == 4
     assert [n[:10] for n in names] == ["2026-04-13", "2026-05-13", "2026-07-15", "2026-08-21"]
-    assert sorted(p.name for p in COMMITTED.iterdir() if p.is_dir()) == names
+    ((spec, overlay),) = overlaid()
+    assert spec.is_file(), f"{overlay.name} extends {spec.name}, which is not a reference spec"
+    names.append(overlaid_name(spec, overlay))
+    assert names[-1] == "2026-11-19_openai-3.57.0"
+    assert [p.name for p in version_dirs()] == names
+    assert sorted(p.name for p in COMMITTED.iterdir() if p.is_dir()) == [*names, "overlays"]
 
 
 @needs_specs
@@ -161,6 +195,7 @@ def test_committed_schemas_regenerate_byte_for_byte(derived: dict[str, Derivatio
     for name, derivation in derived.items():
         fresh = folder_bytes(derivation.folder)
         committed = folder_bytes(COMMITTED / name)
+        assert len(derived) == len(version_dirs())
         assert sorted(fresh) == sorted(committed), f"{name}: different files"
         assert {"manifest.json", "request.schema.json", "response.schema.json"} <= set(fresh)
         assert "error.schema.json" in fresh
@@ -168,6 +203,7 @@ def test_committed_schemas_regenerate_byte_for_byte(derived: dict[str, Derivatio
         assert not changed, (
             f"schemas/{name}: {changed} differ from a fresh derivation of {derivation.spec.name};"
             f" regenerate: pytest-compaction schemas derive --spec {derivation.spec} --out schemas"
+            " (with --overlay schemas/overlays/<file> for an overlaid version)"
         )
         assert f"wrote {derivation.folder}" in derivation.result.stdout
 
@@ -237,7 +273,7 @@ def test_manifest_names_its_source_and_its_files() -> None:
 
 
 def committed_manifests() -> Iterator[tuple[str, dict[str, Any]]]:
-    for folder in sorted(p for p in COMMITTED.iterdir() if p.is_dir()):
+    for folder in version_dirs():
         yield folder.name, json.loads((folder / "manifest.json").read_bytes())
 
 
@@ -548,13 +584,13 @@ def test_bad_specs_through_the_command_exit_2_without_traceback(tmp_path: Path) 
 
 
 # -- listing and packaging --------------------------------------------------------------------
-def test_schemas_list_shows_the_four_versions_newest_last() -> None:
+def test_schemas_list_shows_the_five_versions_newest_last() -> None:
     [result] = run_all([[*CLI, "schemas", "list"]])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    folders = sorted(p.name for p in COMMITTED.iterdir() if p.is_dir())
+    folders = [p.name for p in version_dirs()]
     assert [line.split()[0] for line in lines] == folders
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert lines[-1].endswith("(newest, default)")
     assert all("newest" not in line for line in lines[:-1])
 
@@ -586,7 +622,7 @@ def test_wheel_ships_every_schema_version(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         for folder in sorted(p for p in COMMITTED.iterdir() if p.is_dir()):
-            for file in folder.iterdir():
+            for file in folder.iterdir():  # the overlays too: the evidence of a version
                 member = f"pytest_compaction/schemas/{folder.name}/{file.name}"
                 assert member in names, member
                 assert archive.read(member) == file.read_bytes(), member
@@ -608,5 +644,5 @@ def test_wheel_ships_every_schema_version(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     root, versions, valid = run.stdout.split()
     assert Path(root) == tmp_path / "site" / "pytest_compaction" / "schemas"
-    assert versions.split(",") == sorted(p.name for p in COMMITTED.iterdir() if p.is_dir())
+    assert versions.split(",") == [p.name for p in version_dirs()]
     assert valid == "True"

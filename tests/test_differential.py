@@ -47,6 +47,7 @@ from _closure import (
     closure_document,
     closure_names,
     compact_roots,
+    overlaid,
     read_spec,
     rewrite,
     undefined_required,
@@ -60,6 +61,7 @@ from pytest_compaction import get_validator, validate
 from pytest_compaction._versions import Kind, load_schema_set, newest_version, resolve_version
 
 SPECS = REFERENCE / "openai-openapi"
+OVERLAYS = Path(__file__).resolve().parents[1] / "schemas" / "overlays"
 VERSIONS = ("2026-05-13", "newest")
 KINDS = ("request", "response", "error")
 # Hypothesis examples per test; each generated body is judged with MUTANTS mutants of it,
@@ -112,6 +114,10 @@ def reference(version: str) -> Reference:
     path = SPECS / manifest["source"]["file"]
     spec = read_spec(path)
     assert spec.sha256 == manifest["source"]["sha256"], f"{path} is not the spec {version} names"
+    for entry in manifest.get("overlays", []):  # a version newer than its spec file
+        overlay = OVERLAYS / entry["file"]
+        assert hashlib.sha256(overlay.read_bytes()).hexdigest() == entry["sha256"], overlay
+        spec = overlaid(spec, overlay)
     roots = compact_roots(spec)
     ref = Reference(version, spec, roots, passed_back=passed_back_items(manifest))
     for kind, root in roots.items():
