@@ -103,7 +103,9 @@ def run_list(args: argparse.Namespace) -> int:
     for name in versions:
         manifest = load_schema_set(name).manifest
         mark = "  (newest, default)" if name == newest else ""
-        print(f"{name}  spec {manifest.get('info_version', '?')}{mark}")
+        overlays = [o.get("file", "?") for o in manifest.get("overlays") or ()]
+        over = f" + overlay {', '.join(overlays)}" if overlays else ""
+        print(f"{name}  spec {manifest.get('info_version', '?')}{over}{mark}")
     return 0
 
 

@@ -591,7 +591,10 @@ def test_schemas_list_shows_the_five_versions_newest_last() -> None:
     folders = [p.name for p in version_dirs()]
     assert [line.split()[0] for line in lines] == folders
     assert len(lines) == 5
-    assert lines[-1].endswith("(newest, default)")
+    assert lines[-1] == (
+        "2026-11-19_openai-3.57.0  spec 2.3.0 + overlay openai-3.57.0.overlay.yaml  "
+        "(newest, default)"
+    )
     assert all("newest" not in line for line in lines[:-1])
 
 
