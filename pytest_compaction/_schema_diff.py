@@ -641,20 +641,38 @@ class _Differ:
         context: Context,
         depth: int,
     ) -> None:
-        """Pair the branches of two unions by what they are (same reference, same type)."""
+        """Pair the branches of two unions by what they are (same reference, same type).
+
+        One branch left on each side, both references, is one schema swapped for another at
+        the same place (``PromptCacheOptionsParam`` -> ``CompactPromptCacheOptionsParam``):
+        their contents are compared, so that a rename is not reported as a removal.
+        """
         unmatched = list(range(len(new_list)))
+        pairs: list[tuple[int, int]] = []
+        gone: list[int] = []
         for i, branch in enumerate(old_list):
             signature = _signature(branch)
             match = next((j for j in unmatched if _signature(new_list[j]) == signature), None)
-            old_at = f"{at.old}/{old_key}/{i}" if old_key else at.old
             if match is None:
-                where = _At(old_at, at.new, at.location)
-                code = "type-narrowed" if _is_null(branch) else "shape-removed"
-                self.emit(code, where, f"no longer accepts {_describe(branch)}")
+                gone.append(i)
                 continue
             unmatched.remove(match)
+            pairs.append((i, match))
+        swapped = len(gone) == len(unmatched) == 1 and all(
+            isinstance(b, dict) and "$ref" in b for b in (old_list[gone[0]], new_list[unmatched[0]])
+        )
+        if swapped:
+            pairs.append((gone.pop(), unmatched.pop()))
+        for i in gone:
+            old_at = f"{at.old}/{old_key}/{i}" if old_key else at.old
+            where = _At(old_at, at.new, at.location)
+            code = "type-narrowed" if _is_null(old_list[i]) else "shape-removed"
+            self.emit(code, where, f"no longer accepts {_describe(old_list[i])}")
+        for i, match in sorted(pairs):
+            old_at = f"{at.old}/{old_key}/{i}" if old_key else at.old
             new_at = f"{at.new}/{new_key}/{match}" if new_key else at.new
-            self.node(branch, new_list[match], _At(old_at, new_at, at.location), context, depth + 1)
+            where = _At(old_at, new_at, at.location)
+            self.node(old_list[i], new_list[match], where, context, depth + 1)
         for j in unmatched:
             where = _At(at.old, f"{at.new}/{new_key}/{j}" if new_key else at.new, at.location)
             code = "type-widened" if _is_null(new_list[j]) else "shape-added"

@@ -530,3 +530,31 @@ def test_a_missing_file_is_absent_and_an_unreadable_one_is_an_error(
     (broken / "responses.request.schema.json").write_text("{not json")
     assert main(["schemas", "diff", "2026-08-21", str(broken)]) == 2
     assert "responses.request.schema.json is unreadable" in capsys.readouterr().err
+
+
+# -- one schema swapped for another at the same place ---------------------------------------------
+def _options_version(root: Path, name: str, target: str, ttl: list[str]) -> str:
+    schemas = {
+        "Root": {
+            "type": "object",
+            "properties": {"options": {"anyOf": [{"$ref": f"#/$defs/{target}"}, {"type": "null"}]}},
+        },
+        target: {"type": "object", "properties": {"ttl": {"type": "string", "enum": ttl}}},
+    }
+    return write_version(root, name, {"$ref": "#/$defs/Root", "$defs": schemas})
+
+
+def test_a_reference_swapped_for_another_compares_their_contents(tmp_path: Path) -> None:
+    old = _options_version(tmp_path, "a", "Options", ["30m", "1h"])
+    same = _options_version(tmp_path, "b", "CompactOptions", ["30m", "1h"])
+    narrower = _options_version(tmp_path, "c", "CompactOptions", ["30m"])
+    assert diff_versions(old, same).of_kind("response") == []  # a rename is no change
+    ((change,),) = [diff_versions(old, narrower).of_kind("response")]
+    assert (change.location, change.change, change.detail) == (
+        "options.ttl",
+        "enum-narrowed",
+        'enum narrowed: "1h" no longer allowed',
+    )
+    # the overlaid version gives the compact request's prompt cache options their own schema
+    request = diff_versions("2026-08-21", "2026-11-19").of_kind("request")
+    assert not [c for c in request if c.impact != "compatible"], request
