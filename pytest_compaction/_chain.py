@@ -6,8 +6,10 @@ prune the compact response. Pass the full output into your next /responses call 
 server-side compaction (``context_management``), "Stateless: Append response output (including
 compaction items) to your input each turn", "With stateless chaining, you can drop items that
 came before the most recent compaction item", and "Stateful: Use previous_response_id and send
-only the new user message; do not manually prune". The API rejects a compaction item whose
-``encrypted_content`` was altered with ``400 invalid_encrypted_content``. The rules, as checked:
+only the new user message; do not manually prune". A compaction item carries an opaque
+``encrypted_content`` token; publicly reported error bodies show the API answering a token it
+cannot verify with ``400 invalid_encrypted_content`` ("could not be verified"). The rules, as
+checked:
 
 1. **compact-output**: a request continuing a ``POST /responses/compact`` answer contains the
    compact output's most recent compaction item and every item after it, each JSON-identical to
@@ -39,22 +41,23 @@ only the new user message; do not manually prune". The API rejects a compaction 
    repeats a held item only the model can have written (assistant message, tool call...), or
    when the input opens with two or more held items in their order. Pruning cannot be expressed
    with ``previous_response_id`` (the server holds the items), so only resending is checked.
-4. **encrypted-content**: an item passed back with the id of an item an earlier response
-   returned carries that item's ``encrypted_content`` unchanged (and does not drop it). A stream
-   re-encrypts: the compaction item's token differs between ``response.output_item.added``,
-   ``.done`` and ``response.completed``. The tokens of ``.done`` and ``response.completed`` are
-   both accepted: pydantic-ai sends the ``.done`` one (the live API answered it), the openai
-   SDK's final response carries the ``completed`` one. The ``.added`` one describes the item
-   before it is finished and is not accepted. A compaction item without an id, whose token no
-   response returned, standing where rule 1 or 2 expects the returned compaction item, is
-   reported under this rule too.
+4. **encrypted-content**: an item passed back with the id of an item the continued answer
+   returned carries that item's ``encrypted_content`` unchanged (and does not drop it); an id
+   the continued answer did not return is read against every exchange that returned it. A
+   stream re-encrypts: the compaction item's token differs between
+   ``response.output_item.added``, ``.done`` and ``response.completed``. Each token the stream
+   issued for the item is accepted, the ``.added`` one too: pydantic-ai sends the ``.done`` one
+   (the live API answered it), the openai SDK's final response carries the ``completed`` one.
+   A compaction item without an id, whose token no response returned, standing where rule 1 or
+   2 expects the returned compaction item, is reported under this rule too.
 
 Which earlier answer a request continues, among the successful (2xx) ``POST /responses`` and
-``/responses/compact`` exchanges before it:
+``/responses/compact`` exchanges before it, is decided once per request, and every rule reads
+the request against that answer:
 
 - with ``previous_response_id``: the response it names (rule 3); and, when the input also holds
   items a compact answer outside that chain returned, that compact answer (rule 1);
-- without: the latest exchange that returned an item the input contains (same id, same
+- without: an exchange that returned an item the input contains (same id, same
   ``encrypted_content``, or, for an item only the model writes, the same content re-rendered),
   or whose request input this input extends. Extending means the earlier input, counted from
   its most recent compaction item (what came before may be dropped), reappears here from the
@@ -62,10 +65,22 @@ Which earlier answer a request continues, among the successful (2xx) ``POST /res
   chaining of re-rendered messages has no ids to go by. A request repeating an earlier input
   exactly is a retry of it, not its continuation.
 
+Of those candidates the latest wins that the input holds an item of that no other exchange
+returned (an id only it returned, a token, a model-written item only it wrote), or whose input
+it extends; without one, the latest. A conversation can branch, and one item can be in
+several answers (a compact answer re-issues the user messages it compacted, two replies can be
+worded alike): a request continuing an earlier answer can hold items that a later answer, on
+another branch, returned too.
+
 A request whose response failed is still checked; only successful responses can be continued.
-The output of a streamed response (``text/event-stream``) is the ``response`` of its
-``response.completed`` event (else of ``response.incomplete``, else the items of the
-``response.output_item.done`` events).
+A response is a stream when its content-type is ``text/event-stream``; without a content-type
+header (recorders may scrub it), when its body reads as one (``event:`` or ``data:`` lines), or
+when the request asked for one (``"stream": true``) and the body is not JSON. The output of a
+stream is the ``output`` of the ``response`` of its ``response.completed`` event (else of
+``response.incomplete``); when that output is empty, null or missing, or there is no terminal
+event, it is the items of the ``response.output_item.done`` events in ``output_index`` order,
+as the openai SDK rebuilds it. Every ``encrypted_content`` the stream carried for an item (in
+``.added`` and ``.done`` events and in any ``response``) counts as returned for it.
 
 Results are data (:class:`ChainViolation`), formatted only at the edge.
 """
@@ -82,6 +97,7 @@ from typing import Any
 from ._cassette import Exchange, header_get, parse_json_bytes
 from ._errors import CompactionError
 from ._routes import route_of
+from ._sse import asks_for_stream, is_event_stream, looks_like_stream
 
 RULES: dict[int, str] = {
     1: "compact-output",
@@ -170,7 +186,7 @@ class _Turn:
     managed: bool
     response_id: str | None = None
     output: list[Any] | None = None  # None: nothing a later request can continue
-    streamed: dict[str, set[str]] = field(default_factory=dict)  # id -> tokens of .done events
+    streamed: dict[str, set[str]] = field(default_factory=dict)  # id -> every token streamed
 
 
 def _sse_events(text: str) -> list[tuple[str, Any]]:
@@ -225,20 +241,25 @@ def _from_events(turn: _Turn, events: list[tuple[str, Any]]) -> None:
     done: list[tuple[int, Any]] = []
     for position, (name, data) in enumerate(events):
         item = data.get("item")
+        response = data.get("response")
+        carried = [item] if isinstance(item, dict) else []
+        if isinstance(response, dict) and isinstance(response.get("output"), list):
+            carried += [i for i in response["output"] if isinstance(i, dict)]
+        for each in carried:  # every token the stream issued for an item
+            token = each.get("encrypted_content")
+            if isinstance(each.get("id"), str) and isinstance(token, str):
+                turn.streamed.setdefault(each["id"], set()).add(token)
         if name != "response.output_item.done" or not isinstance(item, dict):
             continue
         index = data.get("output_index")
         done.append((index if isinstance(index, int) else position, item))
-        token = item.get("encrypted_content")
-        if isinstance(item.get("id"), str) and isinstance(token, str):
-            turn.streamed.setdefault(item["id"], set()).add(token)
     if terminal is not None:
         _from_response(turn, terminal)
-        return
-    created = [d["response"] for n, d in events if isinstance(d.get("response"), dict)]
-    if created and isinstance(created[0].get("id"), str):
-        turn.response_id = created[0]["id"]
-    if done:
+    else:
+        created = [d["response"] for n, d in events if isinstance(d.get("response"), dict)]
+        if created and isinstance(created[0].get("id"), str):
+            turn.response_id = created[0]["id"]
+    if done and not turn.output:  # no terminal output (empty, null or missing): the done items
         turn.output = [item for _, item in sorted(done, key=lambda pair: pair[0])]
 
 
@@ -287,15 +308,24 @@ def _turn_of_exchange(index: int, exchange: Exchange) -> _Turn | None:
     if not 200 <= exchange.status < 300:
         return turn
     raw = exchange.response_body or b""
-    content_type = " ".join(header_get(exchange.response_headers, "content-type") or [])
-    head = raw.lstrip()[:6]
-    if "text/event-stream" in content_type.lower() or head.startswith((b"event:", b"data:")):
-        _from_events(turn, _sse_events(raw.decode("utf-8", "replace")))
-        return turn
     is_json, value = _parsed(raw)
-    if is_json:
+    if _streamed(exchange.response_headers, raw, body, is_json):
+        _from_events(turn, _sse_events(raw.decode("utf-8", "replace")))
+    elif is_json:
         _from_response(turn, value)
     return turn
+
+
+def _streamed(headers: Mapping[str, list[str]], raw: bytes, request: Any, is_json: bool) -> bool:
+    """Whether a response is an event stream: its content-type says so; without one (a recorder
+    may scrub headers), its body reads as one, or the request asked for one and the body is not
+    JSON."""
+    types = [v for v in header_get(headers, "content-type") or [] if v.strip()]
+    if types:
+        return any(is_event_stream(v) for v in types)
+    if looks_like_stream(raw):
+        return True
+    return bool(raw.strip()) and not is_json and asks_for_stream(request)
 
 
 def _parsed(body: bytes | None) -> tuple[bool, Any]:
@@ -457,9 +487,10 @@ class _Chain:
         self.by_response: dict[str, int] = {}
         self.windows: dict[int, list[_Entry]] = {}
         self.issued: dict[str, list[_Entry]] = {}  # item id -> where it was returned
-        self.tokens: dict[str, set[str]] = {}  # item id -> every token returned for it
+        # item id -> exchange -> every token that exchange returned for it
+        self.tokens: dict[str, dict[int, set[str]]] = {}
         self.by_token: dict[str, _Entry] = {}
-        self.made: dict[Any, int] = {}  # essence of a model-produced output item -> exchange
+        self.made: dict[Any, set[int]] = {}  # essence of a model-produced output item -> exchanges
         self.found: list[ChainViolation] = []
         self._seen: set[tuple[int, int, str]] = set()
 
@@ -489,7 +520,8 @@ class _Chain:
             out.add(item["encrypted_content"])
         item_id = _id(item)
         if item_id is not None:
-            out |= self.tokens.get(item_id, set())
+            for tokens in self.tokens.get(item_id, {}).values():
+                out |= tokens
         return out
 
     def register(self, turn: _Turn) -> None:
@@ -501,7 +533,7 @@ class _Chain:
         outputs = [_Entry(item, turn.index, f"/output/{i}") for i, item in enumerate(turn.output)]
         for entry in outputs:
             if _model_made(entry.item):
-                self.made[_essence(entry.item)] = turn.index
+                self.made.setdefault(_essence(entry.item), set()).add(turn.index)
             item_id = _id(entry.item)
             if item_id is not None:
                 self.issued.setdefault(item_id, []).append(entry)
@@ -509,13 +541,14 @@ class _Chain:
             if isinstance(token, str):
                 self.by_token[token] = entry
                 if item_id is not None:
-                    self.tokens.setdefault(item_id, set()).add(token)
+                    self.tokens.setdefault(item_id, {}).setdefault(turn.index, set()).add(token)
         for item_id, streamed in turn.streamed.items():
-            self.tokens.setdefault(item_id, set()).update(streamed)
             source = next((e for e in outputs if _id(e.item) == item_id), None)
+            if source is None:
+                continue  # an item the stream never finished: nothing to continue
+            self.tokens.setdefault(item_id, {}).setdefault(turn.index, set()).update(streamed)
             for token in streamed:
-                if source is not None:
-                    self.by_token.setdefault(token, source)
+                self.by_token.setdefault(token, source)
         if turn.compact:
             self.windows[turn.index] = outputs
             return
@@ -705,7 +738,7 @@ class _Chain:
                 f"encrypted_content of {_describe(sent)} is not the one exchange "
                 f"{entry.exchange} returned: "
                 f"{_token_difference(returned, sent['encrypted_content'])}; "
-                "it must go back byte-identical (the API answers 400 invalid_encrypted_content)",
+                "it must go back byte-identical",
                 entry,
             )
         return q
@@ -787,8 +820,8 @@ class _Chain:
                 self.modified(rule, turn, q, entry, what, loose=loose)
 
     # -- rule 3 --------------------------------------------------------------------------------
-    def stateful(self, turn: _Turn, previous: int) -> set[int]:
-        """Rule 3; returns the positions of the input items the server already held."""
+    def resent(self, turn: _Turn, previous: int) -> dict[int, _Entry]:
+        """Input position -> the held item it resends, for a request naming ``previous``."""
         held = self.windows.get(previous, [])
         by_id = {_id(e.item): e for e in held if _id(e.item) is not None}
         by_token: dict[str, _Entry] = {}
@@ -823,6 +856,10 @@ class _Chain:
         if run >= 2:
             for q in range(run):
                 resent.setdefault(q, held[q])
+        return resent
+
+    def stateful(self, turn: _Turn, resent: dict[int, _Entry]) -> None:
+        """Rule 3: nothing the server holds for ``previous_response_id`` is sent again."""
         for q in sorted(resent):
             entry = resent[q]
             side = "output" if entry.pointer.startswith("/output/") else "input"
@@ -835,19 +872,33 @@ class _Chain:
                 "with previous_response_id send only the new input",
                 entry,
             )
-        return set(resent)
 
     # -- rule 4 --------------------------------------------------------------------------------
-    def tokens_kept(self, turn: _Turn) -> None:
+    def returned_for(self, item_id: str, link: int | None) -> tuple[_Entry, set[str]]:
+        """Where the item ``item_id`` a request passes back was returned, and its tokens.
+
+        The answer the request continues (``link``) decides when it returned that item; else the
+        latest exchange that returned it, with every token any exchange returned for it.
+        """
+        by_exchange = self.tokens[item_id]
+        window = self.windows.get(link, []) if link is not None else []
+        mine = [e for e in window if _id(e.item) == item_id and e.pointer.startswith("/output/")]
+        if mine and mine[-1].exchange in by_exchange:
+            return mine[-1], by_exchange[mine[-1].exchange]
+        known: set[str] = set()
+        for tokens in by_exchange.values():
+            known |= tokens
+        return self.issued[item_id][-1], known
+
+    def tokens_kept(self, turn: _Turn, link: int | None) -> None:
         for q, item in enumerate(turn.input):
             item_id = _id(item)
             if item_id is None or item_id not in self.tokens:
                 continue
             token = item.get("encrypted_content")
-            known = self.tokens[item_id]
+            source, known = self.returned_for(item_id, link)
             if isinstance(token, str) and token in known:
                 continue
-            source = self.issued[item_id][-1]
             returned = (
                 source.item.get("encrypted_content") if isinstance(source.item, dict) else None
             )
@@ -859,32 +910,63 @@ class _Chain:
                 f"/input/{q}/encrypted_content",
                 f"encrypted_content of {_describe(item)} is not the one exchange "
                 f"{source.exchange} returned{versions}: {_token_difference(reference, token)}; "
-                "it must go back byte-identical (the API answers 400 invalid_encrypted_content)",
+                "it must go back byte-identical",
                 source,
             )
 
     # -- linking ---------------------------------------------------------------------------------
-    def continued(self, turn: _Turn, skip: set[int]) -> list[int]:
-        """Earlier exchanges whose output this input contains (items in ``skip`` aside)."""
-        found: set[int] = set()
+    def continued(self, turn: _Turn, skip: Iterable[int]) -> dict[int, bool]:
+        """Earlier exchanges whose output this input contains (items in ``skip`` aside).
+
+        Each maps to whether an item only it returned is among them (an id no other exchange
+        returned, a token, a model-written item no other exchange wrote).
+        """
+        found: dict[int, bool] = {}
+
+        def add(exchanges: set[int]) -> None:
+            for index in exchanges:
+                found[index] = found.get(index, False) or len(exchanges) == 1
+
         if not (self.issued or self.by_token or self.made):
-            return []  # nothing was answered before this request
+            return {}  # nothing was answered before this request
+        skipped = set(skip)
         for q, item in enumerate(turn.input):
-            if q in skip or not isinstance(item, dict):
+            if q in skipped or not isinstance(item, dict):
                 continue
             item_id = _id(item)
             token = item.get("encrypted_content")
-            for entry in self.issued.get(item_id, []) if item_id is not None else []:
-                found.add(entry.exchange)
+            if item_id is not None and item_id in self.issued:
+                add({entry.exchange for entry in self.issued[item_id]})
             if isinstance(token, str) and token in self.by_token:
-                found.add(self.by_token[token].exchange)
+                add({self.by_token[token].exchange})
             # Only what the model writes is in ``made``: a user's message never needs the
             # (costly) re-rendering comparison.
             if item_id is None and token is None and self.made and _model_made(item):
-                essence = _essence(item)
-                if essence in self.made:
-                    found.add(self.made[essence])  # the model's words, re-rendered
-        return sorted(i for i in found if i < turn.index)
+                add(self.made.get(_essence(item), set()))  # the model's words, re-rendered
+        return {i: unique for i, unique in found.items() if i < turn.index}
+
+    def link(self, turn: _Turn, previous: int | None, resent: Iterable[int]) -> int | None:
+        """The earlier answer whose output ``turn`` passes on (rule 1 or 2), or None.
+
+        Every rule reads the request against this one answer. Candidates are the exchanges
+        whose output the input contains and, without ``previous_response_id``, those whose
+        input it extends; with ``previous_response_id``, only compact answers outside the chain
+        it names. The latest candidate that the input holds an item of that only it returned
+        (or whose input it extends) wins: in a branching conversation one item (a re-issued
+        message, a reply worded alike) can be in answers the request does not continue. Without
+        such a candidate, the latest one.
+        """
+        found = self.continued(turn, resent)
+        if turn.previous is not None:
+            chain = self.chain_of(previous) if previous is not None else set()
+            found = {i: u for i, u in found.items() if self.turns[i].compact and i not in chain}
+        else:
+            for index in self.extended(turn):
+                found[index] = True
+        if not found:
+            return None
+        unique = [i for i, u in found.items() if u]
+        return max(unique or found)
 
     def extended(self, turn: _Turn) -> list[int]:
         """Earlier exchanges whose input this input extends.
@@ -920,23 +1002,13 @@ class _Chain:
         return out
 
     def check(self, turn: _Turn) -> None:
-        self.tokens_kept(turn)
-        if turn.previous is not None:
-            previous = self.by_response.get(turn.previous)
-            chain: set[int] = set()
-            resent: set[int] = set()
-            if previous is not None:
-                resent = self.stateful(turn, previous)
-                chain = self.chain_of(previous)
-            # Items a compact outside the chain returned, beside what the server holds.
-            linked = self.continued(turn, resent)
-            compacts = [i for i in linked if self.turns[i].compact and i not in chain]
-            if compacts:
-                self.rule_for(turn, compacts[-1])
-            return
-        candidates = set(self.continued(turn, set())) | set(self.extended(turn))
-        if candidates:
-            self.rule_for(turn, max(candidates))
+        previous = self.by_response.get(turn.previous) if turn.previous is not None else None
+        resent = self.resent(turn, previous) if previous is not None else {}
+        source = self.link(turn, previous, resent)
+        self.tokens_kept(turn, source if source is not None else previous)
+        self.stateful(turn, resent)
+        if source is not None:
+            self.rule_for(turn, source)
 
     def rule_for(self, turn: _Turn, index: int) -> None:
         earlier = self.turns[index]
@@ -1022,7 +1094,7 @@ def check_conversation(turns: Iterable[Sequence[Any]]) -> list[ChainViolation]:
         turn = _new_turn(index, compact, body)
         if isinstance(response, bytes | bytearray):
             response = bytes(response).decode("utf-8", "replace")
-        if isinstance(response, str) and response.lstrip().startswith(("event:", "data:")):
+        if isinstance(response, str) and looks_like_stream(response):
             _from_events(turn, _sse_events(response))
         elif response is not None:
             value = _json_value(response, f"turn {index}: the response")

@@ -8,8 +8,18 @@ not JSON, an ``error`` event, a failed or incomplete response, a gap in ``sequen
 a stream that ends without a terminal event. Event indexes are positions in the cassette's
 ``events`` list (see :mod:`._sse`).
 
-Nothing here compares events with each other beyond ``sequence_number``: a real stream
-re-encrypts, so a compaction item's ``encrypted_content`` differs between
+An event whose ``type`` the version's ``responses.event`` union does not list is drift, not a
+violation (a violation under ``strict``): clients ignore event types they do not know. An unknown
+item type inside an event (``item``, ``response.output``) stays a violation.
+
+A ``response.completed`` (or ``response.incomplete``) event whose ``response`` carries no
+``output`` (null, or no such key) is judged with the output a client builds from the
+``response.output_item.done`` events before it, in ``output_index`` order, as the openai SDK
+does; a note says so. An empty ``output`` beside done events is valid as it stands; a note says
+that the output is the done events' items, which is what the chaining rules read.
+
+Nothing here compares events with each other beyond ``sequence_number`` and that output: a real
+stream re-encrypts, so a compaction item's ``encrypted_content`` differs between
 ``response.output_item.added``, ``response.output_item.done`` and ``response.completed``.
 """
 
@@ -23,6 +33,8 @@ from ._errors import CompactionError
 from ._sse import Event, parse_stream
 
 TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
+# Terminal events whose response's output a client rebuilds from the done events when absent.
+_REBUILT = ("response.completed", "response.incomplete")
 EVENT_KIND = "responses.event"
 _SHOWN = 5  # event indexes listed per grouped finding
 
@@ -92,6 +104,54 @@ def _shape_notes(event: Event, value: Any, label: str) -> list[str]:
     return notes
 
 
+def _unknown_event(violation: Any) -> bool:
+    """A violation saying the event's own ``type`` is not one the version's union lists."""
+    return (
+        violation.path == "/type"
+        and violation.keyword == "enum"
+        and "unknown type " in violation.message
+    )
+
+
+def _unknown_event_note(kind: Any, violation: Any, version: str) -> str:
+    """The drift line of an unknown event type, with the validator's hint about later versions."""
+    _, _, rest = violation.message.partition("; expected one of: ")
+    cut = rest.find("; ")
+    hint = rest[cut:] if cut >= 0 else ""
+    name = f"{kind!r}" if isinstance(kind, str) else "?"
+    return (
+        f"unknown event type {name} (schema version {version} does not list it; clients "
+        f"ignore event types they do not know){hint}"
+    )
+
+
+def _with_output(value: Any, done: dict[int, Any]) -> tuple[Any, str | None]:
+    """A terminal event as a client reads it when its response carries no output, and a note.
+
+    The output is then the items of the ``response.output_item.done`` events, in
+    ``output_index`` order. The value is returned unchanged when it carries an output.
+    """
+    if not isinstance(value, Mapping) or value.get("type") not in _REBUILT:
+        return value, None
+    response = value.get("response")
+    if not isinstance(response, Mapping) or not done:
+        return value, None
+    output = response.get("output", _ABSENT)
+    items = [done[i] for i in sorted(done)]
+    count = f"{len(items)} item(s) of the response.output_item.done events"
+    if isinstance(output, list) and not output:
+        return value, f"response.output is empty: the output is the {count}"
+    if output is not _ABSENT and output is not None:
+        return value, None
+    what = "missing" if output is _ABSENT else "null"
+    rebuilt = {**value, "response": {**response, "output": items}}
+    note = f"response.output is {what}: judged with the {count} (in output_index order)"
+    return rebuilt, note
+
+
+_ABSENT = object()
+
+
 def check_stream(
     body: bytes,
     *,
@@ -122,6 +182,7 @@ def check_stream(
     drift: dict[tuple[str, str], list[str]] = {}
     last: tuple[int, str] | None = None  # the last JSON event: index and type
     sequence: int | None = None
+    done: dict[int, Any] = {}  # output_index -> the item of its response.output_item.done
     for index, event in enumerate(events):
         result.notes += [f"event {index}: {problem}" for problem in event.problems]
         if event.is_blank or not event.terminated or not schema:
@@ -145,9 +206,21 @@ def check_stream(
                 if sequence is not None and number != sequence + 1:
                     result.notes.append(f"{label}: sequence_number {number} follows {sequence}")
                 sequence = number
+            position = value.get("output_index")
+            if kind == "response.output_item.done" and isinstance(value.get("item"), Mapping):
+                if not isinstance(position, int) or isinstance(position, bool):
+                    position = len(done)
+                done[position] = value["item"]
+        value, rebuilt = _with_output(value, done)
+        if rebuilt is not None:
+            result.notes.append(f"{label}: {rebuilt}")
         if validator is not None:
             report = validator.validate(value, strict=strict)
             for v in report.violations:
+                if not strict and _unknown_event(v):
+                    note = _unknown_event_note(value.get("type"), v, validator.version)
+                    drift.setdefault(("/type", note), []).append(label)
+                    continue
                 found = outside if aside is not None and aside(v.path) else violations
                 found.setdefault((v.path or "/", v.message), []).append(label)
                 keywords.setdefault((v.path or "/", v.message), v.keyword)

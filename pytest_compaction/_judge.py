@@ -27,13 +27,14 @@ concerns.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ._cassette import Exchange
 from ._dialects import Dialect, validate_with_dialect
 from ._routes import Route, is_beta, route_of
-from ._sse import is_event_stream
+from ._sse import asks_for_stream, is_event_stream, looks_like_stream
 from ._validate import DriftNote, Report, Violation
 from ._versions import Kind, load_schema_set
 
@@ -91,13 +92,34 @@ def _no_beta(kind: Kind, version: str) -> Report | None:
     return Report(kind, version, (Violation("", message, keyword="version"),))
 
 
-def is_stream(headers: Mapping[str, Any]) -> bool:
-    """Whether response headers (one value or a list per name) announce an event stream."""
+def is_stream(headers: Mapping[str, Any], *, body: Any = None, request_body: Any = None) -> bool:
+    """Whether a response is an event stream (``headers``: one value or a list per name).
+
+    A ``content-type`` header decides. Without one (recorders may scrub headers), the response
+    is a stream when its ``body`` reads as one (its first field line is ``event:`` or
+    ``data:``), or when ``request_body`` asked for one (``"stream": true``) and the body is not
+    JSON.
+    """
     for key, values in headers.items():
         if str(key).lower() == "content-type":
             values = values if isinstance(values, list | tuple) else [values]
-            return any(is_event_stream(str(v)) for v in values)
-    return False
+            if any(str(v).strip() for v in values):
+                return any(is_event_stream(str(v)) for v in values)
+    if body is None or (isinstance(body, bytes | bytearray | str) and not body.strip()):
+        return False
+    if isinstance(body, bytes | bytearray | str):
+        if looks_like_stream(bytes(body) if isinstance(body, bytearray) else body):
+            return True
+        return asks_for_stream(request_body) and not _is_json(body)
+    return False  # a body already parsed is JSON
+
+
+def _is_json(body: bytes | bytearray | str) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def outside_contract(pointer: str, *, event: bool = False) -> bool:
@@ -154,13 +176,15 @@ def judge_response(
     dialect: str | Dialect | None = None,
     strict: bool = False,
     request_headers: Mapping[str, Any] | None = None,
+    request_body: Any = None,
 ) -> Judged:
     """The response body (parsed JSON, or raw bytes; a stream as bytes) judged.
 
-    ``request_headers``: the request's, which can ask for the beta contract.
+    ``request_headers``: the request's, which can ask for the beta contract; ``request_body``:
+    the request's, whose ``"stream": true`` marks a stream whose content-type was scrubbed.
     """
     route = route_of(method, uri)
-    if is_stream(headers):
+    if is_stream(headers, body=body, request_body=request_body):
         return _judge_stream(route, body, version=version, strict=strict)
     if route is None:
         return Judged(None)
@@ -232,6 +256,7 @@ def judge_exchange(
         dialect=dialect,
         strict=strict,
         request_headers=exchange.request_headers,
+        request_body=exchange.request_body if request_body is None else request_body,
     )
     return request, response
 

@@ -106,7 +106,7 @@ class RequestNotRecorded(ReplayError, CannotOverwriteExistingCassetteException):
 
 
 def _is_stream(response: Mapping[str, Any]) -> bool:
-    return is_stream(response.get("headers") or {})
+    return is_stream(response.get("headers") or {}, body=_bytes(response["body"]["string"]))
 
 
 @dataclass
@@ -240,6 +240,7 @@ class Recording:
                 dialect=dialect,
                 strict=self.strict,
                 request_headers=request.headers,
+                request_body=body if is_json else None,
             )
             self._response_reports[key] = judged
         for note in judged.notes:

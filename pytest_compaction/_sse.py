@@ -312,3 +312,29 @@ def is_event_stream(content_type: str | None) -> bool:
     if not content_type:
         return False
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+def looks_like_stream(body: bytes | str | None) -> bool:
+    """Whether a body reads as an event stream: its first field line is ``event:`` or ``data:``.
+
+    Comment lines (``:``) and blank lines before it are skipped; a JSON body never starts so.
+    """
+    if body is None:
+        return False
+    raw = body.encode("utf-8", "replace") if isinstance(body, str) else bytes(body)
+    raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+    for line, _ in _lines(raw[:65536]):
+        if not line or line.startswith(b":"):
+            continue
+        return line.startswith((b"event:", b"data:"))
+    return False
+
+
+def asks_for_stream(request_body: Any) -> bool:
+    """Whether a request body (parsed JSON, or its bytes/text) carries ``"stream": true``."""
+    if isinstance(request_body, bytes | bytearray | str):
+        try:
+            request_body = json.loads(request_body)
+        except (ValueError, RecursionError):
+            return False
+    return isinstance(request_body, Mapping) and request_body.get("stream") is True
