@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._validate import json_type
+
 INVALID_REQUEST = "invalid_request_error"
+# The API's words for the type of a value, as its error messages put them.
+_API_TYPE_WORDS = {
+    "null": "null",
+    "boolean": "a boolean",
+    "integer": "an integer",
+    "number": "a decimal",
+    "string": "a string",
+    "array": "an array",
+    "object": "an object",
+}
 
 
 class ApiError(Exception):
@@ -41,3 +53,8 @@ class ApiError(Exception):
 
 def bad_request(message: str, *, param: str | None, code: str | None) -> ApiError:
     return ApiError(400, message, param=param, code=code)
+
+
+def api_type_word(value: Any) -> str:
+    """The type of ``value`` in the API's words (``a string``, ``an object``, ``null``...)."""
+    return _API_TYPE_WORDS[json_type(value)]

@@ -12,8 +12,9 @@ from functools import cache
 from typing import Any
 
 from .._validate import json_type
-from .._versions import Kind, load_schema_set
-from ._apierror import bad_request
+from .._versions import Kind, load_schema_set, resolve_version
+from ._apierror import api_type_word, bad_request
+from ._newer import CONFIGURATION_UPDATE, IMAGE, check_configuration_update, check_image
 
 _NOT_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
@@ -123,26 +124,72 @@ def check_request(
 ) -> None:
     """Raise ApiError for the first problem with ``body``, in the order the API reports them.
 
-    ``kind`` is the request schema: ``request`` (compaction) or ``responses.request``.
+    ``kind`` is the request schema: ``request`` (compaction), ``beta.request`` or
+    ``responses.request``. ``version`` None means the newest available version. The shapes
+    ``_newer`` describes are judged by its rules when the version does not declare them.
     """
+    version = resolve_version(version)
     declared = declared_parameters(version, kind)
+    own_image = IMAGE not in declared
     for name in body:
-        if name not in declared:
+        if name not in declared and not (own_image and name == IMAGE):
             raise bad_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
-    _schema_check(body, version, kind)
+    updates: dict[int, dict[str, Any]] = {}
+    if not declares_value(version, kind, CONFIGURATION_UPDATE):
+        updates = _configuration_updates(body.get("input"))
+    _schema_check(body, version, kind, [f"/input/{index}" for index in updates])
+    if own_image and IMAGE in body:
+        check_image(body[IMAGE])
+    for index, item in updates.items():
+        check_configuration_update(item, f"input[{index}]")
 
 
-def _schema_check(body: dict[str, Any], version: str | None, kind: Kind) -> None:
+@cache
+def declares_value(version: str, kind: Kind, value: str) -> bool:
+    """Whether the schema of ``kind`` in ``version`` names ``value`` as a ``const`` or ``enum``.
+
+    ``version`` is a resolved name (see ``resolve_version``).
+    """
+    stack: list[Any] = [load_schema_set(version).document(kind)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("const") == value:
+                return True
+            choices = node.get("enum")
+            if isinstance(choices, list) and value in choices:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _configuration_updates(items: Any) -> dict[int, dict[str, Any]]:
+    """The ``configuration_update`` items of an input array, by index."""
+    if not isinstance(items, list):
+        return {}
+    return {
+        index: item
+        for index, item in enumerate(items)
+        if isinstance(item, dict) and item.get("type") == CONFIGURATION_UPDATE
+    }
+
+
+def _schema_check(
+    body: dict[str, Any], version: str | None, kind: Kind, set_aside: list[str]
+) -> None:
     # The one place the project's validator is consulted.
     from .._validate import validate
 
     report = validate(kind, body, version=version)
-    if report.valid or not report.violations:
+    violations = [v for v in report.violations if not _under(v.path, set_aside)]
+    if report.valid or not violations:
         return
     # The shallowest problem first: a missing ``model`` before a detail deep in ``input``. A
     # missing property's pointer ends with the property: its depth is the object lacking it.
     violation = min(
-        report.violations,
+        violations,
         key=lambda v: len(_pointer_parts(v.path)) - (v.keyword == "required"),
     )
     keyword = _last_keyword(str(getattr(violation, "schema_path", "")))
@@ -186,6 +233,11 @@ def _schema_check(body: dict[str, Any], version: str | None, kind: Kind) -> None
     raise bad_request(f"Invalid '{param}': {message}", param=param, code=code)
 
 
+def _under(pointer: str, prefixes: list[str]) -> bool:
+    """Whether a JSON pointer is one of ``prefixes`` or lies below one."""
+    return any(pointer == p or pointer.startswith(p + "/") for p in prefixes)
+
+
 def _last_keyword(schema_path: str) -> str:
     for part in reversed(schema_path.strip("/").split("/")):
         if part and not part.isdigit():
@@ -222,20 +274,8 @@ def _lookup(body: Any, parts: list[str]) -> Any:
     return node
 
 
-# The API's words for the type of a value, as its error messages put them.
-_API_TYPE_WORDS = {
-    "null": "null",
-    "boolean": "a boolean",
-    "integer": "an integer",
-    "number": "a decimal",
-    "string": "a string",
-    "array": "an array",
-    "object": "an object",
-}
-
-
 def _json_type(value: Any) -> str:
-    return _API_TYPE_WORDS[json_type(value)]
+    return api_type_word(value)
 
 
 def _short(value: Any) -> str:

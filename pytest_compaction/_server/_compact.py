@@ -13,6 +13,11 @@ keys, no spaces) of what is counted:
 - ``cached_tokens``: the same estimate of the part of the context taken from
   ``previous_response_id`` (the server already holds it), capped at ``input_tokens``;
 - ``output_tokens``: the output array; ``reasoning_tokens`` and ``cache_write_tokens`` are 0.
+
+A request that sets ``image`` gets it back as the policy in effect (see ``_newer``). Items of
+any other type (``configuration_update``, the beta route's ``agent_message``,
+``multi_agent_call`` and ``multi_agent_call_output``...) are folded into the token verbatim,
+as assistant turns are.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from ._apierror import bad_request
 from ._ids import IdSource
+from ._newer import IMAGE, effective_image
 from ._tokens import TokenError, canonical_json, seal, unseal
 
 STATE_VERSION = 1
@@ -203,6 +209,8 @@ class Compactor:
                 "total_tokens": input_tokens + output_tokens,
             },
         }
+        if IMAGE in body:
+            response[IMAGE] = effective_image(body[IMAGE])
         with self._lock:
             # The compacted window is what a later request continues from.
             self._store[response_id] = copy.deepcopy(output)

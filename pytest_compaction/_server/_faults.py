@@ -9,11 +9,18 @@ Syntax (header ``x-compaction-fault``, or a server-wide / next-N option)::
            | malformed-json                           200 with a body that is not valid JSON
            | truncated                                Content-Length larger than the bytes sent
            | drop                                     close the connection without answering
+           | completed-output:empty|null|missing     a stream's ``response.completed`` carries
+                                                      ``output: []``, ``output: null`` or no
+                                                      ``output``; the items come only from the
+                                                      ``response.output_item.done`` events
 
 ``times=N`` fails only the first N attempts of a request: the attempt number is the
 ``x-stainless-retry-count`` header when present (what the openai SDK sends), otherwise a count
 kept per ``idempotency-key`` header or, without one, per request fingerprint (method, path,
 body, fault). So a client that retries the same request eventually succeeds.
+
+``completed-output`` changes streamed ``POST /responses`` answers only; any other answer is sent
+as usual.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from ._apierror import ApiError
 
 FAULT_HEADER = "x-compaction-fault"
 _KINDS = ("slow", "malformed-json", "truncated", "drop")
+COMPLETED_OUTPUT = "completed-output"
+COMPLETED_OUTPUT_FORMS = ("empty", "null", "missing")
 
 
 class FaultSyntaxError(ValueError):
@@ -37,8 +46,9 @@ class FaultSyntaxError(ValueError):
 @dataclass(frozen=True)
 class Fault:
     spec: str
-    kind: str  # "status", "slow", "malformed-json", "truncated" or "drop"
+    kind: str  # "status", "slow", "malformed-json", "truncated", "drop" or "completed-output"
     status: int = 0
+    form: str = ""  # completed-output: "empty", "null" or "missing"
     seconds: float = 0.0
     times: int | None = None
     retry_after: str | None = None
@@ -99,9 +109,17 @@ def parse_fault(text: str) -> Fault:
         return Fault(spec, "slow", seconds=float(seconds), times=times)
     if lowered in _KINDS and lowered != "slow":
         return Fault(spec, lowered, times=times)
+    if lowered.startswith((f"{COMPLETED_OUTPUT}:", f"{COMPLETED_OUTPUT}=")):
+        form = lowered[len(COMPLETED_OUTPUT) + 1 :]
+        if form not in COMPLETED_OUTPUT_FORMS:
+            raise FaultSyntaxError(
+                f"{COMPLETED_OUTPUT} needs one of {', '.join(COMPLETED_OUTPUT_FORMS)}, as in "
+                f"'{COMPLETED_OUTPUT}:empty': {spec!r}"
+            )
+        return Fault(spec, COMPLETED_OUTPUT, form=form, times=times)
     raise FaultSyntaxError(
         f"unknown fault {head!r}; expected a 4xx/5xx status, 'slow:SECONDS', "
-        "'malformed-json', 'truncated' or 'drop'"
+        "'malformed-json', 'truncated', 'drop' or 'completed-output:empty|null|missing'"
     )
 
 

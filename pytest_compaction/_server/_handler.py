@@ -12,18 +12,22 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from .._errors import VersionError
 from .._listener import address_family
+from .._routes import is_beta, route_of
+from .._versions import load_schema_set, resolve_version
 from ._apierror import ApiError
-from ._checks import check_request, parse_body
+from ._checks import check_request, declares_value, parse_body
 from ._compact import Compactor
 from ._faults import FAULT_HEADER, Fault, FaultPlan, FaultSyntaxError
 from ._responses import Responder
-from ._stream import encode, events
+from ._stream import COMPACTING, encode, events
 from ._wire import ALL_ROUTES, Call, GatewayError, Wire
 
 log = logging.getLogger("pytest_compaction.server")
@@ -31,6 +35,7 @@ log = logging.getLogger("pytest_compaction.server")
 # Every route a supported gateway exposes; the plain server answers them all, a dialect its own.
 COMPACT_ROUTES = ALL_ROUTES
 MAX_BODY = 64 * 1024 * 1024
+RequestKind = Literal["request", "beta.request", "responses.request"]
 # A fixed Date header in deterministic mode, so whole answers repeat byte for byte.
 FIXED_HTTP_DATE = "Thu, 01 Jan 2026 00:00:00 GMT"
 
@@ -64,11 +69,38 @@ class ServerState:
     record: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
     request_counter: int = 0
+    compacting_events: bool | None = False  # None: as the schema version in force declares
+
+    def sends_compacting_events(self) -> bool:
+        """Whether streamed compactions carry ``response.compaction.compacting`` events."""
+        if self.compacting_events is not None:
+            return self.compacting_events
+        try:
+            version = resolve_version(self.schema_version)
+            return declares_value(version, "responses.event", COMPACTING)
+        except VersionError:
+            return False
 
     def next_request_id(self) -> str:
         with self.lock:
             self.request_counter += 1
             return f"req_{self.request_counter:04d}"
+
+
+def request_kind(
+    method: str, uri: str, headers: Mapping[str, str], version: str | None
+) -> RequestKind:
+    """The request schema a call is checked against, and so how it is answered.
+
+    ``POST /responses`` is ``responses.request``; a compaction call that asks for the beta
+    contract (``_routes.is_beta``) is ``beta.request`` when ``version`` has one, else, like any
+    other compaction call, ``request``.
+    """
+    if route_of(method, uri) == "responses":
+        return "responses.request"
+    if is_beta(uri, headers) and load_schema_set(version).has_beta:
+        return "beta.request"
+    return "request"
 
 
 class CompactionHTTPServer(ThreadingHTTPServer):
@@ -219,15 +251,20 @@ class CompactionHandler(BaseHTTPRequestHandler):
             if body is None:
                 raise unparsed or ApiError(400, "Empty body.", param=None, code=None)
             body = wire.upstream_request(call, body)
-            if wire.is_responses(path):
-                check_request(body, version=state.schema_version, kind="responses.request")
+            kind = request_kind(self.command, self.path, headers, state.schema_version)
+            check_request(body, version=state.schema_version, kind=kind)
+            if kind == "responses.request":
                 turn = state.responder.respond(body)
                 if body.get("stream") is True:
-                    told = events(turn, state.responder.reseal)
+                    told = events(
+                        turn,
+                        state.responder.reseal,
+                        compacting=state.sends_compacting_events(),
+                        completed_output=fault.form if fault and fault.form else None,
+                    )
                     stream = [wire.event(call, event) for event in told]
                 answer = turn.response
             else:
-                check_request(body, version=state.schema_version)
                 answer = state.compactor.compact(body)
             if not state.deterministic:
                 call.latency_ms = int((time.monotonic() - started) * 1000)

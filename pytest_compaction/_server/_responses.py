@@ -38,6 +38,7 @@ from typing import Any
 
 from ._apierror import bad_request
 from ._compact import STATE_VERSION, Compactor, estimate_tokens, input_items
+from ._newer import IMAGE, effective_image
 
 REPLY_PREFIX = "Echo: "
 REPLY_LIMIT = 2000  # characters of the user's text the reply repeats
@@ -239,13 +240,16 @@ class Responder:
 def _response_object(
     body: dict[str, Any], response_id: str, model: str, now: int, output: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The Response object: only properties every bundled spec version declares."""
+    """The Response object: only properties every bundled spec version declares.
+
+    ``image`` (the image policy in effect, see ``_newer``) is added when the request set it.
+    """
 
     def given(name: str, default: Any) -> Any:
         value = body.get(name)
         return default if value is None else copy.deepcopy(value)
 
-    return {
+    response: dict[str, Any] = {
         "id": response_id,
         "object": "response",
         "created_at": now,
@@ -273,3 +277,6 @@ def _response_object(
         "usage": None,
         "metadata": given("metadata", {}),
     }
+    if IMAGE in body:
+        response[IMAGE] = effective_image(body[IMAGE])
+    return response

@@ -10,6 +10,8 @@ from .._errors import CompactionError
 from .._listener import run_until_signal
 from ._server import DIALECTS, CompactionServer
 
+_COMPACTING_EVENTS = {"auto": None, "on": True, "off": False}
+
 
 def register(commands: Any) -> None:
     serve = commands.add_parser(
@@ -50,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--schema-version", default=None, help="schema version requests are checked against"
     )
+    parser.add_argument(
+        "--compacting-events",
+        choices=sorted(_COMPACTING_EVENTS),
+        default="off",
+        help="send response.compaction.compacting events in streamed compactions: always (on), "
+        "never (off, the default), or when the schema version declares them (auto)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             fault=args.fault,
             schema_version=args.schema_version,
             record_requests=False,  # a long-running server must not grow without bound
+            compacting_events=_COMPACTING_EVENTS[args.compacting_events],
         ).start()
     except CompactionError as exc:
         print(f"pytest-compaction serve: {exc}", file=sys.stderr)

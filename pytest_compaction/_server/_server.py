@@ -40,6 +40,12 @@ class CompactionServer:
     ``truefoundry``, ``bifrost``: paths, credentials, ids, extra fields, error envelopes; see
     ``_wire``), so that recordings validate under that dialect's profile.
 
+    ``compacting_events`` makes streamed compactions carry ``response.compaction.compacting``
+    progress events (True), or not (False, the default: every answer then validates under
+    every bundled version); None sends them when the schema version in force declares them.
+    The fault ``completed-output:empty|null|missing`` sends a stream's ``response.completed``
+    without its output (see ``_faults``).
+
     Use as a context manager (``with CompactionServer() as server: ...``) or call
     :meth:`start` and :meth:`stop`. ``base_url`` is what an OpenAI client takes.
     """
@@ -56,6 +62,7 @@ class CompactionServer:
         fault: str | None = None,
         schema_version: str | None = None,
         record_requests: bool = True,
+        compacting_events: bool | None = False,
     ) -> None:
         try:
             profile = get_dialect(dialect)
@@ -100,6 +107,7 @@ class CompactionServer:
             dialect=profile.name,
             wire=make_wire(profile.name),
             record=record_requests,
+            compacting_events=compacting_events,
         )
         self._httpd: CompactionHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -7,6 +7,15 @@ one ``response.output_text.delta`` per word, ``response.output_text.done``,
 ``response.output_item.added`` and ``response.output_item.done``; finally
 ``response.completed`` with the whole response. ``sequence_number`` counts from 0.
 
+With ``compacting``, the compaction item's ``added`` and ``done`` events enclose
+``response.compaction.compacting`` progress events (``item_id`` and ``output_index`` of the
+compaction item, no summary content), as the live service sends them: one per item the
+compaction seals, at most ``MAX_COMPACTING_EVENTS``, at least one.
+
+``completed_output`` (``empty``, ``null`` or ``missing``) sends ``response.completed`` with
+``output: []``, ``output: null`` or without ``output``, as some clients see it: the items then
+come only from the ``response.output_item.done`` events.
+
 Like the live service, the compaction item is encrypted anew for each event that carries it:
 its ``encrypted_content`` differs between ``added``, ``done`` and ``response.completed``, and each
 one opens to the same state.
@@ -25,6 +34,8 @@ from ._responses import Turn
 _WORD = re.compile(r"\s*\S+\s*|\s+")
 # Re-encryption variants of the compaction item: output_item.added, .done, response.completed.
 _ADDED, _DONE, _COMPLETED = 1, 2, 3
+COMPACTING = "response.compaction.compacting"
+MAX_COMPACTING_EVENTS = 8
 
 
 def deltas(text: str) -> list[str]:
@@ -32,7 +43,13 @@ def deltas(text: str) -> list[str]:
     return _WORD.findall(text) or [text]
 
 
-def events(turn: Turn, reseal: Callable[[dict[str, Any], int], str]) -> list[dict[str, Any]]:
+def events(
+    turn: Turn,
+    reseal: Callable[[dict[str, Any], int], str],
+    *,
+    compacting: bool = False,
+    completed_output: str | None = None,
+) -> list[dict[str, Any]]:
     """Every event of the stream, in order (``reseal(state, variant)`` gives a fresh token)."""
     final = copy.deepcopy(turn.response)
     state = turn.compaction_state
@@ -49,16 +66,43 @@ def events(turn: Turn, reseal: Callable[[dict[str, Any], int], str]) -> list[dic
         if item.get("type") == "message":
             out.extend(_message(index, item))
         else:
-            added, done = copy.deepcopy(item), copy.deepcopy(item)
-            if item.get("type") == "compaction" and state is not None:
-                added["encrypted_content"] = reseal(state, _ADDED)
-                done["encrypted_content"] = reseal(state, _DONE)
-            out.append({"type": "response.output_item.added", "output_index": index, "item": added})
-            out.append({"type": "response.output_item.done", "output_index": index, "item": done})
-    out.append({"type": "response.completed", "response": final})
+            out.extend(_item(index, item, state, reseal, compacting))
+    out.append({"type": "response.completed", "response": _completed(final, completed_output)})
     for number, event in enumerate(out):
         event["sequence_number"] = number
     return out
+
+
+def _item(
+    index: int,
+    item: dict[str, Any],
+    state: dict[str, Any] | None,
+    reseal: Callable[[dict[str, Any], int], str],
+    compacting: bool,
+) -> Iterator[dict[str, Any]]:
+    """An item streamed whole: ``added``, the compacting events if asked, ``done``."""
+    added, done = copy.deepcopy(item), copy.deepcopy(item)
+    sealed = state if item.get("type") == "compaction" else None
+    if sealed is not None:
+        added["encrypted_content"] = reseal(sealed, _ADDED)
+        done["encrypted_content"] = reseal(sealed, _DONE)
+    yield {"type": "response.output_item.added", "output_index": index, "item": added}
+    if sealed is not None and compacting:
+        count = max(1, min(len(sealed.get("items", [])), MAX_COMPACTING_EVENTS))
+        for _ in range(count):
+            yield {"type": COMPACTING, "item_id": item["id"], "output_index": index}
+    yield {"type": "response.output_item.done", "output_index": index, "item": done}
+
+
+def _completed(final: dict[str, Any], form: str | None) -> dict[str, Any]:
+    """The response ``response.completed`` carries, its output as ``form`` asks."""
+    if form == "empty":
+        return {**final, "output": []}
+    if form == "null":
+        return {**final, "output": None}
+    if form == "missing":
+        return {k: v for k, v in final.items() if k != "output"}
+    return final
 
 
 def _message(index: int, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
