@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from pytest_compaction import CompactionServer, newest_version, validate
+from pytest_compaction import CompactionServer, newest_version, resolve_version, validate
 from pytest_compaction._server._checks import declares_value
 from pytest_compaction._server._faults import FaultSyntaxError, parse_fault
 from pytest_compaction._server._stream import COMPACTING, MAX_COMPACTING_EVENTS
@@ -153,18 +153,22 @@ def test_compacting_events_on_the_wire_carry_only_their_four_fields(
             assert_valid("responses.event", data)
 
 
-def test_compacting_events_are_opt_in_or_follow_the_schema_version() -> None:
-    declared = declares_value(newest_version(), "responses.event", COMPACTING)
+def test_compacting_events_follow_the_schema_version_unless_told() -> None:
+    assert declares_value(newest_version(), "responses.event", COMPACTING)
+    assert not declares_value(resolve_version("2026-08-21"), "responses.event", COMPACTING)
     body = trigger_body()
-    with (
-        CompactionServer(deterministic=True) as default,
-        CompactionServer(deterministic=True, compacting_events=None) as auto,
-    ):
-        default_names = [name for name, _ in sse_events(post(default, "/responses", body).text)]
-        auto_names = [name for name, _ in sse_events(post(auto, "/responses", body).text)]
-    assert COMPACTING not in default_names
-    assert (COMPACTING in auto_names) is declared
-    assert [n for n in auto_names if n != COMPACTING] == default_names
+
+    def names(**options: Any) -> list[str]:
+        with CompactionServer(deterministic=True, **options) as server:
+            return [name for name, _ in sse_events(post(server, "/responses", body).text)]
+
+    default = names()  # the newest version declares them
+    assert COMPACTING in default
+    assert COMPACTING not in names(schema_version="2026-08-21")
+    off = names(compacting_events=False)
+    assert COMPACTING not in off
+    assert COMPACTING in names(compacting_events=True, schema_version="2026-08-21")
+    assert [n for n in default if n != COMPACTING] == off
 
 
 # -- the compaction_trigger flow -----------------------------------------------------------------
@@ -428,7 +432,7 @@ def test_the_serve_command_takes_the_compacting_events_choice(
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert parser.parse_args([]).compacting_events == "off"
+    assert parser.parse_args([]).compacting_events == "auto"
     args = parser.parse_args(["--compacting-events", flag, "--fault", "completed-output:missing"])
     assert _COMPACTING_EVENTS[args.compacting_events] is expected
     server = CompactionServer(fault=args.fault, compacting_events=expected)

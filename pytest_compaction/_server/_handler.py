@@ -69,7 +69,7 @@ class ServerState:
     record: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
     request_counter: int = 0
-    compacting_events: bool | None = False  # None: as the schema version in force declares
+    compacting_events: bool | None = None  # None: as the schema version in force declares
 
     def sends_compacting_events(self) -> bool:
         """Whether streamed compactions carry ``response.compaction.compacting`` events."""

@@ -55,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compacting-events",
         choices=sorted(_COMPACTING_EVENTS),
-        default="off",
+        default="auto",
         help="send response.compaction.compacting events in streamed compactions: always (on), "
-        "never (off, the default), or when the schema version declares them (auto)",
+        "never (off), or when the schema version declares them (auto, the default)",
     )
 
 

@@ -41,8 +41,8 @@ class CompactionServer:
     ``_wire``), so that recordings validate under that dialect's profile.
 
     ``compacting_events`` makes streamed compactions carry ``response.compaction.compacting``
-    progress events (True), or not (False, the default: every answer then validates under
-    every bundled version); None sends them when the schema version in force declares them.
+    progress events (True), or not (False); None, the default, sends them when the schema
+    version in force declares them (the newest does: the API sends them today).
     The fault ``completed-output:empty|null|missing`` sends a stream's ``response.completed``
     without its output (see ``_faults``).
 
@@ -62,7 +62,7 @@ class CompactionServer:
         fault: str | None = None,
         schema_version: str | None = None,
         record_requests: bool = True,
-        compacting_events: bool | None = False,
+        compacting_events: bool | None = None,
     ) -> None:
         try:
             profile = get_dialect(dialect)
