@@ -190,3 +190,39 @@ def test_the_passed_back_ids_are_declared_in_every_version_that_has_the_items(
         with use_cassette(path, version=version, raise_on_exit=False) as old:
             stateless_chain(client)
         assert not [f for f in old.drift if "/id" in f or "/status" in f], old.drift
+
+
+# -- the beta route through the proxy and at import ------------------------------------------------
+def test_the_proxy_judges_a_beta_compact_by_the_beta_contract(tmp_path: Path) -> None:
+    from pytest_compaction import CompactionProxy
+
+    path = tmp_path / "proxy.yaml"
+    with (
+        CompactionServer(deterministic=True) as server,
+        CompactionProxy(server.base_url, path, record_mode="once") as proxy,
+        openai.OpenAI(base_url=proxy.url, api_key="sk-test", max_retries=0) as sdk,
+    ):
+        beta_multi_agent(sdk)
+        assert (proxy.recorded, proxy.validated, proxy.failure()) == (1, 1, None)
+        assert proxy.violations == []
+        # on the plain route the embedded server refuses the beta item type
+        with pytest.raises(openai.BadRequestError):
+            sdk.responses.compact(model="gpt-4.1", input=[MULTI_AGENT_CALL, USER])  # type: ignore[list-item]
+    (exchange,) = load_cassette(path).exchanges
+    assert exchange.uri.endswith("/responses/compact?beta=true")
+
+
+def test_import_judges_a_stock_vcrpy_beta_compact_by_the_beta_contract(
+    client: openai.OpenAI, tmp_path: Path
+) -> None:
+    import vcr
+
+    from pytest_compaction import import_cassette
+
+    stock = tmp_path / "stock.yaml"
+    with vcr.use_cassette(str(stock), record_mode="once", filter_headers=["authorization"]):
+        beta_multi_agent(client)
+    result = import_cassette(stock, tmp_path / "imported.yaml")
+    assert result.outcome == "imported", result.message
+    (verdict,) = result.exchanges
+    assert verdict.validated and verdict.violations == [], verdict.as_dict()
