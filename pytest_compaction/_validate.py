@@ -853,7 +853,7 @@ def _hint(knows: str | None, later: list[str]) -> str:
         return f"; this traffic is newer than the contract: schema version {knows}{newest} knows it"
     return (
         "; no schema version here knows it: a mistake, or traffic newer than every contract "
-        "(README: Keeping up with the API)"
+        "(update pytest-compaction, or derive a newer version: README, Keeping up with the API)"
     )
 
 

@@ -48,7 +48,8 @@ def test_an_item_type_no_version_knows_says_what_to_do() -> None:
         message = unknown_type_message({"model": "m", "input": [{"type": "bogus"}]}, at)
         assert message.endswith(
             "; no schema version here knows it: a mistake, or traffic newer than every "
-            "contract (README: Keeping up with the API)"
+            "contract (update pytest-compaction, or derive a newer version: README, Keeping up "
+            "with the API)"
         ), at
 
 
