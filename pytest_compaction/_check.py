@@ -30,11 +30,11 @@ from ._errors import BodyError, CompactionError
 from ._judge import STREAM_KIND, judge_exchange
 from ._routes import route_of
 from ._schema_diff import Change, SchemaDiff, diff_schema_sets, join, open_schema_set, typed
+from ._settings import CASSETTE_SUFFIXES as CASSETTE_SUFFIXES
 from ._sse import parse_stream
 from ._validate import Report, Violation, parse_body
 from ._versions import KINDS, Kind, freshness, load_schema_set, resolve_version
 
-CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")
 Side = Literal["request", "response", "error"]
 Transition = Literal["still passing", "now failing", "now passing", "still failing"]
 

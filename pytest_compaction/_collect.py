@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._cassette import CassetteData, CassetteError, Exchange
-from ._check import CASSETTE_SUFFIXES, check_exchange, read_cassette
 from ._errors import CompactionError
-from ._routes import route_of
-from ._versions import resolve_version
+from ._settings import CASSETTE_SUFFIXES
+
+if TYPE_CHECKING:
+    from ._cassette import CassetteData, Exchange
+
+# The cassette and check modules load only when cassettes are collected
+# (--compaction-check-cassettes): starting pytest stays light.
 
 _SEEN = pytest.StashKey[set[Path]]()
 
@@ -107,6 +110,10 @@ class CassetteFile(pytest.File):
     """One cassette; its items are its compaction exchanges."""
 
     def collect(self) -> Iterator[pytest.Item]:
+        from ._cassette import CassetteError
+        from ._check import read_cassette
+        from ._routes import route_of
+
         try:
             data = read_cassette(self.path)
         except CassetteError as exc:
@@ -143,6 +150,9 @@ class ExchangeItem(pytest.Item):
         strict = config.getoption("compaction_strict", default=None)
         if strict is None:
             strict = config.getini("compaction_strict")
+        from ._check import check_exchange
+        from ._versions import resolve_version
+
         where = f"exchange {self.index} of cassette {self.path}"
         try:
             version = resolve_version(requested or self.data.schema_version or None)

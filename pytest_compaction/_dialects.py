@@ -140,7 +140,7 @@ _DIALECTS: dict[str, Dialect] = {
         ),
     )
 }
-DIALECTS: tuple[str, ...] = tuple(_DIALECTS)
+DIALECTS: tuple[str, ...] = tuple(_DIALECTS)  # the same as _settings.DIALECT_NAMES
 
 
 def get_dialect(name: str | Dialect | None = None) -> Dialect:

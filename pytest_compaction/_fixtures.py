@@ -11,10 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pytest
 
 from ._cassette import Exchange, header_get, load_cassette, parse_json_bytes
 from ._errors import CompactionError
@@ -137,35 +134,3 @@ def load_compacted_responses(path: str | os.PathLike[str]) -> list[CompactedResp
     """Every successful ``/responses/compact`` answer of a cassette as ``CompactedResponse``."""
     _compacted_response_class()  # a missing SDK is reported before the cassette is read
     return [ex.as_model() for ex in load_exchanges(path) if ex.is_compact and ex.ok]
-
-
-@pytest.fixture
-def compaction_exchanges(
-    request: pytest.FixtureRequest, compaction_cassette_dir: Path
-) -> list[RecordedExchange]:
-    """The exchanges of a cassette, as data: no HTTP, no patching.
-
-    The cassette is the test's ``@pytest.mark.compaction(...)`` one, or the value given by
-    indirect parametrization (``@pytest.mark.parametrize("compaction_exchanges", [...],
-    indirect=True)``): a name under the cassette directory, like the marker's, or a path.
-    """
-    from .plugin import _marker_args, cassette_path
-
-    item = request.node
-    param = getattr(request, "param", None)
-    if param is not None:
-        name: str | None = os.fspath(param)
-    elif item.get_closest_marker("compaction") is not None:
-        raw = _marker_args(item).get("cassette")
-        name = None if raw is None else str(raw)
-    else:
-        pytest.fail(
-            "compaction_exchanges needs a cassette: mark the test with "
-            "@pytest.mark.compaction('name') or parametrize the fixture with indirect=True",
-            pytrace=False,
-        )
-    path = cassette_path(item, compaction_cassette_dir, name)
-    try:
-        return load_exchanges(path)
-    except CompactionError as exc:
-        pytest.fail(f"compaction_exchanges: {exc}", pytrace=False)

@@ -21,13 +21,22 @@ import os
 import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._chain import check_proxy_session
 from ._errors import CompactionError
-from ._proxy import CompactionProxy
+
+if TYPE_CHECKING:
+    from ._proxy import CompactionProxy
+
+
+def _chaining(proxy: CompactionProxy) -> list[str]:
+    """The chaining rules over the proxy's session (``_chain``, loaded when a test uses it)."""
+    from ._chain import check_proxy_session
+
+    return check_proxy_session(proxy)
+
 
 UPSTREAM_ENV = "PYTEST_COMPACTION_UPSTREAM"
 DEFAULT_UPSTREAM = "https://api.openai.com/v1"
@@ -50,7 +59,7 @@ _MARKER_KEYS = frozenset(
 # schema verdicts: each takes the stopped proxy (``proxy.session`` lists the exchanges in order)
 # and returns problem messages, empty when satisfied. Contract checks spanning several exchanges,
 # such as the chaining of compaction outputs into later inputs, are added here.
-SESSION_CHECKS: list[Callable[[CompactionProxy], list[str]]] = [check_proxy_session]
+SESSION_CHECKS: list[Callable[[CompactionProxy], list[str]]] = [_chaining]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -118,6 +127,8 @@ def compaction_proxy_server(
         return f"pytest --compaction-record={mode} {shlex.quote(nodeid)}"
 
     try:
+        from ._proxy import CompactionProxy
+
         proxy = CompactionProxy(
             args.get("upstream") or compaction_proxy_upstream,
             cassette_path(item, compaction_cassette_dir, args.get("cassette")),

@@ -53,37 +53,13 @@ from ._redact import (
     redact_query,
 )
 from ._routes import is_compact_path, normalize_path, route_of
+from ._settings import OPTION_NAMES as OPTION_NAMES
+from ._settings import RECORD_MODES as RECORD_MODES
+from ._settings import VCR_PASSTHROUGH as _VCR_PASSTHROUGH
 
-RECORD_MODES = ("none", "once", "new_episodes", "all")
 # Key of a replayed vcrpy response dict: its body cut into one chunk per event.
 _CHUNKS = "compaction_event_chunks"
 DEFAULT_MATCH_ON = ("method", "path", "query", "body")
-
-# Options of use_cassette that go to vcrpy unchanged.
-_VCR_PASSTHROUGH = (
-    "allow_playback_repeats",
-    "drop_unused_requests",
-    "record_on_exception",
-    "skip_patchers",
-    "custom_patches",
-)
-OPTION_NAMES = frozenset(
-    {
-        *_VCR_PASSTHROUGH,
-        "record_mode",
-        "version",
-        "strict",
-        "dialect",
-        "filter_headers",
-        "filter_query_parameters",
-        "before_record_request",
-        "before_record_response",
-        "ignore_hosts",
-        "ignore_localhost",
-        "match_on",
-        "check_chain",
-    }
-)
 
 
 class ReplayError(CompactionError):

@@ -7,24 +7,32 @@ plain ``pytest`` replays it, ``pytest --compaction-record=once`` records it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._dialects import DIALECTS
 from ._errors import CompactionError
-from ._fixtures import compaction_exchanges as compaction_exchanges
-from ._recorder import OPTION_NAMES, RECORD_MODES, Recording, use_cassette
+from ._settings import DIALECT_NAMES as DIALECTS
+from ._settings import OPTION_NAMES, RECORD_MODES
+
+if TYPE_CHECKING:
+    from ._fixtures import RecordedExchange
+    from ._recorder import Recording
+
+# Starting pytest loads this shell only: the recorder (and vcrpy), the checks and the proxy
+# load inside the fixtures and hooks that use them, so a run without compaction tests pays
+# for none of it.
 
 # Plugins of their own: cassettes collected as test items (--compaction-check-cassettes), and
 # the compaction_proxy fixture.
 pytest_plugins = ["pytest_compaction._collect", "pytest_compaction._proxy_fixture"]
 
-_RECORDING = pytest.StashKey[Recording]()
+_RECORDING = pytest.StashKey["Recording"]()
 _STATS = pytest.StashKey[dict[str, dict[str, Any]]]()
 _SHARED = pytest.StashKey[dict[str, list[str]]]()
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]=,+]")
@@ -286,6 +294,8 @@ def compaction_cassette(
         return f"pytest --compaction-record={mode} {shlex.quote(nodeid)}"
 
     try:
+        from ._recorder import use_cassette
+
         context = use_cassette(
             path,
             record_mode=record_mode,
@@ -312,6 +322,38 @@ def compaction_cassette(
     message = recording.failure()
     if message is not None:
         pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture
+def compaction_exchanges(
+    request: pytest.FixtureRequest, compaction_cassette_dir: Path
+) -> list[RecordedExchange]:
+    """The exchanges of a cassette, as data: no HTTP, no patching.
+
+    The cassette is the test's ``@pytest.mark.compaction(...)`` one, or the value given by
+    indirect parametrization (``@pytest.mark.parametrize("compaction_exchanges", [...],
+    indirect=True)``): a name under the cassette directory, like the marker's, or a path.
+    """
+    from ._fixtures import load_exchanges
+
+    item = request.node
+    param = getattr(request, "param", None)
+    if param is not None:
+        name: str | None = os.fspath(param)
+    elif item.get_closest_marker("compaction") is not None:
+        raw = _marker_args(item).get("cassette")
+        name = None if raw is None else str(raw)
+    else:
+        pytest.fail(
+            "compaction_exchanges needs a cassette: mark the test with "
+            "@pytest.mark.compaction('name') or parametrize the fixture with indirect=True",
+            pytrace=False,
+        )
+    path = cassette_path(item, compaction_cassette_dir, name)
+    try:
+        return load_exchanges(path)
+    except CompactionError as exc:
+        pytest.fail(f"compaction_exchanges: {exc}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
