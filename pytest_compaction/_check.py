@@ -569,6 +569,8 @@ def find_cassettes(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Pa
                 found.append(file)
             for file in sorted(found):
                 yield file, False
+        elif path.exists():
+            raise CompactionError(f"{raw}: not a regular file or a folder")
         else:
             raise CompactionError(f"{raw}: no such file or folder")
 

@@ -39,6 +39,7 @@ from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from . import _cassette as cf
+from ._args import port_number
 from ._dialects import (
     DIALECTS,
     Dialect,
@@ -846,7 +847,7 @@ def register(commands: Any) -> None:
         "--upstream-ca", default=None, metavar="FILE", help="CA bundle for a TLS upstream"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument("--port", type=port_number, default=0, help="port (default: any free port)")
     parser.add_argument(
         "--summary-json", default=None, metavar="FILE", help="write the summary here on exit"
     )

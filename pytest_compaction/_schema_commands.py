@@ -115,6 +115,8 @@ def _read(name: str) -> bytes:
     path = Path(name)
     if path.is_dir():
         raise CompactionError(f"{name}: is a directory, not a JSON file")
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise CompactionError(f"{name}: not a regular file")
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_BODY_BYTES + 1)

@@ -79,6 +79,8 @@ def _nests_deeper(raw: bytes, limit: int) -> bool:
 def load_spec(path: str | Path) -> Spec:
     """Load an OpenAPI document (YAML or JSON), with errors that name the file."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise SpecError(f"cannot read spec {path}: not a regular file")
     try:
         raw = path.read_bytes()
     except OSError as exc:

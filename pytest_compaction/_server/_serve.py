@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from .._args import port_number
 from .._errors import CompactionError
 from .._listener import run_until_signal
 from ._server import DIALECTS, CompactionServer
@@ -26,7 +27,7 @@ def register(commands: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument("--port", type=port_number, default=0, help="port (default: any free port)")
     parser.add_argument(
         "--deterministic",
         action="store_true",
