@@ -1,5 +1,9 @@
-"""Commands given what they cannot use: a clear usage error and exit 2, never a hang or a
-traceback. Each runs in a process of its own with a timeout, so a hang fails the test."""
+"""Input nobody should send: a clear error, never a hang or a traceback.
+
+Commands given what they cannot use exit 2 with a usage error; each runs in a process of its
+own with a timeout, so a hang fails the test. The embedded server answers what the API
+refuses with a 400, not a 500.
+"""
 
 from __future__ import annotations
 
@@ -48,3 +52,56 @@ def test_a_named_pipe_is_refused_not_read(fifo: Path, tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+# -- the embedded server, given bodies the API refuses ---------------------------------------------
+def raw_exchange(origin: str, request: bytes) -> bytes:
+    import socket
+
+    host, port = origin.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+def test_the_server_answers_400_to_a_body_nested_past_any_parser(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import httpx
+
+    from pytest_compaction import CompactionServer
+
+    deep = b'{"model": "m", "input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with CompactionServer() as server:
+        for path in ("/responses/compact", "/responses"):
+            answer = httpx.post(
+                server.base_url + path, content=deep, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert error["type"] == "invalid_request_error"
+            assert error["message"].startswith("We could not parse the JSON body of your request.")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Length: -1\r\n\r\n",
+        b"Transfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n",
+    ],
+    ids=["negative content-length", "negative chunk size"],
+)
+def test_the_server_answers_400_to_a_negative_length(head: bytes) -> None:
+    from pytest_compaction import CompactionServer
+
+    with CompactionServer() as server:
+        request = b"POST /v1/responses/compact HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head
+        answer = raw_exchange(server.base_url, request)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]

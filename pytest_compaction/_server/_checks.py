@@ -36,7 +36,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or ApiError."""
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting past the parser's depth
         raise bad_request(_NOT_JSON, param=None, code=None) from None
     if not isinstance(body, dict):
         raise bad_request(

@@ -320,11 +320,13 @@ class CompactionHandler(BaseHTTPRequestHandler):
             return b""
         try:
             length = int(length_text)
+            if length < 0:
+                raise ValueError(length)
         except ValueError:
             raise GatewayError(
                 400, f"Invalid Content-Length header: {length_text!r}.", param=None, code=None
             ) from None
-        if length < 0 or length > MAX_BODY:
+        if length > MAX_BODY:
             raise GatewayError(
                 413,
                 f"Request body of {length} bytes exceeds the limit of {MAX_BODY} bytes.",
@@ -340,6 +342,8 @@ class CompactionHandler(BaseHTTPRequestHandler):
             line = self.rfile.readline(1024).strip()
             try:
                 size = int(line.split(b";")[0], 16)
+                if size < 0:
+                    raise ValueError(size)
             except ValueError:
                 raise GatewayError(400, "Malformed chunked body.", param=None, code=None) from None
             if size == 0:
