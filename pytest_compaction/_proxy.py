@@ -185,6 +185,8 @@ class CompactionProxy:
         self._host = host
         self._port = port
         self._upstream_ca = upstream_ca
+        if upstream_ca is not None:
+            self._upstream_context()  # a CA file that cannot be used stops the start, not a call
         self._timeout = timeout
         self._drain_timeout = drain_timeout
 
@@ -580,6 +582,14 @@ class CompactionProxy:
             upstream_status=status,
         )
 
+    def _upstream_context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=str(self._upstream_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ProxyError(
+                f"upstream CA file {self._upstream_ca} cannot be used: {exc}"
+            ) from None
+
     def _http_client(self) -> Any:
         with self._lock:
             if self._client is None:
@@ -587,12 +597,7 @@ class CompactionProxy:
 
                 verify: ssl.SSLContext | bool = True
                 if self._upstream_ca is not None:
-                    try:
-                        verify = ssl.create_default_context(cafile=str(self._upstream_ca))
-                    except (OSError, ssl.SSLError) as exc:
-                        raise ProxyError(
-                            f"upstream CA file {self._upstream_ca} cannot be used: {exc}"
-                        ) from None
+                    verify = self._upstream_context()
                 client = httpx.Client(
                     timeout=httpx.Timeout(self._timeout, connect=30.0),
                     follow_redirects=False,

@@ -105,3 +105,20 @@ def test_the_server_answers_400_to_a_negative_length(head: bytes) -> None:
         request = b"POST /v1/responses/compact HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head
         answer = raw_exchange(server.base_url, request)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
+def test_a_ca_file_that_cannot_be_used_stops_the_proxy_before_it_starts(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    done = run(
+        "proxy", "--upstream", "https://127.0.0.1:9", "--upstream-ca", str(missing),
+        "--cassette", str(tmp_path / "c.yaml"),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"upstream CA file {missing} cannot be used: [Errno 2]" in done.stderr
+    assert "listening" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_fault_longer_than_an_hour_is_refused_at_once() -> None:
+    done = run("serve", "--fault", "slow:1e308")
+    assert done.returncode == 2
+    assert "invalid fault: slow needs a number of seconds (0 to 3600)" in done.stderr

@@ -95,7 +95,10 @@ def parse_fault(text: str) -> Fault:
             times = int(value)
         elif name == "retry-after":
             if not _is_seconds(value):
-                raise FaultSyntaxError(f"retry-after must be a number of seconds in {spec!r}")
+                raise FaultSyntaxError(
+                    f"retry-after must be a number of seconds (0 to {MAX_FAULT_SECONDS:g}) "
+                    f"in {spec!r}"
+                )
             retry_after = value
         else:
             raise FaultSyntaxError(f"unknown fault option {name!r} in {spec!r}")
@@ -105,7 +108,10 @@ def parse_fault(text: str) -> Fault:
     if lowered.startswith(("slow:", "slow=")):
         seconds = lowered[5:]
         if not _is_seconds(seconds):
-            raise FaultSyntaxError(f"slow needs a number of seconds, as in 'slow:0.2': {spec!r}")
+            raise FaultSyntaxError(
+                f"slow needs a number of seconds (0 to {MAX_FAULT_SECONDS:g}), as in "
+                f"'slow:0.2': {spec!r}"
+            )
         return Fault(spec, "slow", seconds=float(seconds), times=times)
     if lowered in _KINDS and lowered != "slow":
         return Fault(spec, lowered, times=times)
@@ -123,12 +129,16 @@ def parse_fault(text: str) -> Fault:
     )
 
 
+# A longer wait is a mistake, not a fault to test against (``slow:1e308`` would never end).
+MAX_FAULT_SECONDS = 3600.0
+
+
 def _is_seconds(value: str) -> bool:
     try:
         number = float(value)
     except ValueError:
         return False
-    return math.isfinite(number) and number >= 0
+    return math.isfinite(number) and 0 <= number <= MAX_FAULT_SECONDS
 
 
 class FaultPlan:
