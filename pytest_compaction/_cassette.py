@@ -752,7 +752,18 @@ def read_cassette_text(path: str | os.PathLike[str]) -> str:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace a cassette atomically (see ``_atomic``); failures are a CassetteError."""
+    """Replace a cassette atomically (see ``_atomic``); failures are a CassetteError.
+
+    A cassette its loader would refuse (over :func:`max_cassette_bytes`) is not written: the
+    same limit, at write time, so that what records also replays.
+    """
+    limit = max_cassette_bytes()
+    if len(data) > limit:
+        raise CassetteError(
+            f"cassette {path} would be {len(data) / 2**20:.0f} MB, over the "
+            f"{limit / 2**20:.0f} MB limit its loader accepts; set {MAX_SIZE_ENV} to record and "
+            "load it (not written)"
+        )
     try:
         _atomic.write_atomic(path, data)
     except OSError as exc:

@@ -122,3 +122,27 @@ def test_a_fault_longer_than_an_hour_is_refused_at_once() -> None:
     done = run("serve", "--fault", "slow:1e308")
     assert done.returncode == 2
     assert "invalid fault: slow needs a number of seconds (0 to 3600)" in done.stderr
+
+
+def test_a_cassette_over_the_load_limit_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+    from conftest import Upstream
+
+    from pytest_compaction import ReplayError
+    from pytest_compaction._recorder import use_cassette
+
+    monkeypatch.setenv("PYTEST_COMPACTION_MAX_CASSETTE_MB", "1")
+    path = tmp_path / "big.yaml"
+    upstream = Upstream()
+    try:
+        body = {"model": "gpt-5", "input": [{"role": "user", "content": "x" * 1_500_000}]}
+        with pytest.raises(ReplayError) as caught, use_cassette(path, record_mode="once"):
+            httpx.post(f"{upstream.base_url}/responses/compact", json=body, timeout=30)
+    finally:
+        upstream.close()
+    assert f"cassette {path} would be 3 MB, over the 1 MB limit its loader accepts" in str(
+        caught.value
+    )
+    assert not path.exists()
