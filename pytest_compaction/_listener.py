@@ -9,10 +9,12 @@ from __future__ import annotations
 import signal
 import socket
 import socketserver
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 # How often serve_forever looks for shutdown(): short, so that stopping a service is quick.
 POLL_INTERVAL = 0.05
@@ -22,6 +24,22 @@ def http_url(host: str, port: int) -> str:
     """``http://host:port``; an IPv6 literal goes in brackets."""
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
+
+
+class LoopbackServerMixin:
+    """What the embedded server and the proxy share as listeners.
+
+    The backlog is the system's maximum, so that a burst of parallel clients is queued rather
+    than reset; a client that resets or drops its connection mid-exchange is its own business,
+    not a traceback on the terminal.
+    """
+
+    request_queue_size = socket.SOMAXCONN
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # reset, broken pipe, aborted
+            return
+        super().handle_error(request, client_address)  # type: ignore[misc]
 
 
 def address_family(host: str) -> socket.AddressFamily:

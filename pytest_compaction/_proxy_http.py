@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import _cassette as cf
-from ._listener import address_family
+from ._listener import LoopbackServerMixin, address_family
 
 log = logging.getLogger("pytest_compaction.proxy")
 
@@ -89,7 +89,7 @@ def error_body(message: str, kind: str, code: str, **details: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
 
 
-class ProxyHTTPServer(ThreadingHTTPServer):
+class ProxyHTTPServer(LoopbackServerMixin, ThreadingHTTPServer):
     """Serves the proxy; knows its open connections and which are in an exchange."""
 
     daemon_threads = True  # stop() waits for exchanges itself, with a bound

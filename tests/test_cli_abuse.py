@@ -146,3 +146,45 @@ def test_a_cassette_over_the_load_limit_is_not_written(
         caught.value
     )
     assert not path.exists()
+
+
+def reset_mid_body(origin: str) -> None:
+    """Open a connection, send half a request, and reset it (RST, not FIN)."""
+    import socket
+    import struct
+
+    host, port = origin.split("//")[1].split("/")[0].split(":")
+    connection = socket.create_connection((host, int(port)), timeout=10)
+    connection.sendall(
+        b"POST /v1/responses/compact HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b'Content-Length: 100000\r\n\r\n{"model"'
+    )
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+def test_a_client_resetting_its_connection_prints_no_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    from pytest_compaction import CompactionProxy, CompactionServer
+
+    with (
+        CompactionServer() as server,
+        CompactionProxy(server.base_url, tmp_path / "c.yaml", record_mode="once") as proxy,
+    ):
+        for origin in (server.base_url, proxy.url):
+            for _ in range(3):
+                reset_mid_body(origin)
+        time.sleep(0.5)  # the handler threads meet the reset
+        # both still answer
+        body = {"model": "gpt-5", "input": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{proxy.url}/responses/compact", json=body).status_code == 200
+        listeners = [server._httpd, proxy._httpd]  # type: ignore[attr-defined]
+        assert all(s.request_queue_size == socket.SOMAXCONN for s in listeners)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from .._errors import VersionError
-from .._listener import address_family
+from .._listener import LoopbackServerMixin, address_family
 from .._routes import is_beta, route_of
 from .._versions import load_schema_set, resolve_version
 from ._apierror import ApiError
@@ -103,7 +103,7 @@ def request_kind(
     return "request"
 
 
-class CompactionHTTPServer(ThreadingHTTPServer):
+class CompactionHTTPServer(LoopbackServerMixin, ThreadingHTTPServer):
     daemon_threads = False  # stop() joins every handler thread
     block_on_close = True
     allow_reuse_address = True
