@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -44,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     except CompactionError as exc:  # a bad path, version or spec: what the command was given
         print(f"pytest-compaction: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, with the status a shell reports for
+        # a command ended by SIGPIPE, and keep the interpreter from failing again when it
+        # flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

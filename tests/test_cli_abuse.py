@@ -188,3 +188,17 @@ def test_a_client_resetting_its_connection_prints_no_traceback(
         assert all(s.request_queue_size == socket.SOMAXCONN for s in listeners)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "ConnectionResetError" not in err, err
+
+
+def test_output_piped_to_a_reader_that_stops_early_ends_quietly() -> None:
+    # ``... | head -1`` on 200 KB of JSON, more than a pipe holds: the reader closes early
+    command = [*CLI, "schemas", "diff", "2026-04-13", "2026-11-19", "--format", "json"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+    assert first == b"{\n"
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 141
