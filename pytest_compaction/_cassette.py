@@ -313,7 +313,11 @@ def _first_char(text: str | bytes) -> str | bytes:
 
 
 def parse_json_bytes(body: bytes | str | None) -> tuple[bool, Any]:
-    """(True, value) when the body is JSON text, else (False, None)."""
+    """(True, value) when the body is JSON text, else (False, None).
+
+    JSON nested deeper than the parser can go counts as not JSON: it is kept, scanned and
+    judged as the text it is (the validator names the depth).
+    """
     if body is None or not body:
         return False, None
     first = _first_char(body)
@@ -321,7 +325,7 @@ def parse_json_bytes(body: bytes | str | None) -> tuple[bool, Any]:
         return False, None
     try:
         return True, json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False, None
 
 

@@ -202,3 +202,55 @@ def test_output_piped_to_a_reader_that_stops_early_ends_quietly() -> None:
     assert first == b"{\n"
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert code == 141
+
+
+# -- bodies nested deeper than any parser --------------------------------------------------------
+DEEP = b'{"model": "m", "input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def test_recording_a_body_nested_past_the_parser_is_a_violation_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from pytest_compaction import CompactionServer
+    from pytest_compaction._recorder import use_cassette
+
+    path = tmp_path / "deep.yaml"
+    with CompactionServer() as server:
+        with use_cassette(path, record_mode="once", raise_on_exit=False) as rec:
+            answer = httpx.post(
+                server.base_url + "/responses/compact",
+                content=DEEP,
+                headers={"content-type": "application/json"},
+            )
+        assert answer.status_code == 400
+    assert rec.violations == ["exchange 0 request /: body nests deeper than the JSON parser allows"]
+    assert not path.exists()  # a violating exchange is not written
+
+
+def test_scan_import_and_check_read_a_deep_cassette_without_a_traceback(tmp_path: Path) -> None:
+    from pytest_compaction._cassette import CassetteData, Exchange, save_cassette
+
+    key = "sk-proj-" + "A1b2C3d4" * 6
+    headers = {"content-type": ["application/json"]}
+    with_key = DEEP[:-1] + f', "note": "{key}"}}'.encode()
+    exchange = Exchange(
+        method="POST",
+        uri="http://127.0.0.1:9/v1/responses/compact",
+        request_headers=headers,
+        request_body=DEEP,
+        response_headers=headers,
+        response_body=with_key,
+    )
+    path = tmp_path / "deep.yaml"
+    save_cassette(path, CassetteData([exchange], schema_version=None))
+    scan = run("scan", str(path))
+    assert scan.returncode == 1 and "1 finding(s)" in scan.stdout, scan.stdout + scan.stderr
+    imported = run("import", str(path), "-o", str(tmp_path / "out"))
+    assert "1 refused" in imported.stdout, imported.stdout + imported.stderr
+    check = run("check", str(path))
+    assert check.returncode == 1
+    assert "request: body nests deeper than the JSON parser allows" in check.stdout
+    for done in (scan, imported, check):
+        assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
