@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import jsonschema_rs
 
 from ._errors import BodyError, CompactionError
-from ._versions import Kind, SchemaSet, available_versions, load_schema_set, resolve_version
+from ._versions import Kind, SchemaSet, available_versions, load_schema_set
 
 if TYPE_CHECKING:
     import jsonschema
@@ -863,7 +863,7 @@ def _declared_by(version: str) -> str:
 
 def validate(kind: Kind, body: Any, *, version: str | None = None, strict: bool = False) -> Report:
     """Validate a body (parsed JSON, or raw bytes/str) of the given kind."""
-    return get_validator(kind, resolve_version(version)).validate(body, strict=strict)
+    return get_validator(kind, version).validate(body, strict=strict)
 
 
 def validate_request(body: Any, *, version: str | None = None, strict: bool = False) -> Report:

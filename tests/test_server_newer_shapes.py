@@ -16,43 +16,21 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from _today import (
+    BETA,
+    CONFIGURATION_UPDATE,
+    MULTI_AGENT_ITEMS,
+    STORY,
+    THRESHOLD,
+    TRIGGER_ID,
+    USER,
+)
 
 from pytest_compaction import CompactionServer, newest_version, resolve_version, validate
 from pytest_compaction._server._checks import declares_value
 from pytest_compaction._server._faults import FaultSyntaxError, parse_fault
 from pytest_compaction._server._stream import COMPACTING, MAX_COMPACTING_EVENTS
 
-THRESHOLD = [{"type": "compaction", "compact_threshold": 1000}]
-STORY = "the fox walked through the quiet forest and looked at every tree. " * 90
-TRIGGER_ID = "ct_0001"
-USER = {"role": "user", "content": "summarize the plan"}
-CONFIGURATION_UPDATE = {
-    "type": "configuration_update",
-    "id": "cfg_0001",
-    "reasoning": {"effort": "low"},
-    "text": {"format": {"type": "text"}},
-}
-MULTI_AGENT_ITEMS: list[dict[str, Any]] = [
-    {
-        "type": "multi_agent_call",
-        "action": "spawn_agent",
-        "arguments": '{"task": "count the trees"}',
-        "call_id": "call_0001",
-    },
-    {
-        "type": "multi_agent_call_output",
-        "action": "spawn_agent",
-        "call_id": "call_0001",
-        "output": [{"type": "output_text", "text": "spawned counter"}],
-    },
-    {
-        "type": "agent_message",
-        "author": "counter",
-        "recipient": "root",
-        "content": [{"type": "input_text", "text": "90 trees"}],
-    },
-]
-BETA = ["responses_multi_agent=v1"]
 # The newest bundled version that declares neither configuration_update nor image.
 OLDER = "2026-08-21_f85dbe223d40"
 

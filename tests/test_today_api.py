@@ -16,26 +16,20 @@ from pathlib import Path
 
 import openai
 import pytest
+from _today import (
+    BETA,
+    CONFIGURATION_UPDATE,
+    MULTI_AGENT_ITEMS,
+    STORY,
+    THRESHOLD,
+    TRIGGER_ID,
+    USER,
+)
 
 from pytest_compaction import CompactionServer, check_paths, load_cassette, newest_version
 from pytest_compaction._recorder import Recording, use_cassette
 
-THRESHOLD = [{"type": "compaction", "compact_threshold": 1000}]
-STORY = "the fox walked through the quiet forest and looked at every tree. " * 90
-USER = {"role": "user", "content": "summarize the plan"}
-CONFIGURATION_UPDATE = {
-    "type": "configuration_update",
-    "id": "cfg_0001",
-    "reasoning": {"effort": "low"},
-    "text": {"format": {"type": "text"}},
-}
-MULTI_AGENT_CALL = {
-    "type": "multi_agent_call",
-    "action": "spawn_agent",
-    "arguments": '{"task": "count the trees"}',
-    "call_id": "call_0001",
-}
-BETA = ["responses_multi_agent=v1"]
+MULTI_AGENT_CALL = MULTI_AGENT_ITEMS[0]
 OLDER = "2026-08-21"
 NEWER = "newer than the contract"
 
@@ -67,7 +61,7 @@ def trigger_without_output(client: openai.OpenAI) -> None:
     events = list(
         client.responses.create(
             model="gpt-4.1",
-            input=[USER, {"type": "compaction_trigger", "id": "ct_0001"}],  # type: ignore[list-item]
+            input=[USER, {"type": "compaction_trigger", "id": TRIGGER_ID}],  # type: ignore[list-item]
             store=False,
             stream=True,
             extra_headers={"x-compaction-fault": "completed-output:missing"},
@@ -118,6 +112,16 @@ def client() -> Iterator[openai.OpenAI]:
         yield sdk
 
 
+def record(
+    tmp_path: Path, name: str, steps: Callable[[openai.OpenAI], None], client: openai.OpenAI
+) -> Path:
+    """The cassette of ``steps`` recorded through ``client``."""
+    path = tmp_path / f"{name}.yaml"
+    with use_cassette(path, record_mode="once"):
+        steps(client)
+    return path
+
+
 def findings(rec: Recording) -> list[str]:
     return [*rec.violations, *rec.drift, *rec.notes]
 
@@ -146,9 +150,7 @@ def test_recorded_and_replayed_clean_under_the_newest_version(
 def test_the_beta_call_is_judged_by_the_beta_contract(
     client: openai.OpenAI, tmp_path: Path
 ) -> None:
-    path = tmp_path / "beta.yaml"
-    with use_cassette(path, record_mode="once"):
-        beta_multi_agent(client)
+    path = record(tmp_path, "beta", beta_multi_agent, client)
     (exchange,) = load_cassette(path).exchanges
     assert exchange.uri.endswith("/responses/compact?beta=true")
     assert "responses_multi_agent=v1" in path.read_text()  # the header, recorded
@@ -167,9 +169,7 @@ def test_the_beta_call_is_judged_by_the_beta_contract(
 def test_under_the_last_spec_file_each_newer_shape_is_named_newer_than_the_contract(
     scenario: str, client: openai.OpenAI, tmp_path: Path
 ) -> None:
-    path = tmp_path / f"{scenario}.yaml"
-    with use_cassette(path, record_mode="once"):
-        SCENARIOS[scenario](client)
+    path = record(tmp_path, scenario, SCENARIOS[scenario], client)
     with use_cassette(path, version=OLDER, raise_on_exit=False) as old:
         SCENARIOS[scenario](client)
     unknown = UNKNOWN_TO_OLDER[scenario]
@@ -183,9 +183,7 @@ def test_under_the_last_spec_file_each_newer_shape_is_named_newer_than_the_contr
 def test_the_passed_back_ids_are_declared_in_every_version_that_has_the_items(
     client: openai.OpenAI, tmp_path: Path
 ) -> None:
-    path = tmp_path / "chain.yaml"
-    with use_cassette(path, record_mode="once"):
-        stateless_chain(client)
+    path = record(tmp_path, "chain", stateless_chain, client)
     for version in (OLDER, "2026-05-13"):
         with use_cassette(path, version=version, raise_on_exit=False) as old:
             stateless_chain(client)
@@ -229,9 +227,7 @@ def test_import_judges_a_stock_vcrpy_beta_compact_by_the_beta_contract(
 def test_a_beta_call_under_a_version_without_a_beta_contract_says_so(
     client: openai.OpenAI, tmp_path: Path
 ) -> None:
-    path = tmp_path / "beta.yaml"
-    with use_cassette(path, record_mode="once"):
-        beta_multi_agent(client)
+    path = record(tmp_path, "beta", beta_multi_agent, client)
     with use_cassette(path, version="2026-05-13", raise_on_exit=False) as old:
         beta_multi_agent(client)
     expected = (
