@@ -12,176 +12,176 @@ __version__ = "0.1.0"
 # server vcrpy, httpx and http.server, and ``import pytest_compaction`` (which starting pytest
 # does, for the plugin) stays light.
 _LAZY = {
-    "DriftNote": "._validate",
-    "Report": "._validate",
-    "Validator": "._validate",
-    "Violation": "._validate",
-    "get_validator": "._validate",
-    "parse_body": "._validate",
-    "validate": "._validate",
-    "validate_request": "._validate",
-    "validate_response": "._validate",
-    "available_versions": "._versions",
-    "newest_version": "._versions",
-    "resolve_version": "._versions",
-    "ChainViolation": "._chain",
-    "check_chain": "._chain",
-    "check_conversation": "._chain",
-    "CheckResult": "._check",
-    "check_paths": "._check",
-    "SchemaDiff": "._schema_diff",
-    "diff_versions": "._schema_diff",
-    "Dialect": "._dialects",
-    "DialectError": "._dialects",
-    "get_dialect": "._dialects",
-    "detect_dialect": "._dialects",
-    "validate_with_dialect": "._dialects",
-    "CompactionProxy": "._proxy",
-    "CompactionServer": "._server",
-    "use_cassette": "._recorder",
-    "Recording": "._recorder",
-    "ReplayError": "._recorder",
-    "RequestNotRecorded": "._recorder",
-    "SecretFound": "._redact",
-    "CassetteError": "._cassette",
-    "Exchange": "._cassette",
-    "load_cassette": "._cassette",
-    "save_cassette": "._cassette",
-    "RecordedExchange": "._fixtures",
-    "load_exchanges": "._fixtures",
-    "load_compacted_responses": "._fixtures",
-    "CassetteReplayer": "._transport",
-    "HttpxCassetteTransport": "._transport",
-    "Httpx2CassetteTransport": "._transport",
-    "RequestNotInCassette": "._transport",
-    "scan_paths": "._scan",
-    "import_cassette": "._import",
+    "DriftNote": ".schema._validate",
+    "Report": ".schema._validate",
+    "Validator": ".schema._validate",
+    "Violation": ".schema._validate",
+    "get_validator": ".schema._validate",
+    "parse_body": ".schema._validate",
+    "validate": ".schema._validate",
+    "validate_request": ".schema._validate",
+    "validate_response": ".schema._validate",
+    "available_versions": ".schema._versions",
+    "newest_version": ".schema._versions",
+    "resolve_version": ".schema._versions",
+    "ChainViolation": ".contract._chain",
+    "check_chain": ".contract._chain",
+    "check_conversation": ".contract._chain",
+    "CheckResult": ".check._check",
+    "check_paths": ".check._check",
+    "SchemaDiff": ".schema._diff",
+    "diff_versions": ".schema._diff",
+    "Dialect": ".contract._dialects",
+    "DialectError": ".contract._dialects",
+    "get_dialect": ".contract._dialects",
+    "detect_dialect": ".contract._dialects",
+    "validate_with_dialect": ".contract._dialects",
+    "CompactionProxy": ".proxy._proxy",
+    "CompactionServer": ".server",
+    "use_cassette": ".replay._recorder",
+    "Recording": ".replay._recorder",
+    "ReplayError": ".replay._recorder",
+    "RequestNotRecorded": ".replay._recorder",
+    "SecretFound": ".cassette._redact",
+    "CassetteError": ".cassette._cassette",
+    "Exchange": ".cassette._cassette",
+    "load_cassette": ".cassette._cassette",
+    "save_cassette": ".cassette._cassette",
+    "RecordedExchange": ".replay._fixtures",
+    "load_exchanges": ".replay._fixtures",
+    "load_compacted_responses": ".replay._fixtures",
+    "CassetteReplayer": ".replay._transport",
+    "HttpxCassetteTransport": ".replay._transport",
+    "Httpx2CassetteTransport": ".replay._transport",
+    "RequestNotInCassette": ".replay._transport",
+    "scan_paths": ".cassette._scan",
+    "import_cassette": ".check._import",
 }
 
 
 if TYPE_CHECKING:  # the lazy names, as type checkers see them
-    from ._cassette import (
+    from .cassette._cassette import (
         CassetteError as CassetteError,
     )
-    from ._cassette import (
+    from .cassette._cassette import (
         Exchange as Exchange,
     )
-    from ._cassette import (
+    from .cassette._cassette import (
         load_cassette as load_cassette,
     )
-    from ._cassette import (
+    from .cassette._cassette import (
         save_cassette as save_cassette,
     )
-    from ._chain import (
-        ChainViolation as ChainViolation,
-    )
-    from ._chain import (
-        check_chain as check_chain,
-    )
-    from ._chain import (
-        check_conversation as check_conversation,
-    )
-    from ._check import (
+    from .cassette._redact import SecretFound as SecretFound
+    from .cassette._scan import scan_paths as scan_paths
+    from .check._check import (
         CheckResult as CheckResult,
     )
-    from ._check import (
+    from .check._check import (
         check_paths as check_paths,
     )
-    from ._dialects import (
+    from .check._import import import_cassette as import_cassette
+    from .contract._chain import (
+        ChainViolation as ChainViolation,
+    )
+    from .contract._chain import (
+        check_chain as check_chain,
+    )
+    from .contract._chain import (
+        check_conversation as check_conversation,
+    )
+    from .contract._dialects import (
         Dialect as Dialect,
     )
-    from ._dialects import (
+    from .contract._dialects import (
         DialectError as DialectError,
     )
-    from ._dialects import (
+    from .contract._dialects import (
         detect_dialect as detect_dialect,
     )
-    from ._dialects import (
+    from .contract._dialects import (
         get_dialect as get_dialect,
     )
-    from ._dialects import (
+    from .contract._dialects import (
         validate_with_dialect as validate_with_dialect,
     )
-    from ._fixtures import (
+    from .proxy._proxy import CompactionProxy as CompactionProxy
+    from .replay._fixtures import (
         RecordedExchange as RecordedExchange,
     )
-    from ._fixtures import (
+    from .replay._fixtures import (
         load_compacted_responses as load_compacted_responses,
     )
-    from ._fixtures import (
+    from .replay._fixtures import (
         load_exchanges as load_exchanges,
     )
-    from ._import import import_cassette as import_cassette
-    from ._proxy import CompactionProxy as CompactionProxy
-    from ._recorder import (
+    from .replay._recorder import (
         Recording as Recording,
     )
-    from ._recorder import (
+    from .replay._recorder import (
         ReplayError as ReplayError,
     )
-    from ._recorder import (
+    from .replay._recorder import (
         RequestNotRecorded as RequestNotRecorded,
     )
-    from ._recorder import (
+    from .replay._recorder import (
         use_cassette as use_cassette,
     )
-    from ._redact import SecretFound as SecretFound
-    from ._scan import scan_paths as scan_paths
-    from ._schema_diff import (
-        SchemaDiff as SchemaDiff,
-    )
-    from ._schema_diff import (
-        diff_versions as diff_versions,
-    )
-    from ._server import CompactionServer as CompactionServer
-    from ._transport import (
+    from .replay._transport import (
         CassetteReplayer as CassetteReplayer,
     )
-    from ._transport import (
+    from .replay._transport import (
         Httpx2CassetteTransport as Httpx2CassetteTransport,
     )
-    from ._transport import (
+    from .replay._transport import (
         HttpxCassetteTransport as HttpxCassetteTransport,
     )
-    from ._transport import (
+    from .replay._transport import (
         RequestNotInCassette as RequestNotInCassette,
     )
-    from ._validate import (
+    from .schema._diff import (
+        SchemaDiff as SchemaDiff,
+    )
+    from .schema._diff import (
+        diff_versions as diff_versions,
+    )
+    from .schema._validate import (
         DriftNote as DriftNote,
     )
-    from ._validate import (
+    from .schema._validate import (
         Report as Report,
     )
-    from ._validate import (
+    from .schema._validate import (
         Validator as Validator,
     )
-    from ._validate import (
+    from .schema._validate import (
         Violation as Violation,
     )
-    from ._validate import (
+    from .schema._validate import (
         get_validator as get_validator,
     )
-    from ._validate import (
+    from .schema._validate import (
         parse_body as parse_body,
     )
-    from ._validate import (
+    from .schema._validate import (
         validate as validate,
     )
-    from ._validate import (
+    from .schema._validate import (
         validate_request as validate_request,
     )
-    from ._validate import (
+    from .schema._validate import (
         validate_response as validate_response,
     )
-    from ._versions import (
+    from .schema._versions import (
         available_versions as available_versions,
     )
-    from ._versions import (
+    from .schema._versions import (
         newest_version as newest_version,
     )
-    from ._versions import (
+    from .schema._versions import (
         resolve_version as resolve_version,
     )
+    from .server import CompactionServer as CompactionServer
 
 
 def __getattr__(name: str) -> object:

@@ -13,7 +13,7 @@ import vcr
 import yaml
 from conftest import Upstream
 
-from pytest_compaction._cassette import (
+from pytest_compaction.cassette._cassette import (
     CassetteData,
     CassetteError,
     CassetteNotFound,
@@ -26,7 +26,7 @@ from pytest_compaction._cassette import (
     save_cassette,
     write_atomic,
 )
-from pytest_compaction._recorder import use_cassette
+from pytest_compaction.replay._recorder import use_cassette
 
 
 def _exchange(

@@ -21,11 +21,21 @@ import openai
 import pytest
 
 import pytest_compaction
-from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
-from pytest_compaction._chain import ChainError, ChainViolation, check_chain, check_conversation
-from pytest_compaction._recorder import ReplayError, use_cassette
-from pytest_compaction._server import CompactionServer
+from pytest_compaction.cassette._cassette import (
+    CassetteData,
+    Exchange,
+    load_cassette,
+    save_cassette,
+)
 from pytest_compaction.cli import main
+from pytest_compaction.contract._chain import (
+    ChainError,
+    ChainViolation,
+    check_chain,
+    check_conversation,
+)
+from pytest_compaction.replay._recorder import ReplayError, use_cassette
+from pytest_compaction.server import CompactionServer
 
 MODEL = "gpt-5.4"
 HISTORY: list[dict[str, Any]] = [

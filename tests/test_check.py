@@ -17,11 +17,16 @@ import httpx
 import pytest
 from conftest import Upstream, compaction_body
 
-from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
-from pytest_compaction._check import check_paths, format_text
-from pytest_compaction._dialects import DialectError
-from pytest_compaction._recorder import use_cassette
+from pytest_compaction.cassette._cassette import (
+    CassetteData,
+    Exchange,
+    load_cassette,
+    save_cassette,
+)
+from pytest_compaction.check._check import check_paths, format_text
 from pytest_compaction.cli import main
+from pytest_compaction.contract._dialects import DialectError
+from pytest_compaction.replay._recorder import use_cassette
 
 CACHE_WRITE = "usage.input_tokens_details.cache_write_tokens"
 

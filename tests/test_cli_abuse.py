@@ -131,7 +131,7 @@ def test_a_cassette_over_the_load_limit_is_not_written(
     from conftest import Upstream
 
     from pytest_compaction import ReplayError
-    from pytest_compaction._recorder import use_cassette
+    from pytest_compaction.replay._recorder import use_cassette
 
     monkeypatch.setenv("PYTEST_COMPACTION_MAX_CASSETTE_MB", "1")
     path = tmp_path / "big.yaml"
@@ -214,7 +214,7 @@ def test_recording_a_body_nested_past_the_parser_is_a_violation_not_a_crash(
     import httpx
 
     from pytest_compaction import CompactionServer
-    from pytest_compaction._recorder import use_cassette
+    from pytest_compaction.replay._recorder import use_cassette
 
     path = tmp_path / "deep.yaml"
     with CompactionServer() as server:
@@ -230,7 +230,7 @@ def test_recording_a_body_nested_past_the_parser_is_a_violation_not_a_crash(
 
 
 def test_scan_import_and_check_read_a_deep_cassette_without_a_traceback(tmp_path: Path) -> None:
-    from pytest_compaction._cassette import CassetteData, Exchange, save_cassette
+    from pytest_compaction.cassette._cassette import CassetteData, Exchange, save_cassette
 
     key = "sk-proj-" + "A1b2C3d4" * 6
     headers = {"content-type": ["application/json"]}

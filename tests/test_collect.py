@@ -11,8 +11,8 @@ import httpx
 import pytest
 from conftest import Upstream
 
-from pytest_compaction._cassette import load_cassette, save_cassette
-from pytest_compaction._recorder import use_cassette
+from pytest_compaction.cassette._cassette import load_cassette, save_cassette
+from pytest_compaction.replay._recorder import use_cassette
 
 CHAIN = "test_openai_responses_compact_with_auto_previous_response_id_chain.yaml"
 MESSAGES = "test_openai_responses_compact_messages.yaml"

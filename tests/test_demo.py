@@ -14,15 +14,15 @@ import openai
 import pytest
 import yaml
 
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._demo import DEMO_KEY, RECORDED_ORIGIN
-from pytest_compaction._netguard import block_network
-from pytest_compaction._recorder import use_cassette
-from pytest_compaction._redact import check_no_secrets
-from pytest_compaction._server import CompactionServer
-from pytest_compaction._validate import validate, validate_request, validate_response
-from pytest_compaction._versions import newest_version
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._redact import check_no_secrets
 from pytest_compaction.cli import main
+from pytest_compaction.demo._demo import DEMO_KEY, RECORDED_ORIGIN
+from pytest_compaction.replay._netguard import block_network
+from pytest_compaction.replay._recorder import use_cassette
+from pytest_compaction.schema._validate import validate, validate_request, validate_response
+from pytest_compaction.schema._versions import newest_version
+from pytest_compaction.server import CompactionServer
 
 EXCHANGES = {
     "plain": 1,
@@ -34,7 +34,7 @@ EXCHANGES = {
 }
 STREAMED = {"server-side"}  # POST /responses with stream: true
 _SCRIPT = Path(sys.executable).with_name("pytest-compaction")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pytest_compaction.cli"]
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pytest_compaction"]
 # A table row: name, recorded, replayed, validated, violations, drift, verdict, cassette.
 ROW = re.compile(r"^  (\S+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +(same objects|\S+) +(\S+)$")
 

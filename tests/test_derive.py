@@ -26,20 +26,20 @@ import yaml
 from conftest import REFERENCE
 
 from pytest_compaction import SpecError
-from pytest_compaction._derive import (
+from pytest_compaction.schema._derive import (
     CUSTOM_FORMATS,
     default_name,
     derive,
     derive_to,
     iter_schema_nodes,
 )
-from pytest_compaction._overlay import load_overlay
-from pytest_compaction._spec import Spec, load_spec
+from pytest_compaction.schema._overlay import load_overlay
+from pytest_compaction.schema._spec import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "schemas"
 SPECS = REFERENCE / "openai-openapi"
-CLI = [sys.executable, "-m", "pytest_compaction.cli"]
+CLI = [sys.executable, "-m", "pytest_compaction"]
 PROSE = {"description", "example", "examples", "title", "discriminator", "default", "deprecated"}
 # formats JSON Schema 2020-12 defines; anything else must be registered (CUSTOM_FORMATS)
 STANDARD_FORMATS = {
@@ -632,7 +632,7 @@ def test_wheel_ships_every_schema_version(tmp_path: Path) -> None:
         archive.extractall(tmp_path / "site")
     # the installed package finds its schemas inside itself, not in a source checkout
     probe = (
-        "import pytest_compaction as p, pytest_compaction._versions as v;"
+        "import pytest_compaction as p, pytest_compaction.schema._versions as v;"
         "print(v.schemas_root());print(','.join(p.available_versions()));"
         "print(p.validate_request({'model': 'gpt-5'}).valid)"
     )

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from pytest_compaction import CompactionServer, available_versions, use_cassette
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._dialects import (
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cli import main
+from pytest_compaction.contract._dialects import (
     DIALECTS,
     DialectError,
     detect_dialect,
@@ -32,10 +33,9 @@ from pytest_compaction._dialects import (
     overlaid_document,
     validate_with_dialect,
 )
-from pytest_compaction._recorder import ReplayError
-from pytest_compaction._server._wire import decode_litellm_id, encode_litellm_id
-from pytest_compaction._versions import load_schema_set
-from pytest_compaction.cli import main
+from pytest_compaction.replay._recorder import ReplayError
+from pytest_compaction.schema._versions import load_schema_set
+from pytest_compaction.server._wire import decode_litellm_id, encode_litellm_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

@@ -58,7 +58,12 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from pytest_compaction import get_validator, validate
-from pytest_compaction._versions import Kind, load_schema_set, newest_version, resolve_version
+from pytest_compaction.schema._versions import (
+    Kind,
+    load_schema_set,
+    newest_version,
+    resolve_version,
+)
 
 SPECS = REFERENCE / "openai-openapi"
 OVERLAYS = Path(__file__).resolve().parents[1] / "schemas" / "overlays"

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_compaction import CompactionError, available_versions, parse_body, validate
-from pytest_compaction._cassette import (
+from pytest_compaction.cassette._cassette import (
     MAX_SIZE_ENV,
     CassetteData,
     CassetteError,
@@ -38,8 +38,8 @@ from pytest_compaction._cassette import (
     dump_cassette,
     load_cassette,
 )
-from pytest_compaction._recorder import use_cassette
-from pytest_compaction._versions import load_schema_set
+from pytest_compaction.replay._recorder import use_cassette
+from pytest_compaction.schema._versions import load_schema_set
 
 SCALE = max(1, int(os.environ.get("COMPACTION_RELIABILITY_SCALE", "1")))
 FUZZ = settings(

@@ -14,12 +14,12 @@ import vcr
 import yaml
 from conftest import Upstream
 
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._fixtures import load_exchanges
-from pytest_compaction._import import import_cassette
-from pytest_compaction._recorder import use_cassette
-from pytest_compaction._transport import Httpx2CassetteTransport
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.check._import import import_cassette
 from pytest_compaction.cli import main
+from pytest_compaction.replay._fixtures import load_exchanges
+from pytest_compaction.replay._recorder import use_cassette
+from pytest_compaction.replay._transport import Httpx2CassetteTransport
 
 CHAIN = "test_openai_responses_compact_with_auto_previous_response_id_chain.yaml"
 MAY = "2026-05-13_5162af98d314"

@@ -28,7 +28,7 @@ import pytest
 from _litellm_env import ROOT, SDK_MODULES, Venv, litellm_env, require_venv
 
 from pytest_compaction import CompactionServer
-from pytest_compaction._cassette import CassetteData, Exchange, load_cassette
+from pytest_compaction.cassette._cassette import CassetteData, Exchange, load_cassette
 
 pytestmark = pytest.mark.integration
 

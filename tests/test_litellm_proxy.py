@@ -29,8 +29,8 @@ import yaml
 from _litellm_env import PROXY_MODULES, Venv, litellm_env, require_venv, unavailable
 
 from pytest_compaction import CompactionServer
-from pytest_compaction._dialects import validate_with_dialect
-from pytest_compaction._recorder import Recording, use_cassette
+from pytest_compaction.contract._dialects import validate_with_dialect
+from pytest_compaction.replay._recorder import Recording, use_cassette
 
 pytestmark = pytest.mark.integration
 

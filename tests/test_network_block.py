@@ -23,8 +23,8 @@ import httpx2
 import pytest
 from _loopback import Loopback, QuietHandler
 
-from pytest_compaction._netguard import NetworkBlocked, block_network, is_blocking
-from pytest_compaction._recorder import ReplayError, RequestNotRecorded, use_cassette
+from pytest_compaction.replay._netguard import NetworkBlocked, block_network, is_blocking
+from pytest_compaction.replay._recorder import ReplayError, RequestNotRecorded, use_cassette
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

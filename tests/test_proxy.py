@@ -27,9 +27,14 @@ from _loopback import Loopback, QuietHandler
 from conftest import Upstream, compaction_body
 
 from pytest_compaction import CompactionServer, validate_request, validate_response
-from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
-from pytest_compaction._proxy import MISS_STATUS, CompactionProxy, ProxyError
+from pytest_compaction.cassette._cassette import (
+    CassetteData,
+    Exchange,
+    load_cassette,
+    save_cassette,
+)
 from pytest_compaction.cli import main
+from pytest_compaction.proxy._proxy import MISS_STATUS, CompactionProxy, ProxyError
 
 KEY = "sk-test-" + "p9" * 20
 HISTORY = [
@@ -434,7 +439,7 @@ def test_bad_settings_fail_before_listening(tmp_path: Path) -> None:
 # The command, stopped by a signal
 
 
-COMMAND = (sys.executable, "-m", "pytest_compaction.cli", "proxy")
+COMMAND = (sys.executable, "-m", "pytest_compaction", "proxy")
 
 
 def _start_command(*args: str) -> tuple[subprocess.Popen[str], str]:

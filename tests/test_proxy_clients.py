@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 import pytest
 
 from pytest_compaction import CompactionServer, validate_request, validate_response
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._proxy import CompactionProxy
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.proxy._proxy import CompactionProxy
 
 CLIENTS = Path(__file__).parent / "clients"
 KEY = "sk-test-" + "c4" * 20

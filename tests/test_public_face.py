@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest_compaction
 from pytest_compaction import _settings
-from pytest_compaction._dialects import DIALECTS
-from pytest_compaction._recorder import OPTION_NAMES, RECORD_MODES
+from pytest_compaction.contract._dialects import DIALECTS
+from pytest_compaction.replay._recorder import OPTION_NAMES, RECORD_MODES
 
 HEAVY = ("vcr", "httpx", "httpx2", "http.server", "jsonschema_rs", "yaml", "openai")
 EAGER = {"BodyError", "CompactionError", "SpecError", "VersionError", "__version__"}

@@ -13,14 +13,14 @@ from conftest import Upstream
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 from pytest_compaction._errors import CompactionError
-from pytest_compaction._match import BodyCache, bodies_equal, json_diff, query_items
-from pytest_compaction._recorder import (
+from pytest_compaction.contract._routes import normalize_path
+from pytest_compaction.replay._match import BodyCache, bodies_equal, json_diff, query_items
+from pytest_compaction.replay._recorder import (
     ReplayError,
     RequestNotRecorded,
     is_compact_path,
     use_cassette,
 )
-from pytest_compaction._routes import normalize_path
 
 BODY = {"model": "gpt-5.4", "input": [{"role": "user", "content": "hello"}]}
 

@@ -10,9 +10,8 @@ import httpx2
 import pytest
 from conftest import Upstream
 
-from pytest_compaction._cassette import Exchange, load_cassette
-from pytest_compaction._recorder import ReplayError, use_cassette
-from pytest_compaction._redact import (
+from pytest_compaction.cassette._cassette import Exchange, load_cassette
+from pytest_compaction.cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     PLACEHOLDER,
     SecretFound,
@@ -21,6 +20,7 @@ from pytest_compaction._redact import (
     redact_query,
     scan_exchange,
 )
+from pytest_compaction.replay._recorder import ReplayError, use_cassette
 
 SK = "sk-proj-" + "Zx9" * 12
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"

@@ -19,8 +19,8 @@ from collections import Counter
 
 import pytest
 
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._server import CompactionServer
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.server import CompactionServer
 
 pytest.importorskip("xdist")
 

@@ -29,8 +29,8 @@ import httpx
 import pytest
 from _loopback import Loopback, QuietHandler
 
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._recorder import use_cassette
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.replay._recorder import use_cassette
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -44,7 +44,7 @@ ZYGOTE = r"""
 import json, os, sys
 import httpx
 from pathlib import Path
-from pytest_compaction._recorder import use_cassette
+from pytest_compaction.replay._recorder import use_cassette
 
 folder, origin, log_path = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 max_exchanges, names = int(sys.argv[4]), json.loads(sys.argv[5])

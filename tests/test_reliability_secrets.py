@@ -34,14 +34,14 @@ import httpx2
 import pytest
 from _loopback import Loopback, QuietHandler
 
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._recorder import ReplayError, use_cassette
-from pytest_compaction._redact import (
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
     PLACEHOLDER,
     SecretFound,
 )
+from pytest_compaction.replay._recorder import ReplayError, use_cassette
 
 brotli = pytest.importorskip("brotli")
 
@@ -720,7 +720,7 @@ VIA_PROXY = [
 def test_no_secret_reaches_disk_through_the_proxy(
     tmp_path: Path, server: Server, index: int
 ) -> None:
-    proxy_module = pytest.importorskip("pytest_compaction._proxy")
+    proxy_module = pytest.importorskip("pytest_compaction.proxy._proxy")
     placement = VIA_PROXY[index]
     kind = placement.kinds[index % len(placement.kinds)]
     key = KEYS[kind][0]

@@ -22,10 +22,10 @@ import yaml
 from conftest import REFERENCE
 
 from pytest_compaction import VersionError, validate
-from pytest_compaction._derive import RESPONSES_FILES, derive, strict_name
-from pytest_compaction._spec import Spec, load_spec
-from pytest_compaction._validate import get_validator
-from pytest_compaction._versions import (
+from pytest_compaction.schema._derive import RESPONSES_FILES, derive, strict_name
+from pytest_compaction.schema._spec import Spec, load_spec
+from pytest_compaction.schema._validate import get_validator
+from pytest_compaction.schema._versions import (
     BETA_KINDS,
     COMPACT_KINDS,
     KINDS,
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "schemas"
 SPECS = REFERENCE / "openai-openapi"
 RECORDED = REFERENCE / "recorded" / "pydantic-ai-stock-vcrpy"
-CLI = [sys.executable, "-m", "pytest_compaction.cli"]
+CLI = [sys.executable, "-m", "pytest_compaction"]
 OLD, MAY, JULY, NEW = (
     "2026-04-13_tryAGI-85fe06bb6f18",
     "2026-05-13_5162af98d314",
@@ -323,7 +323,7 @@ def test_a_spec_without_post_responses_says_so(tmp_path: Path) -> None:
 def test_the_compaction_kinds_compile_without_reading_the_new_documents() -> None:
     """The cold-start path (compaction validators) never reads or compiles the new kinds."""
     probe = (
-        "import pytest_compaction as pc, pytest_compaction._versions as v\n"
+        "import pytest_compaction as pc, pytest_compaction.schema._versions as v\n"
         "for version in pc.available_versions():\n"
         "    for kind in ('request', 'response', 'error'):\n"
         "        pc.get_validator(kind, version)\n"

@@ -20,10 +20,15 @@ import pytest
 from _loopback import Loopback, QuietHandler
 
 from pytest_compaction import CompactionProxy, CompactionServer, check_paths
-from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
-from pytest_compaction._judge import RESPONSE_CONTRACT, outside_contract
-from pytest_compaction._recorder import ReplayError, use_cassette
+from pytest_compaction.cassette._cassette import (
+    CassetteData,
+    Exchange,
+    load_cassette,
+    save_cassette,
+)
 from pytest_compaction.cli import main
+from pytest_compaction.contract._judge import RESPONSE_CONTRACT, outside_contract
+from pytest_compaction.replay._recorder import ReplayError, use_cassette
 
 MAY = "2026-05-13"
 NEWEST = "2026-08-21"

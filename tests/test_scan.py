@@ -16,9 +16,8 @@ import vcr
 import yaml
 from conftest import Upstream
 
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._recorder import use_cassette
-from pytest_compaction._scan import (
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._scan import (
     LAYOUT_PROJECT,
     LAYOUT_PYDANTIC_AI,
     LAYOUT_VCRPY_JSON,
@@ -26,6 +25,7 @@ from pytest_compaction._scan import (
     scan_file,
 )
 from pytest_compaction.cli import main
+from pytest_compaction.replay._recorder import use_cassette
 
 SK = "sk-proj-" + "Qw7" * 12
 ORG_VALUE = "pydantic-28gund"
@@ -403,7 +403,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 def test_the_installed_command_exits_1_on_findings(tmp_path: Path, upstream: Upstream) -> None:
     path = tmp_path / "stock.yaml"
     _stock_vcrpy(path, upstream)
-    command = [sys.executable, "-m", "pytest_compaction.cli", "scan", str(path)]
+    command = [sys.executable, "-m", "pytest_compaction", "scan", str(path)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 1, done.stderr
     assert "header 'authorization': looks like a credential header" in done.stdout

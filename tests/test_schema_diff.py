@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from pytest_compaction import validate, validate_request, validate_response
-from pytest_compaction._cassette import load_cassette
-from pytest_compaction._schema_diff import (
+from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cli import main
+from pytest_compaction.schema._diff import (
     IMPACTS,
     Change,
     SchemaDiff,
@@ -24,8 +25,7 @@ from pytest_compaction._schema_diff import (
     format_text,
     impact_of,
 )
-from pytest_compaction._versions import KINDS, RESPONSES_KINDS, load_schema_set
-from pytest_compaction.cli import main
+from pytest_compaction.schema._versions import KINDS, RESPONSES_KINDS, load_schema_set
 
 PAIRS = [
     ("2026-04-13", "2026-05-13"),

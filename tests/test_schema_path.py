@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import REFERENCE, Upstream
 
-from pytest_compaction._versions import SCHEMA_PATH_ENV, available_versions, newest_version
 from pytest_compaction.cli import main
+from pytest_compaction.schema._versions import SCHEMA_PATH_ENV, available_versions, newest_version
 
 SPEC = REFERENCE / "openai-openapi" / "2026-08-21_f85dbe223d40_openapi.yaml"
 
@@ -107,7 +107,7 @@ def test_a_name_clash_is_a_clear_error(
 
 # -- the freshness line ----------------------------------------------------------------------------
 def cassette_of_one_compaction(tmp_path: Path, upstream: Upstream) -> Path:
-    from pytest_compaction._recorder import use_cassette
+    from pytest_compaction.replay._recorder import use_cassette
 
     path = tmp_path / "one.yaml"
     import httpx

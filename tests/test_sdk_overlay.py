@@ -26,8 +26,8 @@ pydantic = pytest.importorskip("pydantic", reason="pydantic is needed to read th
 openai = pytest.importorskip("openai", reason="the openai SDK is not installed")
 
 from pytest_compaction import validate  # noqa: E402
-from pytest_compaction._derive import derive_to  # noqa: E402
-from pytest_compaction._overlay import Action, apply_overlay, load_overlay  # noqa: E402
+from pytest_compaction.schema._derive import derive_to  # noqa: E402
+from pytest_compaction.schema._overlay import Action, apply_overlay, load_overlay  # noqa: E402
 
 OVERLAY = (
     Path(__file__).resolve().parents[1] / "schemas" / "overlays" / "openai-3.57.0.overlay.yaml"

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from pytest_compaction import CompactionServer
-from pytest_compaction._server import ServerError
+from pytest_compaction.server import ServerError
 
 CONVERSATION: list[dict[str, Any]] = [
     {"role": "user", "content": "What is 2+2?"},

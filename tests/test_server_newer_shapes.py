@@ -27,9 +27,9 @@ from _today import (
 )
 
 from pytest_compaction import CompactionServer, newest_version, resolve_version, validate
-from pytest_compaction._server._checks import declares_value
-from pytest_compaction._server._faults import FaultSyntaxError, parse_fault
-from pytest_compaction._server._stream import COMPACTING, MAX_COMPACTING_EVENTS
+from pytest_compaction.server._checks import declares_value
+from pytest_compaction.server._faults import FaultSyntaxError, parse_fault
+from pytest_compaction.server._stream import COMPACTING, MAX_COMPACTING_EVENTS
 
 # The newest bundled version that declares neither configuration_update nor image.
 OLDER = "2026-08-21_f85dbe223d40"
@@ -406,7 +406,7 @@ def test_the_serve_command_takes_the_compacting_events_choice(
 ) -> None:
     import argparse
 
-    from pytest_compaction._server._serve import _COMPACTING_EVENTS, add_arguments
+    from pytest_compaction.cli._serve import _COMPACTING_EVENTS, add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from pytest_compaction import CompactionServer, available_versions, newest_version, validate
-from pytest_compaction._server._responses import REPLY_LIMIT, REPLY_PREFIX
+from pytest_compaction.server._responses import REPLY_LIMIT, REPLY_PREFIX
 
 THRESHOLD = [{"type": "compaction", "compact_threshold": 1000}]
 SENTENCE = "the fox walked through the quiet forest and looked at every tree. "

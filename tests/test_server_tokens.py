@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from pytest_compaction._server import TokenError, parse_fault
-from pytest_compaction._server._faults import FaultSyntaxError
-from pytest_compaction._server._tokens import NONCE_LEN, TAG_LEN, VERSION, seal, unseal
+from pytest_compaction.server import TokenError, parse_fault
+from pytest_compaction.server._faults import FaultSyntaxError
+from pytest_compaction.server._tokens import NONCE_LEN, TAG_LEN, VERSION, seal, unseal
 
 KEY = b"0123456789abcdef0123456789abcdef"
 STATE = {"v": 1, "items": [{"role": "assistant", "content": "ünïcode ✓ " * 50}]}

@@ -20,7 +20,7 @@ from _loopback import Loopback, QuietHandler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_compaction._cassette import (
+from pytest_compaction.cassette._cassette import (
     CassetteData,
     CassetteError,
     Exchange,
@@ -29,17 +29,17 @@ from pytest_compaction._cassette import (
     parse_cassette,
     save_cassette,
 )
-from pytest_compaction._events import check_stream
-from pytest_compaction._recorder import ReplayError, use_cassette
-from pytest_compaction._server import CompactionServer
-from pytest_compaction._sse import (
+from pytest_compaction.cassette._sse import (
     EntryError,
     parse_stream,
     render_entries,
     render_entry,
     stream_entries,
 )
-from pytest_compaction._validate import get_validator
+from pytest_compaction.contract._events import check_stream
+from pytest_compaction.replay._recorder import ReplayError, use_cassette
+from pytest_compaction.schema._validate import get_validator
+from pytest_compaction.server import CompactionServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

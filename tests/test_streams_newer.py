@@ -21,12 +21,17 @@ from typing import Any
 import openai
 import pytest
 
-from pytest_compaction._cassette import CassetteData, Exchange, load_cassette, save_cassette
-from pytest_compaction._chain import ChainViolation, check_chain, check_conversation
-from pytest_compaction._judge import is_stream, judge_exchange
-from pytest_compaction._recorder import use_cassette
-from pytest_compaction._server import CompactionServer
+from pytest_compaction.cassette._cassette import (
+    CassetteData,
+    Exchange,
+    load_cassette,
+    save_cassette,
+)
 from pytest_compaction.cli import main
+from pytest_compaction.contract._chain import ChainViolation, check_chain, check_conversation
+from pytest_compaction.contract._judge import is_stream, judge_exchange
+from pytest_compaction.replay._recorder import use_cassette
+from pytest_compaction.server import CompactionServer
 
 MODEL = "gpt-5.4"
 VERSION = "2026-05-13"

@@ -27,7 +27,7 @@ from _today import (
 )
 
 from pytest_compaction import CompactionServer, check_paths, load_cassette, newest_version
-from pytest_compaction._recorder import Recording, use_cassette
+from pytest_compaction.replay._recorder import Recording, use_cassette
 
 MULTI_AGENT_CALL = MULTI_AGENT_ITEMS[0]
 OLDER = "2026-08-21"

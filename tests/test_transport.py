@@ -15,11 +15,16 @@ import vcr
 from conftest import Upstream
 
 import pytest_compaction
-from pytest_compaction._cassette import CassetteData, CassetteNotFound, Exchange, save_cassette
 from pytest_compaction._errors import CompactionError
-from pytest_compaction._fixtures import load_exchanges
-from pytest_compaction._recorder import use_cassette
-from pytest_compaction._transport import (
+from pytest_compaction.cassette._cassette import (
+    CassetteData,
+    CassetteNotFound,
+    Exchange,
+    save_cassette,
+)
+from pytest_compaction.replay._fixtures import load_exchanges
+from pytest_compaction.replay._recorder import use_cassette
+from pytest_compaction.replay._transport import (
     CassetteReplayer,
     Httpx2CassetteTransport,
     HttpxCassetteTransport,
@@ -286,7 +291,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_public_names() -> None:
-    from pytest_compaction import _fixtures, _import, _scan, _transport
+    from pytest_compaction.cassette import _scan
+    from pytest_compaction.check import _import
+    from pytest_compaction.replay import _fixtures, _transport
 
     for name, module in [
         ("CassetteReplayer", _transport),

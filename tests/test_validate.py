@@ -27,8 +27,8 @@ from pytest_compaction import (
     validate_request,
     validate_response,
 )
-from pytest_compaction._validate import EXPLAINED_ITEMS, MAX_DEPTH
-from pytest_compaction._versions import schemas_root
+from pytest_compaction.schema._validate import EXPLAINED_ITEMS, MAX_DEPTH
+from pytest_compaction.schema._versions import schemas_root
 
 RECORDED = REFERENCE / "recorded"
 SPECS = REFERENCE / "openai-openapi"

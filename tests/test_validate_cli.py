@@ -15,7 +15,7 @@ from conftest import REFERENCE
 
 from pytest_compaction import load_cassette
 
-CLI = [sys.executable, "-m", "pytest_compaction.cli"]
+CLI = [sys.executable, "-m", "pytest_compaction"]
 NEWEST = "2026-11-19_openai-3.57.0"
 CACHE_WRITE = "usage.input_tokens_details: missing required property 'cache_write_tokens'"
 RECORDED = REFERENCE / "recorded" / "pydantic-ai-stock-vcrpy"

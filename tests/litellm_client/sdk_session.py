@@ -75,7 +75,7 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic\._inte
 with network_watch() as IMPORT_SEEN:
     import litellm
 
-    from pytest_compaction._recorder import Recording, use_cassette
+    from pytest_compaction.replay._recorder import Recording, use_cassette
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banner on every error
 

@@ -1,0 +1,790 @@
+"""Cassette files: the exchange model, loading of every supported layout, reviewable atomic writes.
+
+The written layout is stock vcrpy YAML (``version: 1`` + ``interactions``) plus one top-level
+``compaction`` mapping that stock vcrpy ignores, so users can drop this project and keep their
+cassettes. JSON bodies are stored as literal block scalars with one top-level key and one array
+element per line: a re-record shows up as a line diff per input item, and libyaml reads the whole
+body as one scalar.
+
+Server-sent event streams (``content-type: text/event-stream``) are also stored as a list of
+events beside the body, so a review reads one event per entry with its JSON data parsed::
+
+    response:
+      body:
+        string: |+          # the stream as sent, for stock vcrpy
+          event: response.created
+          data: {"type":"response.created",...}
+
+        sha256: 3f1c...     # of body.string as written
+      events:               # the same stream, one entry per event
+      - event: response.created
+        data: {type: response.created, response: {...}, sequence_number: 0}
+
+The events are the source of truth: loading renders them back to bytes (see :mod:`._sse`,
+byte-identical for every stream), and that is what replays, so a hand edit to an event is what
+the client receives. ``body.string`` is their rendering, written so that stock vcrpy replays the
+same bytes. Its ``sha256`` tells which side a hand edit touched when the two disagree: an edited
+``body.string`` under untouched events replays as edited; when both were edited differently,
+loading refuses the cassette and names the first event that differs. Without ``events`` (stock
+vcrpy or older cassettes), ``body.string`` is the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import _atomic
+from .._errors import CompactionError
+from . import _sse
+
+try:  # libyaml when present: both faster and the same safe subset
+    from yaml import CSafeDumper as _SafeDumperBase
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeDumper as _SafeDumperBase  # type: ignore[assignment]
+    from yaml import SafeLoader as _SafeLoader
+else:
+
+    class _SafeLoader(  # type: ignore[no-redef]
+        yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver, _CParser
+    ):
+        """libyaml's parser under PyYAML's own composer and safe constructor.
+
+        libyaml's composer (what ``CSafeLoader`` uses) recurses in C without a limit: a
+        cassette nested 50,000 levels deep crashes the interpreter. Composing in Python costs
+        next to nothing here (bodies are single scalars) and deep nesting raises RecursionError.
+        """
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+
+FORMAT = 1
+Headers = dict[str, list[str]]
+
+
+class CassetteError(CompactionError):
+    """A cassette that cannot be read, parsed or written."""
+
+
+class CassetteNotFound(CassetteError):
+    """The cassette file does not exist."""
+
+
+class NotACassette(CassetteError):
+    """A YAML/JSON document without an ``interactions`` list (some other file)."""
+
+
+@dataclass
+class Exchange:
+    """One recorded request and its response, bodies decoded (never compressed)."""
+
+    method: str
+    uri: str
+    request_headers: Headers = field(default_factory=dict)
+    request_body: bytes | None = None
+    status: int = 200
+    reason: str = "OK"
+    response_headers: Headers = field(default_factory=dict)
+    response_body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.uri).path
+
+
+@dataclass
+class CassetteData:
+    """The content of one cassette file."""
+
+    exchanges: list[Exchange] = field(default_factory=list)
+    schema_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as they are
+    dialect: str | None = None  # the gateway dialect the exchanges were validated under
+
+
+# ---------------------------------------------------------------------------------------------
+# Compression and size limits
+
+# A cassette larger than this is refused unread, and no body may decode to more: a committed
+# cassette is untrusted input, and a 1 kB gzip body can expand to gigabytes.
+MAX_SIZE_ENV = "PYTEST_COMPACTION_MAX_CASSETTE_MB"
+DEFAULT_MAX_MB = 64
+
+
+def max_cassette_bytes() -> int:
+    """The largest cassette (and decoded body) accepted: ``PYTEST_COMPACTION_MAX_CASSETTE_MB``."""
+    raw = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MB * 2**20
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise CassetteError(f"{MAX_SIZE_ENV}={raw!r} is not a number of megabytes") from None
+    if not megabytes > 0:
+        raise CassetteError(f"{MAX_SIZE_ENV}={raw!r} must be positive")
+    return int(megabytes * 2**20)
+
+
+def _too_large(coding: str, limit: int) -> CassetteError:
+    return CassetteError(
+        f"a body declared as {coding!r} decodes to more than {limit // 2**20} MB; "
+        f"raise {MAX_SIZE_ENV} if it is genuine"
+    )
+
+
+def _brotli_decompress(data: bytes, limit: int) -> bytes:
+    try:
+        import brotli  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        try:
+            import brotlicffi as brotli  # type: ignore[import-not-found, import-untyped, no-redef, unused-ignore]
+        except ImportError:
+            raise CassetteError(
+                "a body is compressed with 'br' but no brotli module is installed: "
+                "pip install brotli"
+            ) from None
+    decompressor = brotli.Decompressor()
+    try:
+        try:
+            out: bytes = decompressor.process(data, output_buffer_limit=limit + 1)
+        except TypeError:  # brotlicffi has no output limit
+            out = decompressor.process(data)
+        finished = decompressor.is_finished()
+    except brotli.error as exc:
+        raise CassetteError(f"a body declared as 'br' does not decompress: {exc}") from None
+    if len(out) > limit:
+        raise _too_large("br", limit)
+    if not finished:
+        raise CassetteError("a body declared as 'br' is truncated")
+    return out
+
+
+def _zstd_decompress(data: bytes, limit: int) -> bytes:
+    try:
+        import zstandard  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        raise CassetteError(
+            "a body is compressed with 'zstd' but the zstandard module is not installed: "
+            "pip install zstandard"
+        ) from None
+    # Streaming frames carry no content size, so read through a stream reader.
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            out: bytes = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise CassetteError(f"a body declared as 'zstd' does not decompress: {exc}") from None
+    if len(out) > limit:
+        raise _too_large("zstd", limit)
+    return out
+
+
+def _zlib_decompress(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
+    stream = zlib.decompressobj(wbits)
+    out = stream.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _too_large(coding, limit)
+    if not stream.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
+
+
+def _decompress(data: bytes, coding: str, limit: int) -> bytes:
+    coding = coding.strip().lower()
+    try:
+        if coding in ("gzip", "x-gzip"):
+            return _zlib_decompress(data, zlib.MAX_WBITS | 16, coding, limit)
+        if coding == "deflate":
+            try:
+                return _zlib_decompress(data, zlib.MAX_WBITS, coding, limit)
+            except zlib.error:  # raw deflate without the zlib wrapper, as some servers send
+                return _zlib_decompress(data, -zlib.MAX_WBITS, coding, limit)
+    except zlib.error as exc:
+        raise CassetteError(f"a body declared as {coding!r} does not decompress: {exc}") from None
+    if coding == "br":
+        return _brotli_decompress(data, limit)
+    if coding == "zstd":
+        return _zstd_decompress(data, limit)
+    if coding == "identity":
+        return data
+    raise CassetteError(f"unsupported content-encoding {coding!r}")
+
+
+def header_get(headers: Mapping[str, list[str]], name: str) -> list[str] | None:
+    """Values of a header, case-insensitively."""
+    lname = name.lower()
+    for key, values in headers.items():
+        if key.lower() == lname:
+            return values
+    return None
+
+
+def _without(headers: Mapping[str, list[str]], *names: str) -> Headers:
+    drop = {n.lower() for n in names}
+    return {k: list(v) for k, v in headers.items() if k.lower() not in drop}
+
+
+def decode_body(headers: Mapping[str, list[str]], body: bytes) -> tuple[Headers, bytes]:
+    """Undo ``content-encoding`` and make the headers describe the decoded body.
+
+    Codings are undone last-applied first; ``content-length`` is set to the decoded length and
+    ``transfer-encoding`` dropped, since a replayed body is always complete.
+    """
+    codings: list[str] = []
+    for value in header_get(headers, "content-encoding") or []:
+        codings.extend(c for c in (p.strip() for p in value.split(",")) if c)
+    limit = max_cassette_bytes() if codings else 0
+    for coding in reversed(codings):
+        body = _decompress(body, coding, limit)
+    out = _without(headers, "content-encoding", "transfer-encoding", "content-length")
+    if body or header_get(headers, "content-length") is not None:
+        out[_original_case(headers, "content-length")] = [str(len(body))]
+    return out, body
+
+
+def _original_case(headers: Mapping[str, list[str]], name: str) -> str:
+    for key in headers:
+        if key.lower() == name:
+            return key
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Body rendering
+
+# Characters YAML cannot hold in a block scalar (or would read as line breaks). They can only
+# occur inside JSON strings here, where a \u escape is equivalent.
+_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+
+
+def _escape_unprintable(text: str) -> str:
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _lines_for_array(items: list[Any], closing: str) -> list[str]:
+    lines = [_compact(item) + "," for item in items]
+    lines[-1] = lines[-1][:-1]
+    lines.append(closing)
+    return lines
+
+
+def render_json(value: Any) -> str:
+    """JSON with one top-level key, and one element of a top-level array, per line."""
+    if isinstance(value, dict) and value:
+        lines = ["{"]
+        last = len(value) - 1
+        for i, (key, item) in enumerate(value.items()):
+            comma = "" if i == last else ","
+            head = _compact(key) + ": "
+            if isinstance(item, list) and item:
+                lines.append(head + "[")
+                lines.extend(_lines_for_array(item, "]" + comma))
+            else:
+                lines.append(head + _compact(item) + comma)
+        lines.append("}")
+        text = "\n".join(lines)
+    elif isinstance(value, list) and value:
+        text = "\n".join(["[", *_lines_for_array(value, "]")])
+    else:
+        text = _compact(value)
+    return _escape_unprintable(text)
+
+
+def _first_char(text: str | bytes) -> str | bytes:
+    """The first non-blank character, without copying a megabyte to find it."""
+    head = text[:256].lstrip()
+    return head[:1] if head or len(text) <= 256 else text.lstrip()[:1]
+
+
+def parse_json_bytes(body: bytes | str | None) -> tuple[bool, Any]:
+    """(True, value) when the body is JSON text, else (False, None).
+
+    JSON nested deeper than the parser can go counts as not JSON: it is kept, scanned and
+    judged as the text it is (the validator names the depth).
+    """
+    if body is None or not body:
+        return False, None
+    first = _first_char(body)
+    if first not in (b"{", b"[", "{", "["):
+        return False, None
+    try:
+        return True, json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False, None
+
+
+def reviewable_text(body: bytes | None) -> str | bytes | None:
+    """What goes under ``body.string``: re-rendered JSON, the text as is, or bytes if binary."""
+    if body is None:
+        return None
+    is_json, value = parse_json_bytes(body)
+    if is_json:
+        return render_json(value)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+
+class _Literal(str):
+    """A string the dumper should write as a literal block scalar."""
+
+
+class _Dumper(_SafeDumperBase):  # type: ignore[misc, valid-type, unused-ignore]
+    pass
+
+
+def _represent_literal(dumper: Any, data: _Literal) -> Any:
+    # The emitter itself falls back to a quoted scalar when block style cannot hold the text.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
+
+
+_Dumper.add_representer(_Literal, _represent_literal)
+
+
+class _Flow(dict):  # type: ignore[type-arg]
+    """A mapping the dumper should write on one line."""
+
+
+class _FlowList(list):  # type: ignore[type-arg]
+    """A sequence the dumper should write on one line."""
+
+
+def _represent_flow(dumper: Any, data: _Flow) -> Any:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+
+
+def _represent_flow_list(dumper: Any, data: _FlowList) -> Any:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_Dumper.add_representer(_Flow, _represent_flow)
+_Dumper.add_representer(_FlowList, _represent_flow_list)
+
+# Event data up to this many characters of JSON goes on one line; larger objects and arrays get
+# one line per key or element, recursively, so that a re-record diffs per field.
+_FLOW_WIDTH = 300
+
+
+def _styled(value: Any) -> Any:
+    if isinstance(value, str) and "\n" in value:
+        return _Literal(value)  # a block scalar where YAML allows one: text reads as text
+    if not isinstance(value, dict | list) or not value:
+        return value
+    if len(_compact(value)) <= _FLOW_WIDTH:
+        return _Flow(value) if isinstance(value, dict) else _FlowList(value)
+    if isinstance(value, dict):
+        return {key: _styled(item) for key, item in value.items()}
+    return [_styled(item) for item in value]
+
+
+def _styled_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key == "data":
+            out[key] = _styled(value)
+        elif isinstance(value, str) and "\n" in value:
+            out[key] = _Literal(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _is_event_stream(headers: Mapping[str, list[str]]) -> bool:
+    return any(_sse.is_event_stream(v) for v in header_get(headers, "content-type") or [])
+
+
+def _stream_fields(headers: Headers, body: bytes, text: str | bytes | None) -> dict[str, Any]:
+    """``events`` (and the digest of the body text) for an event-stream response, else {}."""
+    if not isinstance(text, str) or not text or not _is_event_stream(headers):
+        return {}
+    if text.encode("utf-8") != body:  # stored re-rendered (a JSON body): not a stream
+        return {}
+    entries = _sse.stream_entries(body)
+    if entries is None or _sse.render_entries(entries) != body:  # never lose a byte
+        return {}
+    return {"sha256": _sha256(body), "events": [_styled_entry(e) for e in entries]}
+
+
+def _body_node(text: str | bytes | None) -> Any:
+    if isinstance(text, str) and ("\n" in text or len(text) > 80):
+        return _Literal(text)
+    return text
+
+
+def _fix_length(headers: Headers, body: bytes | None) -> Headers:
+    """Make ``content-length`` (when present) agree with the body as stored."""
+    if header_get(headers, "content-length") is None:
+        return headers
+    out = dict(headers)
+    out[_original_case(headers, "content-length")] = [str(len(body or b""))]
+    return out
+
+
+def stored_body(body: bytes | None) -> bytes | None:
+    """The bytes a replay will serve for ``body`` once written (JSON gets re-rendered)."""
+    text = reviewable_text(body)
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    return text
+
+
+def _interaction(ex: Exchange) -> dict[str, Any]:
+    req_text = reviewable_text(ex.request_body)
+    resp_text = reviewable_text(ex.response_body)
+    req_bytes = req_text.encode("utf-8") if isinstance(req_text, str) else req_text
+    resp_bytes = resp_text.encode("utf-8") if isinstance(resp_text, str) else resp_text
+    response: dict[str, Any] = {
+        "status": {"code": ex.status, "message": ex.reason},
+        "headers": _fix_length(ex.response_headers, resp_bytes),
+        "body": {"string": _body_node(resp_text) if resp_text is not None else ""},
+    }
+    stream = _stream_fields(ex.response_headers, ex.response_body, resp_text)
+    if stream:
+        response["body"]["sha256"] = stream["sha256"]
+        response["events"] = stream["events"]
+    return {
+        "request": {
+            "method": ex.method,
+            "uri": ex.uri,
+            "body": _body_node(req_text),
+            "headers": _fix_length(ex.request_headers, req_bytes),
+        },
+        "response": response,
+    }
+
+
+def dump_cassette(data: CassetteData) -> str:
+    """The YAML text of a cassette (stock vcrpy layout + the ``compaction`` key)."""
+    doc: dict[str, Any] = dict(data.extra)
+    doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
+    if data.dialect:
+        doc["compaction"]["dialect"] = data.dialect
+    doc["interactions"] = [_interaction(ex) for ex in data.exchanges]
+    doc["version"] = 1
+    out: str = yaml.dump(doc, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=2**31 - 1)
+    return out
+
+
+def dump_cassette_json(data: CassetteData) -> str:
+    """The stock vcrpy JSON layout (for a ``.json`` cassette path), plus the ``compaction`` key."""
+    doc: dict[str, Any] = dict(data.extra)
+    doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
+    if data.dialect:
+        doc["compaction"]["dialect"] = data.dialect
+    interactions = []
+    for ex in data.exchanges:
+        item = _interaction(ex)
+        for part, key in ((item["request"], "body"), (item["response"]["body"], "string")):
+            value = part[key]
+            if isinstance(value, bytes):
+                raise CassetteError("a binary body cannot be stored in a JSON cassette; use .yaml")
+            part[key] = None if value is None else str(value)
+        interactions.append(item)
+    doc["interactions"] = interactions
+    doc["version"] = 1
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _as_headers(raw: Any, where: str) -> Headers:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise CassetteError(f"{where}: headers must be a mapping")
+    out: Headers = {}
+    for key, values in raw.items():
+        if isinstance(values, (list, tuple)):
+            out[str(key)] = [str(v) for v in values]
+        else:
+            out[str(key)] = [str(values)]
+    return out
+
+
+def _as_body(part: Mapping[str, Any], where: str, *, response: bool) -> bytes | None:
+    if "parsed_body" in part:  # pydantic-ai's serializer keeps JSON bodies parsed
+        try:
+            return json.dumps(part["parsed_body"], ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise CassetteError(f"{where}: parsed_body is not JSON data: {exc}") from None
+    raw = part.get("body")
+    if response:
+        if isinstance(raw, Mapping):
+            raw = raw.get("string")
+        elif raw is not None and not isinstance(raw, (str, bytes)):
+            raise CassetteError(f"{where}: response body must be a mapping with 'string'")
+    if raw is None:
+        return None if not response else b""
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, str):
+        return raw.encode("utf-8")
+    raise CassetteError(f"{where}: body must be a string, got {type(raw).__name__}")
+
+
+def _exchange(item: Any, index: int, path: str) -> Exchange:
+    where = f"{path}: interaction {index}"
+    if not isinstance(item, Mapping) or not isinstance(item.get("request"), Mapping):
+        raise CassetteError(f"{where}: expected a mapping with 'request' and 'response'")
+    req, resp = item["request"], item.get("response")
+    if not isinstance(resp, Mapping):
+        raise CassetteError(f"{where}: missing 'response'")
+    if not isinstance(req.get("method"), str) or not isinstance(req.get("uri"), str):
+        raise CassetteError(f"{where}: request needs 'method' and 'uri' strings")
+    status = resp.get("status")
+    if isinstance(status, Mapping):
+        code, reason = status.get("code"), status.get("message") or ""
+    else:  # httpx layout of older vcrpy versions
+        code, reason = resp.get("status_code", status), ""
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise CassetteError(f"{where}: response status code must be an integer")
+    resp_headers = _as_headers(resp.get("headers"), where)
+    body = _as_body(resp, where, response=True) or b""
+    if "parsed_body" in resp:
+        # The body was re-serialized, so the recorded encoding and length no longer apply.
+        resp_headers = _without(resp_headers, "content-encoding")
+    try:
+        resp_headers, body = decode_body(resp_headers, body)
+    except CassetteError as exc:
+        raise CassetteError(f"{where}: {exc}") from None
+    if "events" in resp:
+        stream = _stream_body(resp, body, where)
+        if stream != body and header_get(resp_headers, "content-length") is not None:
+            resp_headers[_original_case(resp_headers, "content-length")] = [str(len(stream))]
+        body = stream
+    return Exchange(
+        method=req["method"].upper(),
+        uri=req["uri"],
+        request_headers=_as_headers(req.get("headers"), where),
+        request_body=_as_body(req, where, response=False),
+        status=code,
+        reason=str(reason),
+        response_headers=resp_headers,
+        response_body=body,
+    )
+
+
+def _stream_body(resp: Mapping[str, Any], body: bytes, where: str) -> bytes:
+    """The stream to replay: the events, or ``body.string`` when only it was edited."""
+    try:
+        rendered = _sse.render_entries(resp["events"], "event")
+    except _sse.EntryError as exc:
+        raise CassetteError(f"{where}: response events: {exc}") from None
+    if rendered == body:
+        return body
+    raw_body = resp.get("body")
+    digest = raw_body.get("sha256") if isinstance(raw_body, Mapping) else None
+    if not isinstance(digest, str) or _sha256(body) == digest:
+        return rendered  # the events were edited (or there is no digest): they win
+    if _sha256(rendered) == digest:
+        return body  # only body.string was edited
+    ours = _sse.parse_stream(rendered)
+    theirs = _sse.parse_stream(body)
+    first = next(
+        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a.raw != b.raw),
+        min(len(ours), len(theirs)),
+    )
+    raise CassetteError(
+        f"{where}: the response body.string and its events were both edited and disagree "
+        f"(from event {first} on); the events are what replays, so undo the edit to "
+        "body.string, or delete the events to replay body.string"
+    )
+
+
+def _check_expansion(doc: Any, limit: int, path: str) -> None:
+    """Refuse YAML whose aliases make a cycle or expand past ``limit`` (a "billion laughs").
+
+    The safe loader shares aliased nodes, so loading is cheap; anything that later walks or
+    prints the tree would expand them. Sizes are counted once per node, memoized by identity.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            total = 1
+            for child in node.items() if isinstance(node, dict) else node:
+                for part in child if isinstance(node, dict) else (child,):
+                    if isinstance(part, dict | list):
+                        total += sizes[id(part)]
+                    else:
+                        total += len(part) if isinstance(part, str | bytes) else 1
+                if total > limit:
+                    raise CassetteError(
+                        f"{path}: YAML aliases expand to more than {limit // 2**20} MB of data; "
+                        "refusing to load it"
+                    )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list) and id(child) not in sizes:
+                if id(child) in on_path:
+                    raise CassetteError(f"{path}: a YAML alias refers to its own parent")
+                stack.append((child, False))
+
+
+# Bad input makes the YAML and JSON parsers raise more than their own errors: timestamps out of
+# range and over-long integers raise ValueError, deep nesting RecursionError.
+_PARSE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+
+
+def parse_document(text: str, path: str = "<cassette>") -> Any:
+    """The YAML or JSON document of a cassette file, loaded safely and within bounds."""
+    doc: Any
+    if _first_char(text) == "{":
+        try:
+            doc = json.loads(text)
+        except RecursionError:
+            raise CassetteError(f"{path}: not valid JSON: nested too deeply") from None
+        except ValueError as exc:
+            raise CassetteError(f"{path}: not valid JSON: {exc}") from None
+    else:
+        try:
+            doc = yaml.load(text, Loader=_SafeLoader)
+        except yaml.YAMLError as exc:
+            raise CassetteError(f"{path}: not valid YAML: {exc}") from None
+        except RecursionError:
+            raise CassetteError(f"{path}: not valid YAML: nested too deeply") from None
+        except _PARSE_ERRORS as exc:
+            raise CassetteError(f"{path}: not valid YAML: {type(exc).__name__}: {exc}") from None
+        if isinstance(doc, dict | list):
+            _check_expansion(doc, 2 * max_cassette_bytes(), path)
+    return doc
+
+
+def parse_cassette(text: str, path: str = "<cassette>") -> CassetteData:
+    """Parse cassette text: this project's layout, vcrpy YAML or JSON, pydantic-ai's."""
+    return cassette_data(parse_document(text, path), path)
+
+
+def cassette_data(doc: Any, path: str = "<cassette>") -> CassetteData:
+    """The exchanges and header of a loaded cassette document (see :func:`parse_document`)."""
+    if doc is None:
+        raise CassetteNotFound(f"{path}: the cassette is empty")
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("interactions"), list):
+        raise NotACassette(f"{path}: not a cassette (no 'interactions' list at the top level)")
+    meta = doc.get("compaction")
+    version: str | None = None
+    dialect: str | None = None
+    if isinstance(meta, Mapping):
+        fmt = meta.get("format", FORMAT)
+        if not isinstance(fmt, int) or fmt > FORMAT:
+            raise CassetteError(
+                f"{path}: cassette format {fmt!r} is newer than this pytest-compaction reads "
+                f"({FORMAT}); upgrade pytest-compaction"
+            )
+        raw_version = meta.get("schema_version")
+        version = str(raw_version) if raw_version is not None else None
+        raw_dialect = meta.get("dialect")
+        dialect = str(raw_dialect) if raw_dialect is not None else None
+    exchanges = [_exchange(item, i, path) for i, item in enumerate(doc["interactions"])]
+    extra = {k: v for k, v in doc.items() if k not in ("interactions", "version", "compaction")}
+    return CassetteData(exchanges=exchanges, schema_version=version, extra=extra, dialect=dialect)
+
+
+def load_cassette(path: str | os.PathLike[str]) -> CassetteData:
+    """Read a cassette file; :class:`CassetteNotFound` when it does not exist."""
+    return parse_cassette(read_cassette_text(path), str(path))
+
+
+def read_cassette_text(path: str | os.PathLike[str]) -> str:
+    """The text of a cassette file; :class:`CassetteNotFound` when it does not exist.
+
+    Files that are not regular files (a FIFO would block forever) and files larger than
+    :func:`max_cassette_bytes` are refused before anything is read.
+    """
+    p = Path(path)
+    limit = max_cassette_bytes()
+    try:
+        info = p.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise CassetteError(f"cassette {p} is not a regular file")
+        if info.st_size > limit:
+            raise CassetteError(
+                f"cassette {p} is {info.st_size / 2**20:.0f} MB, over the "
+                f"{limit / 2**20:.0f} MB limit; set {MAX_SIZE_ENV} to load it"
+            )
+        with p.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise CassetteNotFound(f"cassette {p} does not exist") from None
+    except OSError as exc:
+        raise CassetteError(f"cassette {p} cannot be read: {exc}") from None
+    if len(raw) > limit:  # grew since the size check
+        raise CassetteError(f"cassette {p} is over the {limit / 2**20:.0f} MB limit")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CassetteError(f"cassette {p} is not UTF-8 text: {exc}") from None
+    if not text.strip():
+        raise CassetteNotFound(f"cassette {p} is empty")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace a cassette atomically (see ``_atomic``); failures are a CassetteError.
+
+    A cassette its loader would refuse (over :func:`max_cassette_bytes`) is not written: the
+    same limit, at write time, so that what records also replays.
+    """
+    limit = max_cassette_bytes()
+    if len(data) > limit:
+        raise CassetteError(
+            f"cassette {path} would be {len(data) / 2**20:.0f} MB, over the "
+            f"{limit / 2**20:.0f} MB limit its loader accepts; set {MAX_SIZE_ENV} to record and "
+            "load it (not written)"
+        )
+    try:
+        _atomic.write_atomic(path, data)
+    except OSError as exc:
+        raise CassetteError(f"cassette {path} was not written: {exc}") from exc
+
+
+def save_cassette(path: str | os.PathLike[str], data: CassetteData) -> None:
+    """Write a cassette atomically, as JSON when the path ends in ``.json``, else YAML."""
+    text = dump_cassette_json(data) if str(path).endswith(".json") else dump_cassette(data)
+    write_atomic(path, text.encode("utf-8"))
+
+
+def with_decoded_bodies(exchanges: Iterable[Exchange]) -> list[Exchange]:
+    """Copies of the exchanges with compressed response bodies decoded."""
+    out = []
+    for ex in exchanges:
+        headers, body = decode_body(ex.response_headers, ex.response_body)
+        out.append(replace(ex, response_headers=headers, response_body=body))
+    return out

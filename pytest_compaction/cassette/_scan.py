@@ -1,0 +1,661 @@
+"""``pytest-compaction scan``: credentials and account identifiers left in existing cassettes.
+
+Any layout the loader reads is scanned (this project's, stock vcrpy YAML/JSON, pydantic-ai's
+``parsed_body``), with bodies decoded first (``content-encoding``, and YAML ``!!binary``, which is
+how vcrpy keeps compressed bodies). A finding names a place, never the value.
+
+``--fix`` redacts in place. A file in this project's format is rewritten by the cassette writer;
+a foreign file keeps its layout (only the offending values change), so the tool that owns it can
+still read it. Every write is atomic, and the written file is scanned again before it counts as
+fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import yaml
+
+from .._errors import CompactionError
+from . import _cassette as cf
+from ._cassette import NotACassette
+from ._redact import (
+    _HEX_KEY,
+    _KEY_FIELD,
+    _SECRET_PATTERNS,
+    DEFAULT_FILTER_HEADERS,
+    DEFAULT_FILTER_QUERY,
+    PLACEHOLDER,
+    Finding,
+    scan_exchange,
+)
+
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_TRAILING_HEX = re.compile(r"[0-9a-fA-F]{32}$")
+
+CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")
+IDENTIFIER_HEADERS = frozenset({"openai-organization", "openai-project"})
+COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
+
+LAYOUT_PROJECT = "pytest-compaction"
+LAYOUT_PYDANTIC_AI = "pydantic-ai"
+LAYOUT_VCRPY_YAML = "vcrpy-yaml"
+LAYOUT_VCRPY_JSON = "vcrpy-json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and reading cassette files
+
+
+@dataclass
+class CassetteFile:
+    """One cassette as read: the raw document (for layout-preserving edits) and its exchanges."""
+
+    path: Path
+    layout: str
+    doc: dict[str, Any]
+    data: cf.CassetteData
+
+    @property
+    def exchanges(self) -> list[cf.Exchange]:
+        return self.data.exchanges
+
+
+def find_cassettes(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly) for every candidate under ``paths``, in a stable order.
+
+    Folders are walked for ``.yaml``/``.yml``/``.json`` files, hidden folders left out. A path
+    that does not exist is a :class:`CompactionError`.
+    """
+    out: list[tuple[Path, bool]] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in CASSETTE_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            pairs = [(p, False) for p in found]
+        elif path.is_file():
+            pairs = [(path, True)]
+        elif path.exists():
+            raise CompactionError(f"{raw}: not a regular file or a folder")
+        else:
+            raise CompactionError(f"{raw}: no such file or folder")
+        for p, explicit in pairs:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append((p, explicit))
+    return out
+
+
+def layout_of(doc: Mapping[str, Any], text: str) -> str:
+    """Which tool wrote a cassette document."""
+    if isinstance(doc.get("compaction"), Mapping):
+        return LAYOUT_PROJECT
+    for item in doc.get("interactions") or ():
+        if isinstance(item, Mapping) and any(
+            isinstance(item.get(part), Mapping) and "parsed_body" in item[part]
+            for part in ("request", "response")
+        ):
+            return LAYOUT_PYDANTIC_AI
+    return LAYOUT_VCRPY_JSON if text.lstrip().startswith("{") else LAYOUT_VCRPY_YAML
+
+
+def read_cassette_file(path: str | os.PathLike[str]) -> CassetteFile:
+    """Read and parse a cassette of any supported layout.
+
+    The loader's checks come first (regular file, size limit, YAML alias bombs);
+    :class:`NotACassette` for a YAML/JSON document without interactions.
+    """
+    p = Path(path)
+    text = cf.read_cassette_text(p)
+    doc = cf.parse_document(text, str(p))
+    data = cf.cassette_data(doc, str(p))  # NotACassette without interactions
+    return CassetteFile(path=p, layout=layout_of(doc, text), doc=doc, data=data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scanning
+
+
+def _header_kind(name: str) -> str:
+    lname = name.lower()
+    if lname in IDENTIFIER_HEADERS:
+        return "an account identifier"
+    if lname in COOKIE_HEADERS:
+        return "a session cookie"
+    return "a credential header"
+
+
+def _named_findings(
+    ex: cf.Exchange, index: int, headers: frozenset[str], query: frozenset[str]
+) -> Iterator[Finding]:
+    """Values of headers and query parameters that are sensitive by name, whatever they hold."""
+    for name, value in parse_qsl(urlsplit(ex.uri).query, keep_blank_values=True):
+        if name.lower() in query and value and value != PLACEHOLDER:
+            yield Finding(index, "request", f"query parameter {name!r}", "a credential")
+    for part, items in (("request", ex.request_headers), ("response", ex.response_headers)):
+        for name, values in items.items():
+            if name.lower() in headers and any(v and v != PLACEHOLDER for v in values):
+                yield Finding(index, part, f"header {name!r}", _header_kind(name))
+
+
+def _request_decoded(ex: cf.Exchange) -> cf.Exchange:
+    """The exchange with a compressed request body decoded (response bodies already are)."""
+    if not ex.request_body or cf.header_get(ex.request_headers, "content-encoding") is None:
+        return ex
+    try:
+        headers, body = cf.decode_body(ex.request_headers, ex.request_body)
+    except cf.CassetteError:
+        return ex  # scanned as the bytes they are
+    return replace(ex, request_headers=headers, request_body=body)
+
+
+def scan_exchanges(
+    exchanges: Sequence[cf.Exchange],
+    headers: Iterable[str] = DEFAULT_FILTER_HEADERS,
+    query: Iterable[str] = DEFAULT_FILTER_QUERY,
+) -> list[Finding]:
+    """Every sensitive value in the exchanges, one finding per place."""
+    header_names = frozenset(h.lower() for h in headers)
+    query_names = frozenset(q.lower() for q in query)
+    out: list[Finding] = []
+    for index, ex in enumerate(exchanges):
+        seen: set[tuple[str, str]] = set()
+        for finding in (
+            *_named_findings(ex, index, header_names, query_names),
+            *scan_exchange(_request_decoded(ex), index),
+        ):
+            key = (finding.part, finding.location)
+            if key not in seen:
+                seen.add(key)
+                out.append(finding)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Redacting values
+
+
+def _secret_value(value: str) -> bool:
+    if not value or value == PLACEHOLDER:
+        return False
+    text = value.strip()
+    return _HEX_KEY.fullmatch(text) is not None or any(
+        pattern.search(text) for _, pattern in _SECRET_PATTERNS
+    )
+
+
+def _named_like_key(name: str) -> bool:
+    """``api_key``, ``x-api-key``, ``clientSecret``: a name under which any value is a secret."""
+    return _KEY_FIELD.search(_CAMEL.sub(r"\1_\2", name)) is not None
+
+
+def _credential(name: str, value: str) -> bool:
+    """A value to redact: key-shaped, or long and held under a name that says it is a key."""
+    if _secret_value(value):
+        return True
+    return _named_like_key(name) and len(value) >= 16 and value != PLACEHOLDER
+
+
+def _replacement(found: str) -> str:
+    # Keep what says where the key was ("Bearer ", "?key=", "api-key: "), drop the key.
+    if found[:1] in "?&":
+        return found.partition("=")[0] + "=" + PLACEHOLDER
+    if found[:6].lower() == "bearer":
+        return found.split(None, 1)[0] + " " + PLACEHOLDER
+    hex_key = _TRAILING_HEX.search(found)
+    if hex_key is not None and hex_key.start() > 0:
+        before = found[hex_key.start() - 1]
+        if not (before.isalnum() or before in "_-"):  # a separate word: "api-key: <hex>"
+            return found[: hex_key.start()] + PLACEHOLDER
+    return PLACEHOLDER
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every key-shaped substring replaced by the placeholder."""
+    for _, pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: _replacement(m.group(0)), text)
+    return text
+
+
+def redact_json(value: Any, under_key: bool = False) -> Any:
+    """A copy of a JSON value with key-shaped strings redacted, and every long string under a
+    field named like a key; property names that look like keys are replaced too."""
+    if isinstance(value, str):
+        if under_key and len(value) >= 16 and value != PLACEHOLDER:
+            return PLACEHOLDER
+        return redact_text(value)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            name = str(k)
+            key = name if not _secret_value(name) else _free_name(out)
+            out[key] = redact_json(v, under_key or _named_like_key(name))
+        return out
+    if isinstance(value, list):
+        return [redact_json(v, under_key) for v in value]
+    return value
+
+
+def _free_name(taken: Mapping[str, Any]) -> str:
+    n, name = 1, PLACEHOLDER
+    while name in taken:
+        n += 1
+        name = f"{PLACEHOLDER}-{n}"
+    return name
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def redact_body(body: bytes | None) -> bytes | None:
+    """The body with secrets redacted: JSON by value, server-sent events line by line, text as is.
+
+    Binary bodies come back unchanged (a rescan still reports them).
+    """
+    if not body:
+        return body
+    is_json, value = cf.parse_json_bytes(body)
+    if is_json:
+        fixed = redact_json(value)
+        return body if fixed == value else _dumps(fixed).encode("utf-8")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+    lines = text.split("\n")
+    for n, line in enumerate(lines):
+        if line.startswith("data:"):
+            try:
+                data = json.loads(line[5:])
+            except ValueError:
+                lines[n] = redact_text(line)
+                continue
+            fixed = redact_json(data)
+            if fixed != data:
+                lines[n] = "data: " + _dumps(fixed)
+        else:
+            lines[n] = redact_text(line)
+    out = "\n".join(lines)
+    return body if out == text else out.encode("utf-8")
+
+
+def redact_uri(uri: str, query: frozenset[str]) -> str:
+    """``uri`` without credentials: password or key-shaped user name, sensitive query values,
+    key-shaped path segments and fragments."""
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = userinfo.partition(":")[0] + "@" + host
+    if at and _secret_value(netloc.rpartition("@")[0]):
+        netloc = host
+    path = redact_text(parts.path)
+    fragment = redact_text(parts.fragment)
+    query_text = parts.query
+    if query_text:
+        pairs = parse_qsl(query_text, keep_blank_values=True)
+        fixed = [
+            (k, PLACEHOLDER if (k.lower() in query and v) or _credential(k, v) else v)
+            for k, v in pairs
+        ]
+        if fixed != pairs:
+            query_text = urlencode(fixed, quote_via=quote)
+    new = (netloc, path, query_text, fragment)
+    if new == (parts.netloc, parts.path, parts.query, parts.fragment):
+        return uri
+    return urlunsplit(parts._replace(netloc=netloc, path=path, query=query_text, fragment=fragment))
+
+
+def _redact_header_values(
+    name: str, values: list[str], headers: frozenset[str], query: frozenset[str]
+) -> list[str]:
+    if name.lower() in headers:
+        return [PLACEHOLDER if v else v for v in values]
+    out = []
+    for value in values:
+        if "?" in value and (value.startswith("/") or "://" in value):
+            value = redact_uri(value, query)  # a URL (location, referer)
+        out.append(PLACEHOLDER if _credential(name, value) else value)
+    return out
+
+
+def redact_cassette_exchange(
+    ex: cf.Exchange, headers: frozenset[str], query: frozenset[str]
+) -> cf.Exchange:
+    """An exchange with everything :func:`scan_exchanges` reports redacted."""
+    ex = _request_decoded(ex)
+    return replace(
+        ex,
+        uri=redact_uri(ex.uri, query),
+        request_headers={
+            k: _redact_header_values(k, v, headers, query) for k, v in ex.request_headers.items()
+        },
+        request_body=redact_body(ex.request_body),
+        response_headers={
+            k: _redact_header_values(k, v, headers, query) for k, v in ex.response_headers.items()
+        },
+        response_body=redact_body(ex.response_body) or b"",
+    )
+
+
+# -- foreign layouts, edited in their own document ---------------------------------------------
+
+
+def _fix_raw_headers(raw: Any, headers: frozenset[str], query: frozenset[str]) -> None:
+    if not isinstance(raw, dict):
+        return
+    for name, value in raw.items():
+        if isinstance(value, list):
+            raw[name] = _redact_header_values(str(name), [str(v) for v in value], headers, query)
+        elif value is not None:
+            raw[name] = _redact_header_values(str(name), [str(value)], headers, query)[0]
+
+
+def _set_header(raw: dict[str, Any], name: str, value: str | None) -> None:
+    """Set (or with ``None`` remove) a header in a raw document, keeping its case and shape."""
+    for key in list(raw):
+        if str(key).lower() == name:
+            if value is None:
+                del raw[key]
+            else:
+                raw[key] = [value] if isinstance(raw[key], list) else value
+            return
+    if value is not None:
+        raw[name] = [value]
+
+
+def _fix_raw_body(part: dict[str, Any], container: dict[str, Any], key: str) -> None:
+    """Redact a stored body, decoding it first; a changed body is stored decoded."""
+    raw = container.get(key)
+    if raw is None or not isinstance(raw, (str, bytes)):
+        return
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    raw_headers = part.get("headers")
+    headers: dict[Any, Any] = raw_headers if isinstance(raw_headers, dict) else {}
+    listed = {
+        str(k): (list(map(str, v)) if isinstance(v, list) else [str(v)]) for k, v in headers.items()
+    }
+    coded = cf.header_get(listed, "content-encoding") is not None
+    if coded:
+        try:
+            _, data = cf.decode_body(listed, data)
+        except cf.CassetteError:
+            return  # left as it is; the rescan reports what remains
+    fixed = redact_body(data)
+    if fixed is None or fixed == data:
+        return
+    try:
+        container[key] = fixed.decode("utf-8")
+    except UnicodeDecodeError:
+        container[key] = fixed
+    if isinstance(raw_headers, dict):
+        if coded:
+            _set_header(raw_headers, "content-encoding", None)
+            _set_header(raw_headers, "transfer-encoding", None)
+        if cf.header_get(listed, "content-length") is not None:
+            _set_header(raw_headers, "content-length", str(len(fixed)))
+
+
+def _fix_raw_interaction(item: Any, headers: frozenset[str], query: frozenset[str]) -> None:
+    if not isinstance(item, dict):
+        return
+    request, response = item.get("request"), item.get("response")
+    if isinstance(request, dict):
+        if isinstance(request.get("uri"), str):
+            request["uri"] = redact_uri(request["uri"], query)
+        _fix_raw_headers(request.get("headers"), headers, query)
+        if "parsed_body" in request:
+            request["parsed_body"] = redact_json(request["parsed_body"])
+        else:
+            _fix_raw_body(request, request, "body")
+    if isinstance(response, dict):
+        _fix_raw_headers(response.get("headers"), headers, query)
+        if "parsed_body" in response:
+            response["parsed_body"] = redact_json(response["parsed_body"])
+        elif isinstance(response.get("body"), dict):
+            _fix_raw_body(response, response["body"], "string")
+
+
+class _BlockDumper(cf._Dumper):
+    """Multi-line strings as literal blocks, as pydantic-ai writes them (keeps diffs small)."""
+
+
+def _represent_str(dumper: Any, data: str) -> Any:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def _dump_doc(doc: dict[str, Any], layout: str) -> str:
+    if layout == LAYOUT_VCRPY_JSON:
+        return json.dumps(doc, indent=4, ensure_ascii=False) + "\n"
+    out: str = yaml.dump(
+        doc, Dumper=_BlockDumper, allow_unicode=True, sort_keys=False, width=2**31 - 1
+    )
+    return out
+
+
+def fix_cassette(
+    cassette: CassetteFile,
+    headers: Iterable[str] = DEFAULT_FILTER_HEADERS,
+    query: Iterable[str] = DEFAULT_FILTER_QUERY,
+) -> bool:
+    """Redact everything the scan reports, writing the file atomically in its own layout.
+
+    Returns whether anything changed (nothing is written otherwise).
+    """
+    header_names = frozenset(h.lower() for h in headers)
+    query_names = frozenset(q.lower() for q in query)
+    if cassette.layout == LAYOUT_PROJECT:
+        exchanges = [
+            redact_cassette_exchange(ex, header_names, query_names) for ex in cassette.exchanges
+        ]
+        if exchanges == cassette.exchanges:
+            return False
+        cf.save_cassette(cassette.path, replace(cassette.data, exchanges=exchanges))
+        return True
+    doc = copy.deepcopy(cassette.doc)
+    for item in doc["interactions"]:
+        _fix_raw_interaction(item, header_names, query_names)
+    if doc == cassette.doc:
+        return False
+    cf.write_atomic(cassette.path, _dump_doc(doc, cassette.layout).encode("utf-8"))
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole files
+
+
+@dataclass
+class ScanResult:
+    """What the scan found in one file (and, with ``fix``, what it redacted)."""
+
+    path: Path
+    layout: str | None = None
+    exchanges: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    fixed: bool = False
+    remaining: list[Finding] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.error is None and not (self.remaining if self.fixed else self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "layout": self.layout,
+            "exchanges": self.exchanges,
+            "findings": [_finding_dict(f) for f in self.findings],
+            "fixed": self.fixed,
+            "remaining": [_finding_dict(f) for f in self.remaining],
+            "error": self.error,
+        }
+
+
+def _finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "exchange": finding.exchange,
+        "part": finding.part,
+        "location": finding.location,
+        "kind": finding.kind,
+    }
+
+
+def scan_file(
+    path: str | os.PathLike[str],
+    *,
+    fix: bool = False,
+    headers: Iterable[str] = (),
+    query: Iterable[str] = (),
+) -> ScanResult:
+    """Scan one cassette (``headers``/``query``: names added to the default sensitive ones).
+
+    Raises :class:`NotACassette` or :class:`CassetteError` when the file cannot be scanned.
+    """
+    header_names = (*DEFAULT_FILTER_HEADERS, *headers)
+    query_names = (*DEFAULT_FILTER_QUERY, *query)
+    cassette = read_cassette_file(path)
+    result = ScanResult(
+        path=cassette.path,
+        layout=cassette.layout,
+        exchanges=len(cassette.exchanges),
+        findings=scan_exchanges(cassette.exchanges, header_names, query_names),
+    )
+    if fix and result.findings:
+        result.fixed = True
+        if fix_cassette(cassette, header_names, query_names):
+            cassette = read_cassette_file(cassette.path)
+        result.remaining = scan_exchanges(cassette.exchanges, header_names, query_names)
+    return result
+
+
+def scan_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    fix: bool = False,
+    headers: Iterable[str] = (),
+    query: Iterable[str] = (),
+) -> list[ScanResult]:
+    """Scan every cassette under ``paths``; files named explicitly must be cassettes."""
+    headers, query = tuple(headers), tuple(query)
+    results: list[ScanResult] = []
+    for path, explicit in find_cassettes(paths):
+        try:
+            results.append(scan_file(path, fix=fix, headers=headers, query=query))
+        except (NotACassette, cf.CassetteNotFound) as exc:  # other YAML/JSON, or empty
+            if explicit:
+                results.append(ScanResult(path=path, error=str(exc)))
+        except cf.CassetteError as exc:
+            results.append(ScanResult(path=path, error=str(exc)))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def register(commands: Any) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="find credentials and account identifiers in cassettes",
+        description=(
+            "Scan cassettes (this project's, stock vcrpy YAML/JSON, pydantic-ai) for auth "
+            "headers, openai-organization/openai-project values and key-shaped strings in "
+            "headers, query strings and decoded bodies. Exit 0 when clean (or, with --fix, when "
+            "everything was redacted), 1 when something is found, 2 on usage errors and "
+            "unreadable cassettes."
+        ),
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="cassette files or folders")
+    scan.add_argument(
+        "--fix", action="store_true", help="redact what is found, in place (atomic writes)"
+    )
+    scan.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another header whose values are sensitive (repeatable)",
+    )
+    scan.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another query parameter whose values are sensitive (repeatable)",
+    )
+    scan.add_argument("--format", choices=("text", "json"), default="text")
+    scan.set_defaults(handler=run_scan)
+
+
+def _text_report(results: Sequence[ScanResult]) -> list[str]:
+    lines: list[str] = []
+    for r in results:
+        if r.error is not None:
+            lines.append(f"{r.path}: error: {r.error}")
+            continue
+        if not r.findings:
+            continue
+        count = len(r.findings)
+        head = f"{r.path} ({r.layout}, {r.exchanges} exchanges): {count} finding(s)"
+        if r.fixed:
+            head += (
+                "; redacted in place"
+                if not r.remaining
+                else f"; {len(r.remaining)} could not be redacted"
+            )
+        lines.append(head)
+        shown = r.remaining if r.fixed else r.findings
+        lines += [f"  {f}" for f in shown]
+    findings = sum(len(r.findings) for r in results)
+    dirty = sum(1 for r in results if r.findings)
+    scanned = sum(1 for r in results if r.error is None)
+    summary = f"scanned {scanned} cassette(s): {findings} finding(s) in {dirty} cassette(s)"
+    if any(r.fixed for r in results):
+        remaining = sum(len(r.remaining) for r in results if r.fixed)
+        summary += f"; fixed {sum(1 for r in results if r.fixed)} file(s), {remaining} remaining"
+    errors = sum(1 for r in results if r.error is not None)
+    if errors:
+        summary += f"; {errors} file(s) could not be scanned"
+    lines.append(summary)
+    return lines
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    results = scan_paths(args.paths, fix=args.fix, headers=args.header, query=args.query)
+    if args.format == "json":
+        payload = {
+            "cassettes": [r.as_dict() for r in results],
+            "findings": sum(len(r.findings) for r in results),
+            "remaining": sum(len(r.remaining if r.fixed else r.findings) for r in results),
+            "errors": sum(1 for r in results if r.error is not None),
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(_text_report(results)))
+    if any(r.error is not None for r in results):
+        return 2
+    return 0 if all(r.clean for r in results) else 1

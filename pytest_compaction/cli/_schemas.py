@@ -1,0 +1,161 @@
+"""`pytest-compaction schemas ...` and `pytest-compaction validate`: schema tools at the edge.
+
+Reports are data until here; this module only turns them into text or JSON and exit codes
+(0 all valid, 1 a violation, 2 a usage error such as an unreadable file or unknown version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._errors import CompactionError
+from ..contract._dialects import DIALECTS, dialect_validator
+from ..schema._derive import derive_to
+from ..schema._diff import add_diff
+from ..schema._validate import Report
+from ..schema._versions import KINDS, Kind, available_versions, load_schema_set, resolve_version
+
+MAX_BODY_BYTES = 512 * 1024 * 1024
+
+
+def add_schemas(commands: Any) -> None:
+    schemas = commands.add_parser("schemas", help="derive and list schema versions")
+    sub = schemas.add_subparsers(dest="schemas_command", metavar="ACTION", required=True)
+    derive = sub.add_parser(
+        "derive",
+        help="derive JSON Schemas for /responses/compact from an OpenAPI spec",
+        description=(
+            "Write the schemas of POST /responses/compact (and, where the spec has them, of "
+            "POST /responses and POST /responses/compact?beta=true) and a manifest to OUT/NAME. "
+            "Overlays (OpenAPI Overlay 1.0) are applied to the spec first, in the order given."
+        ),
+    )
+    derive.add_argument("--spec", required=True, help="OpenAPI 3.1 document (YAML or JSON)")
+    derive.add_argument(
+        "--overlay",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an OpenAPI Overlay 1.0 document applied to the spec first (repeatable)",
+    )
+    derive.add_argument("--out", default="schemas", help="output folder (default: schemas)")
+    derive.add_argument(
+        "--name",
+        default=None,
+        help="version name (default: from the file name, or the overlay's evidence)",
+    )
+    derive.set_defaults(handler=run_derive)
+    listing = sub.add_parser("list", help="list the bundled schema versions")
+    listing.set_defaults(handler=run_list)
+    add_diff(sub)
+
+
+def add_validate(commands: Any) -> None:
+    validate = commands.add_parser(
+        "validate",
+        help="validate JSON bodies against a schema version",
+        description="Exit 0 when every file is valid, 1 on any violation, 2 on usage errors.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="JSON body files ('-': stdin)")
+    validate.add_argument("--kind", choices=KINDS, required=True)
+    validate.add_argument("--version", default=None, help="version name or date (default newest)")
+    validate.add_argument(
+        "--strict", action="store_true", help="undocumented properties are violations"
+    )
+    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="openai",
+        help="validate under a gateway's profile: its additions are checked, not drift",
+    )
+    validate.set_defaults(handler=run_validate)
+
+
+def run_derive(args: argparse.Namespace) -> int:
+    target = derive_to(args.spec, args.out, args.name, args.overlay)
+    manifest = json.loads((target / "manifest.json").read_bytes())
+    print(f"wrote {target} (spec {manifest['info_version']}, {len(manifest['defects'])} defects)")
+    for overlay in manifest.get("overlays", []):
+        print(f"  overlay {overlay['file']}: {len(overlay['actions'])} action(s) applied")
+    for defect in manifest["defects"]:
+        print(f"  defect {defect['kind']}: {defect['location']}: {defect['detail']}")
+    responses = manifest.get("responses")
+    if responses:
+        # Those of POST /responses's closures that the compaction closures do not share.
+        shown = {(d["kind"], d["location"]) for d in manifest["defects"]}
+        for defect in responses["defects"]:
+            if (defect["kind"], defect["location"]) not in shown:
+                print(
+                    f"  POST /responses defect {defect['kind']}: {defect['location']}: "
+                    f"{defect['detail']}"
+                )
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    versions = available_versions()
+    newest = versions[-1] if versions else None
+    for name in versions:
+        manifest = load_schema_set(name).manifest
+        mark = "  (newest, default)" if name == newest else ""
+        overlays = [o.get("file", "?") for o in manifest.get("overlays") or ()]
+        over = f" + overlay {', '.join(overlays)}" if overlays else ""
+        print(f"{name}  spec {manifest.get('info_version', '?')}{over}{mark}")
+    return 0
+
+
+def _read(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read(MAX_BODY_BYTES + 1)
+    path = Path(name)
+    if path.is_dir():
+        raise CompactionError(f"{name}: is a directory, not a JSON file")
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise CompactionError(f"{name}: not a regular file")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BODY_BYTES + 1)
+    except OSError as exc:
+        raise CompactionError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise CompactionError(f"{name}: larger than {MAX_BODY_BYTES} bytes")
+    return data
+
+
+def _text(name: str, report: Report, dialect: str = "openai") -> str:
+    where = f"{report.kind}, {report.version}" + (f", dialect {dialect}" * (dialect != "openai"))
+    if report.valid:
+        head = f"{name}: valid ({where})"
+    else:
+        count = len(report.violations)
+        head = f"{name}: {count} violation{'s' * (count != 1)} ({where})"
+    lines = [head]
+    lines += [f"  error: {v.message}" for v in report.violations]
+    lines += [f"  drift: {d.message}" for d in report.drift]
+    return "\n".join(lines)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    kind: Kind = args.kind
+    validator = dialect_validator(kind, resolve_version(args.version), args.dialect)
+    bodies = [(name, _read(name)) for name in args.files]
+    results = [(name, validator.validate(data, strict=args.strict)) for name, data in bodies]
+    if args.format == "json":
+        payload = [
+            {"file": name, "dialect": args.dialect, **report.as_dict()} for name, report in results
+        ]
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        for name, report in results:
+            print(_text(name, report, args.dialect))
+    return 0 if all(report.valid for _, report in results) else 1
+
+
+def register(commands: Any) -> None:
+    add_schemas(commands)
+    add_validate(commands)

@@ -1,0 +1,326 @@
+"""Gateway dialects: how OpenAI, Azure OpenAI, LiteLLM, TrueFoundry and Bifrost speak compaction.
+
+A :class:`Dialect` profile says which paths are compaction endpoints, which headers carry
+credentials (filtered when recording, on top of the defaults), and which *schema overlays* apply.
+An overlay is a JSON Schema document shipped in ``overlays/<dialect>.<kind>.json`` that is merged
+into the derived schema of a version before the project's validator is built on the result, so a
+gateway's additions are validated like any spec field, and the drift walk, which reports what no
+applicable schema declares, no longer lists them. Under the plain ``openai`` profile nothing is
+merged: the same additions are drift notes.
+
+Overlay files declare how they apply with a top-level ``"x-overlay"`` keyword:
+
+``"extend"``
+    Deep merge into the derived document. Keywords at the overlay's root merge into the
+    definition the derived root refers to (``CompactResource``, ``CompactResponseMethodPublicBody``,
+    ``ErrorResponse``); ``$defs`` entries merge into same-named definitions or are added.
+    Objects merge key by key, ``required`` lists are united, any other keyword is the overlay's.
+    Both schemas then hold at once (``{"$ref": ...}`` beside an added ``pattern`` means both).
+``"replace"``
+    The overlay's root becomes the document's root; the derived definitions stay available to
+    ``$ref``. Used where a gateway answers in an envelope of its own rather than an extension of
+    OpenAI's: Bifrost's error envelope (``is_bifrost_error``, ``error`` with optional ``type``,
+    ``code``, ``param``), and Azure's errors, whose own layer answers ``{"error": {"code",
+    "message"}}`` without ``type`` or ``param``. A replacing root must be a single ``$ref``, so
+    that the strict variant closes the object it names.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from .._errors import CompactionError
+from ..schema._strict import closed
+from ..schema._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_version
+from ._routes import COMPACT_SUFFIX, request_path
+
+if TYPE_CHECKING:
+    from ..schema._validate import Report, Validator
+
+DEFAULT_DIALECT = "openai"
+_OVERLAY_KEY = "x-overlay"
+_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", _OVERLAY_KEY})
+# Host names only Azure OpenAI serves from.
+_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+
+
+class DialectError(CompactionError):
+    """An unknown dialect name, or an overlay that cannot apply to a schema version."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What the plugin knows about one gateway's wire."""
+
+    name: str
+    title: str
+    compact_paths: tuple[str, ...]  # normalized request paths answering compaction
+    base_path: str  # what an OpenAI client's base_url ends with for this gateway
+    auth_headers: tuple[str, ...]  # credentials this gateway accepts, never written to cassettes
+    overlay_kinds: tuple[Kind, ...] = ()  # kinds with an overlays/<name>.<kind>.json file
+    signature_paths: tuple[str, ...] = ()  # compaction paths no other gateway serves
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_compact_path(self, uri_or_path: str) -> bool:
+        """Whether a URL or path is one of this gateway's compaction endpoints."""
+        return request_path(uri_or_path) in self.compact_paths
+
+    def canonical_path(self, uri_or_path: str) -> str:
+        """The path for request matching: every compaction alias of the gateway is its first."""
+        path = request_path(uri_or_path)
+        return self.compact_paths[0] if path in self.compact_paths else path
+
+    def overlay(self, kind: Kind) -> dict[str, Any] | None:
+        """The overlay document for ``kind``, or None when the gateway leaves it as OpenAI's."""
+        return _load_overlay(self.name, kind) if kind in self.overlay_kinds else None
+
+
+_DIALECTS: dict[str, Dialect] = {
+    d.name: d
+    for d in (
+        Dialect(
+            name="openai",
+            title="OpenAI",
+            compact_paths=("/v1/responses/compact",),
+            base_path="/v1",
+            auth_headers=("authorization", "openai-organization", "openai-project"),
+        ),
+        Dialect(
+            name="azure",
+            title="Azure OpenAI",
+            compact_paths=("/openai/v1/responses/compact",),
+            base_path="/openai/v1",
+            auth_headers=("api-key", "authorization", "ocp-apim-subscription-key"),
+            overlay_kinds=("request", "error"),
+        ),
+        Dialect(
+            name="litellm",
+            title="LiteLLM proxy",
+            compact_paths=(
+                "/v1/responses/compact",
+                "/responses/compact",
+                "/openai/v1/responses/compact",
+            ),
+            base_path="/v1",
+            auth_headers=(
+                "authorization",
+                "x-litellm-api-key",
+                "api-key",
+                "x-api-key",
+                "x-goog-api-key",
+                "ocp-apim-subscription-key",
+            ),
+            overlay_kinds=("response", "error"),
+        ),
+        Dialect(
+            name="truefoundry",
+            title="TrueFoundry AI gateway",
+            compact_paths=("/api/llm/responses/compact",),
+            base_path="/api/llm",
+            auth_headers=("authorization",),
+            overlay_kinds=("request",),
+            signature_paths=("/api/llm/responses/compact",),
+        ),
+        Dialect(
+            name="bifrost",
+            title="Bifrost",
+            compact_paths=("/openai/v1/responses/compact", "/v1/responses/compact"),
+            base_path="/openai/v1",
+            auth_headers=("authorization", "x-bf-vk", "x-api-key"),
+            overlay_kinds=("request", "response", "error"),
+        ),
+    )
+}
+DIALECTS: tuple[str, ...] = tuple(_DIALECTS)  # the same as _settings.DIALECT_NAMES
+
+
+def get_dialect(name: str | Dialect | None = None) -> Dialect:
+    """The profile named ``name`` (None: ``openai``); :class:`DialectError` when unknown."""
+    if isinstance(name, Dialect):
+        return name
+    key = (name or DEFAULT_DIALECT).strip().lower()
+    try:
+        return _DIALECTS[key]
+    except KeyError:
+        raise DialectError(
+            f"unknown dialect {name!r}; known dialects: {', '.join(DIALECTS)}"
+        ) from None
+
+
+def all_auth_headers() -> tuple[str, ...]:
+    """Every dialect's credential headers (what auto-detection must filter), deduplicated."""
+    return tuple(dict.fromkeys(h for d in _DIALECTS.values() for h in d.auth_headers))
+
+
+def detect_dialect(uri: str) -> Dialect | None:
+    """The gateway a request URL unambiguously belongs to, else None.
+
+    Only signals no other gateway shares count: an Azure host name or the ``api-version`` query
+    parameter (Azure), the ``/api/llm`` prefix (TrueFoundry). ``/v1/...``, ``/openai/v1/...`` and
+    a bare ``/responses/compact`` are served by several gateways (or any OpenAI-compatible server)
+    and stay undetected.
+    """
+    parts = urlsplit(uri) if "://" in uri else urlsplit("//x" + uri if uri.startswith("/") else uri)
+    host = (parts.hostname or "").lower()
+    path = request_path(parts.path or "/")
+    if not path.endswith(COMPACT_SUFFIX):
+        return None
+    query = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if host.endswith(_AZURE_HOSTS) or "api-version" in query:
+        return _DIALECTS["azure"]
+    return next((d for d in _DIALECTS.values() if path in d.signature_paths), None)
+
+
+def dialect_for(uri: str, name: str | Dialect | None = None) -> Dialect:
+    """``name`` when given, else the dialect detected from ``uri``, else ``openai``."""
+    if name is not None:
+        return get_dialect(name)
+    return detect_dialect(uri) or _DIALECTS[DEFAULT_DIALECT]
+
+
+# -- overlays -----------------------------------------------------------------------------------
+
+
+@cache
+def _load_overlay(name: str, kind: Kind) -> dict[str, Any]:
+    resource = resources.files(__package__).joinpath("overlays", f"{name}.{kind}.json")
+    where = f"overlays/{name}.{kind}.json"
+    try:
+        document = json.loads(resource.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise DialectError(f"dialect {name}: overlay {where} is unreadable: {exc}") from None
+    mode = document.get(_OVERLAY_KEY, "extend") if isinstance(document, dict) else None
+    if mode not in ("extend", "replace"):
+        raise DialectError(f"dialect {name}: {where}: {_OVERLAY_KEY} must be extend or replace")
+    if mode == "replace" and set(_root_keywords(document)) != {"$ref"}:
+        raise DialectError(f"dialect {name}: {where}: a replacing overlay's root must be a $ref")
+    loaded: dict[str, Any] = document
+    return loaded
+
+
+def _root_keywords(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k not in _ANNOTATIONS and k != "$defs"}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into ``base`` in place (the rules in the module docstring)."""
+    for key, value in extra.items():
+        here = base.get(key)
+        if key == "required" and isinstance(here, list) and isinstance(value, list):
+            base[key] = [*here, *(v for v in value if v not in here)]
+        elif isinstance(here, dict) and isinstance(value, dict):
+            _merge(here, value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            yield ref.rsplit("/", 1)[-1]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def overlaid_document(base: dict[str, Any], overlay: dict[str, Any], where: str) -> dict[str, Any]:
+    """The derived document ``base`` with ``overlay`` applied (neither is modified)."""
+    document = copy.deepcopy(base)
+    defs: dict[str, Any] = document.setdefault("$defs", {})
+    extra_defs = overlay.get("$defs", {})
+    referenced = set(_refs(overlay))
+    for name in extra_defs:
+        # A definition the overlay neither finds in the spec nor uses itself is a misspelt or
+        # renamed target: merging it would silently validate nothing.
+        if name not in defs and name not in referenced:
+            raise DialectError(
+                f"{where}: extends $defs/{name}, which this schema version does not define"
+            )
+    root = _root_keywords(overlay)
+    if overlay.get(_OVERLAY_KEY) == "replace":
+        defs.update(copy.deepcopy(extra_defs))
+        return {"$schema": base.get("$schema"), "$defs": defs, **copy.deepcopy(root)}
+    for name, schema in extra_defs.items():
+        if name in defs:
+            _merge(defs[name], schema)
+        else:
+            defs[name] = copy.deepcopy(schema)
+    if root:
+        target = str(base.get("$ref", "")).rsplit("/", 1)[-1]
+        if target not in defs:
+            raise DialectError(f"{where}: the derived document has no root definition to extend")
+        _merge(defs[target], root)
+    return document
+
+
+class _OverlaidSchemaSet(SchemaSet):
+    """A version's schema set seen through a dialect: overlaid kinds are merged documents."""
+
+    def __init__(self, base: SchemaSet, dialect: Dialect) -> None:
+        super().__init__(base.name, base.path, base.manifest)
+        self._base = base
+        self._dialect = dialect
+        self._merged: dict[tuple[str, bool], dict[str, Any]] = {}
+
+    def document(self, kind: Kind, strict: bool = False) -> dict[str, Any]:
+        overlay = self._dialect.overlay(kind)
+        if overlay is None:
+            return self._base.document(kind, strict)
+        key = (kind, strict)
+        if key not in self._merged:
+            if strict:
+                self._merged[key] = closed(self.document(kind))
+            else:
+                where = f"dialect {self._dialect.name}, {kind} overlay on {self.name}"
+                self._merged[key] = overlaid_document(self._base.document(kind), overlay, where)
+        return self._merged[key]
+
+
+@cache
+def dialect_validator(
+    kind: Kind,
+    version: str | None = None,
+    dialect: str = DEFAULT_DIALECT,
+    backend: Literal["rs", "python"] = "rs",
+) -> Validator:
+    """The cached validator of ``kind`` for a version seen through a dialect's overlays."""
+    # Imported here: profiles and path rules are needed by the recorder long before validation.
+    from ..schema._validate import Validator, get_validator
+
+    profile = get_dialect(dialect)
+    name = resolve_version(version)
+    if profile.overlay(kind) is None:
+        return get_validator(kind, name, backend)
+    return Validator(_OverlaidSchemaSet(load_schema_set(name), profile), kind, backend)
+
+
+def validate_with_dialect(
+    kind: Kind,
+    body: Any,
+    *,
+    dialect: str | Dialect | None = None,
+    version: str | None = None,
+    strict: bool = False,
+) -> Report:
+    """Validate a body (parsed, or raw bytes/str) of ``kind`` under a dialect's profile."""
+    if kind not in KINDS:
+        raise DialectError(f"unknown body kind {kind!r}; expected one of {', '.join(KINDS)}")
+    validator = dialect_validator(kind, resolve_version(version), get_dialect(dialect).name)
+    return validator.validate(body, strict=strict)
+
+
+def kind_of(status: int) -> Kind:
+    """``response`` for a 2xx answer, else ``error``."""
+    return "response" if 200 <= status < 300 else "error"

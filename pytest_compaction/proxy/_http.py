@@ -1,0 +1,320 @@
+"""The listening side of the proxy: HTTP/1.1 connections, request bodies, relayed answers.
+
+The handler reads a request whole (``Content-Length`` or chunked, content coding undone for
+matching) and passes it to the proxy's ``serve``; answers go back either whole, or chunk by chunk
+as the upstream sends them, so a stream of server-sent events reaches the client event by event.
+The server keeps track of which connections are busy, so that stopping can wait for the exchanges
+in flight while closing idle keep-alive connections at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .._listener import LoopbackServerMixin, address_family
+from ..cassette import _cassette as cf
+
+log = logging.getLogger("pytest_compaction.proxy")
+
+# Connection-level headers: they describe one hop, so they are neither forwarded nor stored.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+    }
+)
+FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+NO_BODY_STATUSES = frozenset({204, 304})
+RawHeaders = list[tuple[str, str]]
+
+
+@dataclass
+class Incoming:
+    """One request as read: what is forwarded, and what is matched and stored."""
+
+    method: str
+    headers: RawHeaders
+    body: bytes | None  # as received (possibly compressed)
+    decoded_body: bytes | None  # content-encoding undone, what is matched and stored
+    upstream_url: str
+
+
+def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    lname = name.lower()
+    return next((v for k, v in headers if k.lower() == lname), None)
+
+
+def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    """Headers named in ``Connection`` are hop-by-hop too."""
+    value = header(headers, "connection") or ""
+    return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+def end_to_end(headers: Iterable[tuple[str, str]], *also: str) -> RawHeaders:
+    items = list(headers)
+    drop = HOP_BY_HOP | _connection_tokens(items) | {a.lower() for a in also}
+    return [(k, v) for k, v in items if k.lower() not in drop]
+
+
+def as_mapping(headers: Iterable[tuple[str, str]]) -> cf.Headers:
+    out: cf.Headers = {}
+    for key, value in headers:
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def error_body(message: str, kind: str, code: str, **details: Any) -> bytes:
+    """An OpenAI-shaped error (SDKs show ``error.message``) with the proxy's details beside it."""
+    doc = {
+        "error": {"message": message, "type": kind, "param": None, "code": code},
+        "compaction_proxy": details,
+    }
+    return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+class ProxyHTTPServer(LoopbackServerMixin, ThreadingHTTPServer):
+    """Serves the proxy; knows its open connections and which are in an exchange."""
+
+    daemon_threads = True  # stop() waits for exchanges itself, with a bound
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        serve: Callable[[ProxyHandler, Incoming], None],
+        upstream_url: Callable[[str], str],
+    ) -> None:
+        self.serve = serve
+        self.upstream_url = upstream_url
+        self.connections: dict[socket.socket, bool] = {}  # connection -> busy
+        self.responses: set[Any] = set()
+        self.cond = threading.Condition()
+        self.address_family = address_family(address[0])
+        super().__init__(address, ProxyHandler)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until no exchange is in flight; idle keep-alive connections are closed."""
+        self.close_idle()
+        with self.cond:
+            return self.cond.wait_for(lambda: not any(self.connections.values()), timeout)
+
+    def close_idle(self, everything: bool = False) -> None:
+        with self.cond:
+            targets = [c for c, busy in self.connections.items() if everything or not busy]
+        for conn in targets:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def abort_all(self) -> None:
+        with self.cond:
+            responses = list(self.responses)
+        for response in responses:
+            with contextlib.suppress(Exception):
+                response.close()
+        self.close_idle(everything=True)
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    """Reads one request at a time; answers whole or chunk by chunk."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each answer
+    # waits ~40 ms on Nagle's algorithm and the client's delayed ACK.
+    disable_nagle_algorithm = True
+    server_version = "pytest-compaction-proxy"
+    sys_version = ""
+    timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    server: ProxyHTTPServer
+    _chunked = False
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.cond:
+            self.server.connections[self.connection] = False
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            with self.server.cond:
+                self.server.connections.pop(self.connection, None)
+                self.server.cond.notify_all()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _busy(self, busy: bool) -> None:
+        with self.server.cond:
+            if self.connection in self.server.connections:
+                self.server.connections[self.connection] = busy
+            self.server.cond.notify_all()
+
+    def track(self, response: Any) -> None:
+        with self.server.cond:
+            self.server.responses.add(response)
+
+    def untrack(self, response: Any) -> None:
+        with self.server.cond:
+            self.server.responses.discard(response)
+
+    # -- methods ----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        self._busy(True)
+        try:
+            incoming = self._read()
+            if incoming is not None:
+                self.server.serve(self, incoming)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as exc:  # an answer, not a dropped connection, whatever went wrong
+            log.exception("internal error")
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                message = f"compaction proxy: internal error: {type(exc).__name__}: {exc}"
+                self.send_plain(500, error_body(message, "proxy_error", "internal_error"), {})
+        finally:
+            self._busy(False)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+    def _read(self) -> Incoming | None:
+        headers = [(k, v) for k, v in self.headers.items()]
+        limit = cf.max_cassette_bytes()
+        body: bytes | None = None
+        if (header(headers, "transfer-encoding") or "").lower().endswith("chunked"):
+            body = self._read_chunked(limit)
+            if body is None:
+                return None
+        else:
+            length_text = header(headers, "content-length")
+            if length_text is not None:
+                try:
+                    length = int(length_text)
+                except ValueError:
+                    self._refuse(400, f"content-length {length_text!r} is not a number")
+                    return None
+                if length > limit:
+                    self._refuse(413, f"the request body is over the {limit // 2**20} MB limit")
+                    return None
+                body = self.rfile.read(length) if length else b""
+        decoded = body
+        if body and header(headers, "content-encoding"):
+            try:
+                _, decoded = cf.decode_body(as_mapping(headers), body)
+            except cf.CassetteError as exc:
+                self._refuse(400, f"the request body cannot be decoded: {exc}")
+                return None
+        return Incoming(
+            method=self.command,
+            headers=headers,
+            body=body,
+            decoded_body=decoded or None,
+            upstream_url=self.server.upstream_url(self.path),
+        )
+
+    def _read_chunked(self, limit: int) -> bytes | None:
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(65537)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self._refuse(400, "malformed chunked request body")
+                return None
+            if size == 0:
+                while self.rfile.readline(65537).strip():  # trailers
+                    pass
+                return bytes(out)
+            if len(out) + size > limit:
+                self._refuse(413, f"the request body is over the {limit // 2**20} MB limit")
+                return None
+            out += self.rfile.read(size)
+            self.rfile.readline(3)
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.close_connection = True
+        text = f"compaction proxy: {message}"
+        self.send_plain(status, error_body(text, "invalid_request_error", "bad_request"), {})
+
+    # -- answering ----------------------------------------------------------------------------
+
+    def send_plain(self, status: int, body: bytes, extra: dict[str, str]) -> None:
+        headers = [("content-type", "application/json"), *extra.items()]
+        self.send_whole(status, None, headers, body)
+
+    def send_whole(self, status: int, reason: str | None, headers: RawHeaders, body: bytes) -> None:
+        bodyless = self.command == "HEAD" or status in NO_BODY_STATUSES or status < 200
+        self.send_response_only(status, reason or None)
+        for key, value in headers:
+            if key.lower() not in ("content-length", "transfer-encoding"):
+                self.send_header(key, value)
+        if not bodyless:
+            self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if not bodyless and body:
+            self.wfile.write(body)
+        self.log_request(status)
+
+    def begin(self, status: int, reason: str, headers: RawHeaders, bodyless: bool) -> bool:
+        """Send the status line and headers of an answer whose body follows in chunks."""
+        has_length = header(headers, "content-length") is not None
+        self._chunked = not bodyless and not has_length and self.request_version == "HTTP/1.1"
+        if not bodyless and not has_length and not self._chunked:
+            self.close_connection = True  # an HTTP/1.0 client reads to the end
+        try:
+            self.send_response_only(status, reason or None)
+            for key, value in headers:
+                self.send_header(key, value)
+            if self._chunked:
+                self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+        except OSError:
+            self.close_connection = True
+            return False
+        self.log_request(status)
+        return True
+
+    def write_chunk(self, chunk: bytes) -> bool:
+        if not chunk:
+            return True
+        try:
+            if self._chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                self.wfile.write(chunk)
+        except OSError:
+            self.close_connection = True
+            return False
+        return True
+
+    def finish_body(self) -> None:
+        if self._chunked:
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"0\r\n\r\n")
+
+    def abort(self) -> None:
+        """End a half-sent answer: the client must not take it for a complete one."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,902 @@
+"""A validating record/replay reverse proxy, for clients vcrpy cannot see (curl, Node, Perl, Go...).
+
+::
+
+    pytest-compaction proxy --upstream https://api.openai.com/v1 --cassette c.yaml --record once
+    OPENAI_BASE_URL=http://127.0.0.1:PORT node client.js
+
+A request to the proxy's path ``P`` goes to the upstream URL followed by ``P`` (the upstream's
+own path is a prefix, as a reverse proxy's ``proxy_pass`` does), so the proxy's URL stands in for
+the upstream URL. Record modes behave as in :func:`~pytest_compaction.use_cassette`: ``none``
+answers from the cassette only and never opens a connection; ``once`` records when the cassette
+does not exist yet, else replays; ``new_episodes`` replays what matches and records the rest;
+``all`` records everything, replacing the recorded exchanges that match. Requests match by the
+same rules (method, normalized path, query, JSON body by value; host and headers ignored).
+
+Recorded exchanges are filtered and scanned for secrets as the pytest plugin does, validated
+when they are ``/responses/compact`` or ``/responses`` calls (see :mod:`._judge`), and written
+atomically to the cassette in the same format after each exchange. An exchange that violates
+the schemas, or still holds a secret-looking value, is answered but not written: it is
+reported in the log and the summary (``failure()``), and with ``fail_on_violation`` the client
+gets that status instead of the answer. A request the cassette cannot answer gets
+:data:`MISS_STATUS` with a JSON error body naming the cassette and the closest recorded
+request, never a pass-through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import ssl
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from .._args import port_number
+from .._errors import CompactionError
+from .._listener import http_url, run_until_signal, serve_in_background
+from ..cassette import _cassette as cf
+from ..cassette._redact import (
+    DEFAULT_FILTER_HEADERS,
+    DEFAULT_FILTER_QUERY,
+    check_no_secrets,
+    mask_secrets,
+    redact_exchange,
+    redact_query,
+    scan_exchange,
+)
+from ..contract._dialects import (
+    DIALECTS,
+    Dialect,
+    all_auth_headers,
+    dialect_for,
+    get_dialect,
+)
+from ..contract._judge import judge_exchange, lines
+from ..contract._routes import is_compact_path, normalize_path, route_of
+from ..replay._match import BodyCache, closest, closest_lines, make_matchers
+from ..replay._recorder import DEFAULT_MATCH_ON, RECORD_MODES, check_record_mode
+from ..schema._versions import resolve_version
+from ._http import (
+    FRAMING,
+    NO_BODY_STATUSES,
+    Incoming,
+    ProxyHandler,
+    ProxyHTTPServer,
+    RawHeaders,
+    as_mapping,
+    end_to_end,
+    error_body,
+)
+
+log = logging.getLogger("pytest_compaction.proxy")
+
+# A request the cassette cannot answer. Not a 5xx, which SDKs retry, and not a status the API
+# gives compaction calls for a reason of its own that a client might handle.
+MISS_STATUS = 404
+PROXY_HEADER = "x-compaction-proxy"
+Action = Literal["recorded", "replayed"]
+_Findings = tuple[list[str], list[str], list[str]]  # violations, drift, notes of an exchange
+
+
+class ProxyError(CompactionError):
+    """The proxy cannot be configured or started as asked."""
+
+
+@dataclass
+class ProxyRecord:
+    """One exchange that went through the proxy, in the order the answers were completed.
+
+    ``index`` is its position in the cassette, or None when it was not written (violations,
+    a secret, an unreadable body). ``violations`` lists what the schemas found wrong.
+    """
+
+    action: Action
+    exchange: cf.Exchange
+    index: int | None
+    violations: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.violations
+
+
+@dataclass
+class _Req:
+    """What the matchers compare (they read ``method``, ``uri``, ``path`` and ``body``)."""
+
+    method: str
+    uri: str
+    body: bytes | None
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.uri).path
+
+
+def filter_header_names(dialect: Dialect | None, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """Headers whose values never reach the cassette: what :func:`use_cassette` filters."""
+    auth = dialect.auth_headers if dialect else all_auth_headers()
+    return tuple(dict.fromkeys((*DEFAULT_FILTER_HEADERS, *auth, *extra)))
+
+
+def _check_upstream(upstream: str) -> str:
+    parts = urlsplit(upstream)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProxyError(f"upstream {upstream!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ProxyError(f"upstream {upstream!r} must not carry a query or fragment")
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
+class CompactionProxy:
+    """A reverse proxy recording to, or replaying from, one cassette.
+
+    ``start()`` listens on ``host:port`` (any free port by default) in background threads;
+    ``url`` is what a client takes as its base URL in place of ``upstream``. ``stop()`` waits for
+    exchanges in flight (up to ``drain_timeout`` seconds), writes the cassette and closes.
+    ``failure()`` returns the problems seen (violations, secrets, misses, upstream errors).
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        cassette: str | Path,
+        *,
+        record_mode: str = "none",
+        version: str | None = None,
+        strict: bool = False,
+        dialect: str | None = None,
+        filter_headers: Sequence[str] = (),
+        filter_query_parameters: Sequence[str] = (),
+        allow_playback_repeats: bool = False,
+        fail_on_violation: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        upstream_ca: str | Path | None = None,
+        timeout: float = 600.0,
+        drain_timeout: float = 30.0,
+        hint: Callable[[str], str] | None = None,
+    ) -> None:
+        self.upstream = _check_upstream(upstream)
+        self.record_mode = check_record_mode(record_mode)
+        path = Path(cassette)
+        if path.suffix not in (".yaml", ".yml", ".json"):
+            path = path.with_name(path.name + ".yaml")
+        self.cassette_path = path
+        if fail_on_violation is not None and not 400 <= fail_on_violation <= 599:
+            raise ProxyError(
+                f"fail_on_violation must be a status from 400 to 599, not {fail_on_violation}"
+            )
+        self.fail_on_violation = fail_on_violation
+        self.strict = strict
+        self.allow_playback_repeats = allow_playback_repeats
+        self.profile = None if dialect in (None, "", "auto") else get_dialect(dialect)
+        self.filter_headers = filter_header_names(self.profile, filter_headers)
+        self.filter_query = (*DEFAULT_FILTER_QUERY, *filter_query_parameters)
+        self.hint = hint or (lambda mode: f"--record {mode}")
+        self._host = host
+        self._port = port
+        self._upstream_ca = upstream_ca
+        if upstream_ca is not None:
+            self._upstream_context()  # a CA file that cannot be used stops the start, not a call
+        self._timeout = timeout
+        self._drain_timeout = drain_timeout
+
+        # The cassette, as vcrpy keeps it: loaded exchanges first, then those recorded now.
+        self.extra: dict[str, Any] = {}
+        self.cassette_dialect: str | None = None
+        self.rewound = False  # the cassette existed: its exchanges may be replayed
+        try:
+            data = cf.load_cassette(path)
+        except cf.CassetteNotFound:
+            data = None
+        if data is not None:
+            self.rewound = True
+            self.extra = data.extra
+            self.cassette_dialect = data.dialect
+        self.data: list[cf.Exchange] = list(data.exchanges) if data else []
+        self.loaded_count = len(self.data)
+        self.play_counts = [0] * len(self.data)
+        self.version = resolve_version(version or (data.schema_version if data else None))
+
+        self._bodies = BodyCache()
+        canonical = self.profile.canonical_path if self.profile else normalize_path
+        self._canonical = canonical
+        matchers = make_matchers(self._bodies, canonical)
+        self._matchers = [matchers[name] for name in DEFAULT_MATCH_ON]
+        self._stored = [self._req_of(ex) for ex in self.data]
+        self._reports: dict[int, _Findings] = {}
+
+        self.session: list[ProxyRecord] = []
+        self.recorded = 0
+        self.replayed = 0
+        self.validated = 0
+        self.violations: list[str] = []
+        self.drift: list[str] = []
+        self.notes: list[str] = []  # what recorded streams do, properties outside the contract
+        self.misses: list[str] = []
+        self.problems: list[str] = []
+        self.written = False  # the cassette file was written by this proxy
+        self.save_error: str | None = None  # why the last write failed
+        self._reported = 0
+        self._dirty = False
+        self._lock = threading.RLock()
+        self._client: Any = None
+        self._httpd: ProxyHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._httpd is not None:
+            return self
+        try:
+            httpd = ProxyHTTPServer((self._host, self._port), self.serve, self._upstream_url)
+        except OSError as exc:
+            raise ProxyError(f"cannot listen on {self._host}:{self._port}: {exc}") from None
+        self._httpd = httpd
+        self._closed = False
+        self._thread = serve_in_background(httpd, f"compaction-proxy-{self.port}")
+        log.info(
+            "listening on %s for %s (record mode %s, cassette %s)",
+            self.url,
+            self.upstream,
+            self.record_mode,
+            self.cassette_path,
+        )
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, let exchanges in flight end, write the cassette, close everything."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        httpd.shutdown()
+        if thread is not None:
+            thread.join()
+        with httpd.cond:
+            busy = sum(httpd.connections.values())
+        log.info("stopping: %d exchange(s) in flight", busy)
+        if not httpd.drain(self._drain_timeout):
+            log.warning("exchanges still in flight after %.0f s were cut off", self._drain_timeout)
+            httpd.abort_all()
+            httpd.drain(5.0)
+        httpd.close_idle(everything=True)
+        httpd.server_close()
+        with self._lock:
+            self._closed = True
+            self._save()
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        self._httpd = None
+        self._thread = None
+        log.info("stopped")  # the command prints summary_text() itself, once
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise ProxyError("the proxy is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The base URL clients take in place of the upstream URL, e.g. ``http://127.0.0.1:8123``."""
+        return http_url(self._host, self.port)
+
+    # -- results --------------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str | None:
+        """The dialect named for this cassette (option or cassette header); None: detected."""
+        return self.profile.name if self.profile else self.cassette_dialect
+
+    @property
+    def exchanges(self) -> list[cf.Exchange]:
+        """What the cassette holds now (what is, or will be, written)."""
+        with self._lock:
+            return list(self._to_write())
+
+    def failure(self) -> str | None:
+        """Problems not reported yet, as one message (then they count as reported)."""
+        with self._lock:
+            new = self.problems[self._reported :]
+            self._reported = len(self.problems)
+        return "\n\n".join(new) if new else None
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "cassette": str(self.cassette_path),
+                "record_mode": self.record_mode,
+                "schema_version": self.version,
+                "recorded": self.recorded,
+                "replayed": self.replayed,
+                "validated": self.validated,
+                "violations": list(self.violations),
+                "drift": list(self.drift),
+                "notes": list(self.notes),
+                "misses": len(self.misses),
+                "problems": len(self.problems),
+                "exchanges_in_cassette": len(self._to_write()),
+                "written": self.written,
+            }
+
+    def summary_text(self) -> str:
+        s = self.summary()
+        state = "written" if s["written"] else "not written (nothing new)"
+        if self.save_error is not None:
+            state = "NOT written (see above)"
+        return (
+            f"{s['recorded']} exchange(s) recorded, {s['replayed']} replayed, "
+            f"{s['validated']} validated; {len(s['violations'])} violation(s), "
+            f"{len(s['drift'])} drift note(s), {s['misses']} request(s) not in the cassette, "
+            f"{s['problems']} problem(s); cassette {s['cassette']} "
+            f"({s['exchanges_in_cassette']} exchanges) {state}"
+        )
+
+    # -- the cassette ---------------------------------------------------------------------------
+
+    def _req_of(self, ex: cf.Exchange) -> _Req:
+        return _Req(ex.method.upper(), ex.uri, ex.request_body)
+
+    def _matches(self, live: _Req, stored: _Req) -> bool:
+        return all(matcher(live, stored) for matcher in self._matchers)
+
+    @property
+    def write_protected(self) -> bool:
+        return (self.rewound and self.record_mode == "once") or self.record_mode == "none"
+
+    def _find(self, live: _Req) -> int | None:
+        """The exchange to replay for ``live`` (marked played), as vcrpy chooses it."""
+        if self.record_mode == "all" or not (self.rewound or self.allow_playback_repeats):
+            return None
+        for index, stored in enumerate(self._stored):
+            if self._matches(live, stored) and (
+                self.play_counts[index] == 0 or self.allow_playback_repeats
+            ):
+                self.play_counts[index] += 1
+                return index
+        return None
+
+    def _to_write(self) -> list[cf.Exchange]:
+        if self.record_mode != "all":
+            return self.data
+        recorded = self._stored[self.loaded_count :]
+        kept = [
+            ex
+            for ex, req in zip(self.data, self._stored[: self.loaded_count], strict=False)
+            if not any(self._matches(new, req) for new in recorded)
+        ]
+        return kept + self.data[self.loaded_count :]
+
+    def _dialect_to_store(self, exchanges: Sequence[cf.Exchange]) -> str | None:
+        if self.dialect:
+            return get_dialect(self.dialect).name
+        found = {dialect_for(ex.uri).name for ex in exchanges if is_compact_path(ex.uri)}
+        return found.pop() if len(found) == 1 else None
+
+    def _save(self) -> None:
+        """Write the cassette when something was recorded; called with the lock held."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        exchanges = [
+            redact_exchange(ex, self.filter_headers, self.filter_query) for ex in self._to_write()
+        ]
+        path = str(self.cassette_path)
+        try:
+            check_no_secrets(path, exchanges)
+            data = cf.CassetteData(
+                exchanges, self.version, self.extra, dialect=self._dialect_to_store(exchanges)
+            )
+            cf.save_cassette(path, data)
+        except CompactionError as exc:
+            self.save_error = str(exc)
+            self._problem(f"compaction proxy: {exc}")
+            return
+        self.save_error = None
+        self.written = True
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def _validate(self, ex: cf.Exchange) -> _Findings:
+        """(violations, drift, notes) of an exchange; empty lists where no schema applies."""
+        is_json, body = self._bodies.parse(ex.request_body)
+        request, response = judge_exchange(
+            ex,
+            version=self.version,
+            dialect=dialect_for(ex.uri, self.dialect),
+            strict=self.strict,
+            request_body=body if is_json else None,
+        )
+        violations, drift = lines(request, response.report, ex.status)
+        return violations, drift, list(response.notes)
+
+    def _judge(
+        self,
+        ex: cf.Exchange,
+        label: str,
+        when: Action,
+        report: _Findings | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Validate (unless ``report`` is given), count, report violations; lock held."""
+        if route_of(ex.method, ex.uri) is None:
+            return [], []
+        lines, drift, notes = report if report is not None else self._validate(ex)
+        self.validated += 1
+        for found, kept in ((drift, self.drift), (notes, self.notes)):
+            for line in found:
+                if f"{label} {line}" not in kept:
+                    kept.append(f"{label} {line}")
+        if lines:
+            self.violations += [f"{label} {line}" for line in lines]
+            profile = dialect_for(ex.uri, self.dialect)
+            under = "" if profile.name == "openai" else f" under the {profile.name} dialect"
+            head = (
+                f"compaction proxy: {label} of cassette {self.cassette_path} does not conform to "
+                f"schema version {self.version}{under} ({when}):"
+            )
+            tail = "\nThe exchange was not written to the cassette." if when == "recorded" else ""
+            self._problem("\n".join([head, *[f"  {line}" for line in lines]]) + tail)
+        return lines, drift
+
+    def _problem(self, text: str) -> None:
+        log.warning("%s", text)
+        if text not in self.problems:
+            self.problems.append(text)
+
+    # -- one request ----------------------------------------------------------------------------
+
+    def _upstream_url(self, target: str) -> str:
+        if "://" in target:  # absolute form, as sent to a forward proxy
+            parts = urlsplit(target)
+            target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        if not target.startswith("/"):
+            target = "/" + target
+        return self.upstream + target
+
+    def serve(self, handler: ProxyHandler, incoming: Incoming) -> None:
+        """Answer one request: replay it, record it, or say why neither is possible."""
+        live = _Req(
+            incoming.method.upper(),
+            redact_query(incoming.upstream_url, self.filter_query),
+            incoming.decoded_body,
+        )
+        path = mask_secrets(urlsplit(incoming.upstream_url).path)  # quoted in messages
+        with self._lock:
+            index = self._find(live)
+            miss = self._miss(live) if index is None and self.write_protected else None
+        if miss is not None:
+            handler.send_plain(miss[0], miss[1], {PROXY_HEADER: "not-recorded"})
+        elif index is not None:
+            self._replay(handler, index, path)
+        else:
+            self._record(handler, incoming, path)
+
+    def _replay(self, handler: ProxyHandler, index: int, path: str) -> None:
+        ex = self.data[index]
+        label = f"exchange {index} ({ex.method} {path})"
+        with self._lock:
+            self.replayed += 1
+            if index not in self._reports and route_of(ex.method, ex.uri) is not None:
+                self._reports[index] = self._validate(ex)  # the stored bytes never change
+            lines, drift = self._judge(ex, label, "replayed", self._reports.get(index))
+            self.session.append(ProxyRecord("replayed", ex, index, lines, drift))
+        log.info("replayed exchange %d: %s %s -> %d", index, ex.method, path, ex.status)
+        if lines and self.fail_on_violation is not None:
+            body = self._violation_body(label, lines, ex.status)
+            handler.send_plain(self.fail_on_violation, body, {PROXY_HEADER: "violation"})
+            return
+        headers = [(k, v) for k, vs in ex.response_headers.items() for v in vs]
+        headers = end_to_end(headers, *FRAMING, PROXY_HEADER)
+        headers.append((PROXY_HEADER, "replayed"))
+        handler.send_whole(ex.status, ex.reason, headers, ex.response_body)
+
+    def _miss(self, live: _Req) -> tuple[int, bytes]:
+        """The answer to a request the cassette cannot give; called with the lock held."""
+        head = f"compaction proxy: {live.method} {urlsplit(live.uri).path} cannot be replayed"
+        details: dict[str, Any] = {
+            "cassette": str(self.cassette_path),
+            "record_mode": self.record_mode,
+            "request": {"method": live.method, "uri": live.uri},
+            "closest": None,
+        }
+        if not self.rewound:
+            reason = "cassette_not_found"
+            lines = [
+                f"{head}: cassette {self.cassette_path} does not exist; record it with "
+                f"{self.hint('once')}"
+            ]
+        else:
+            lines = [f"{head} (record mode {self.record_mode!r})."]
+            lines.append(
+                f"Cassette: {self.cassette_path} ({len(self.data)} exchanges, "
+                f"{sum(self.play_counts)} replayed)"
+            )
+            matching = [i for i, s in enumerate(self._stored) if self._matches(live, s)]
+            if matching:
+                reason = "already_played"
+                lines.append(
+                    f"It matches exchange {matching[0]}, which was already replayed; allow "
+                    "playback repeats to replay it again, or record the repeated request."
+                )
+                stored = self._stored[matching[0]]
+                details["closest"] = {
+                    "index": matching[0],
+                    "method": stored.method,
+                    "uri": stored.uri,
+                    "diff": [],
+                }
+            else:
+                reason = "no_match"
+                found = closest(live, self._stored, self._bodies, self._canonical)
+                lines += closest_lines(found, self._stored)
+                if found is not None:
+                    index, diff = found
+                    stored = self._stored[index]
+                    details["closest"] = {
+                        "index": index,
+                        "method": stored.method,
+                        "uri": stored.uri,
+                        "diff": diff,
+                    }
+            lines.append(f"To record it: {self.hint('new_episodes')}")
+        details["reason"] = reason
+        message = "\n".join(lines)
+        self.misses.append(message)
+        self._problem(message)
+        return MISS_STATUS, error_body(message, "request_not_recorded", reason, **details)
+
+    def _violation_body(self, label: str, lines: list[str], status: int) -> bytes:
+        message = (
+            f"compaction proxy: {label} does not conform to schema version {self.version}:\n"
+            + "\n".join(f"  {line}" for line in lines)
+        )
+        return error_body(
+            message,
+            "compaction_violation",
+            "schema_violation",
+            cassette=str(self.cassette_path),
+            violations=lines,
+            upstream_status=status,
+        )
+
+    def _upstream_context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=str(self._upstream_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ProxyError(
+                f"upstream CA file {self._upstream_ca} cannot be used: {exc}"
+            ) from None
+
+    def _http_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                verify: ssl.SSLContext | bool = True
+                if self._upstream_ca is not None:
+                    verify = self._upstream_context()
+                client = httpx.Client(
+                    timeout=httpx.Timeout(self._timeout, connect=30.0),
+                    follow_redirects=False,
+                    verify=verify,
+                )
+                # Send exactly the client's headers: no default user-agent, accept-encoding...
+                client.headers = httpx.Headers()
+                self._client = client
+            return self._client
+
+    def _record(self, handler: ProxyHandler, incoming: Incoming, path: str) -> None:
+        import httpx
+
+        headers = end_to_end(incoming.headers, "host", "content-length")
+        label = f"{incoming.method} {path}"
+        try:
+            client = self._http_client()
+            request = client.build_request(
+                incoming.method, incoming.upstream_url, headers=headers, content=incoming.body
+            )
+            response = client.send(request, stream=True)
+        except (httpx.HTTPError, ProxyError) as exc:
+            message = (
+                f"compaction proxy: {label} could not be forwarded to {self.upstream}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            with self._lock:
+                self._problem(message)
+            handler.send_plain(
+                502,
+                error_body(
+                    message, "upstream_error", "upstream_unreachable", upstream=self.upstream
+                ),
+                {PROXY_HEADER: "upstream-error"},
+            )
+            return
+        handler.track(response)
+        try:
+            self._relay(handler, incoming, response, label)
+        finally:
+            handler.untrack(response)
+            response.close()
+
+    def _relay(self, handler: ProxyHandler, incoming: Incoming, response: Any, label: str) -> None:
+        """Pass the answer on (chunk by chunk unless it must be judged first), then record it."""
+        import httpx
+
+        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
+        status = int(response.status_code)
+        reason = str(response.reason_phrase or "")
+        validated = route_of(incoming.method, incoming.upstream_url) is not None
+        judge_first = validated and self.fail_on_violation is not None
+        limit = cf.max_cassette_bytes()
+        chunks = bytearray()
+        too_large = False
+        sent = not judge_first
+        if sent:
+            out_headers = end_to_end(raw_headers, PROXY_HEADER)
+            out_headers.append((PROXY_HEADER, "recorded"))
+            bodyless = incoming.method == "HEAD" or status in NO_BODY_STATUSES or status < 200
+            if not handler.begin(status, reason, out_headers, bodyless):
+                return
+        try:
+            for chunk in response.iter_raw():
+                if not too_large or not sent:  # an answer held back is needed whole
+                    chunks += chunk
+                    too_large = len(chunks) > limit
+                if sent and not handler.write_chunk(chunk):
+                    log.warning(
+                        "%s: the client went away before the answer ended; not recorded", label
+                    )
+                    return
+        except httpx.HTTPError as exc:
+            message = f"compaction proxy: {label}: the upstream answer broke off: {exc}"
+            with self._lock:
+                self._problem(message)
+            if sent:
+                handler.abort()
+            else:
+                handler.send_plain(
+                    502, error_body(message, "upstream_error", "upstream_broke_off"), {}
+                )
+            return
+        if sent:
+            handler.finish_body()
+        ex, failure = self._exchange(
+            incoming, status, reason, raw_headers, bytes(chunks), too_large
+        )
+        with self._lock:
+            if self._closed:
+                log.warning("%s ended after the proxy stopped; not recorded", label)
+                lines: list[str] = []
+            else:
+                lines = self._keep(ex, failure, label)
+        if not sent:
+            if lines and self.fail_on_violation is not None:
+                handler.send_plain(
+                    self.fail_on_violation,
+                    self._violation_body(label, lines, status),
+                    {PROXY_HEADER: "violation"},
+                )
+            else:
+                out_headers = end_to_end(raw_headers, PROXY_HEADER, "content-length")
+                out_headers.append((PROXY_HEADER, "recorded"))
+                handler.send_whole(status, reason, out_headers, bytes(chunks))
+
+    def _exchange(
+        self,
+        incoming: Incoming,
+        status: int,
+        reason: str,
+        raw_headers: RawHeaders,
+        raw_body: bytes,
+        too_large: bool,
+    ) -> tuple[cf.Exchange | None, str | None]:
+        """The exchange as it is stored (bodies decoded, secrets filtered), or why it cannot be."""
+        if too_large:
+            return None, (
+                f"the answer is larger than the {cf.max_cassette_bytes() // 2**20} MB cassette "
+                f"limit; raise {cf.MAX_SIZE_ENV} to record it"
+            )
+        host = urlsplit(incoming.upstream_url).netloc
+        request_headers = [
+            (k, host) if k.lower() == "host" else (k, v)
+            for k, v in end_to_end(incoming.headers, "content-encoding", "content-length")
+        ]
+        if incoming.decoded_body:
+            request_headers.append(("content-length", str(len(incoming.decoded_body))))
+        try:
+            response_headers, body = cf.decode_body(as_mapping(end_to_end(raw_headers)), raw_body)
+        except cf.CassetteError as exc:
+            return None, f"the answer's body cannot be decoded: {exc}"
+        ex = cf.Exchange(
+            method=incoming.method.upper(),
+            uri=incoming.upstream_url,
+            request_headers=as_mapping(request_headers),
+            request_body=incoming.decoded_body,
+            status=status,
+            reason=reason,
+            response_headers=response_headers,
+            response_body=body,
+        )
+        return redact_exchange(ex, self.filter_headers, self.filter_query), None
+
+    def _keep(self, ex: cf.Exchange | None, failure: str | None, label: str) -> list[str]:
+        """Judge a recorded exchange and add it to the cassette if it is clean (lock held)."""
+        self.recorded += 1
+        if ex is None:
+            self._problem(f"compaction proxy: {label} was not recorded: {failure}")
+            return []
+        index = len(self.data)
+        lines, drift = self._judge(ex, f"exchange {index} ({label})", "recorded")
+        findings = scan_exchange(ex, index)
+        if findings:
+            shown = [f"  {f}" for f in findings[:20]]
+            self._problem(
+                "\n".join(
+                    [
+                        f"compaction proxy: {label} was not written to cassette "
+                        f"{self.cassette_path}: it would contain what looks like a secret",
+                        *shown,
+                        "Filter the header (--filter-header, or filter_headers in "
+                        "compaction_config) so that it never reaches the cassette.",
+                    ]
+                )
+            )
+        kept = not lines and not findings
+        self.session.append(ProxyRecord("recorded", ex, index if kept else None, lines, drift))
+        log.info(
+            "recorded %s -> %d%s",
+            label,
+            ex.status,
+            f" as exchange {index}" if kept else " (not written)",
+        )
+        if kept:
+            self.data.append(ex)
+            self.play_counts.append(0)
+            self._stored.append(self._req_of(ex))
+            self._dirty = True
+            self._save()
+        return lines
+
+
+# -------------------------------------------------------------------------------------------------
+# The ``proxy`` command
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "proxy",
+        help="record/replay and validate any client's traffic through a reverse proxy",
+        description="Serve a reverse proxy in front of UPSTREAM: clients whose base URL is the "
+        "printed URL are recorded to (or replayed from) the cassette, and /responses/compact "
+        "and /responses exchanges are validated. Stops on SIGINT or SIGTERM after writing the "
+        "cassette.",
+    )
+    parser.add_argument(
+        "--upstream",
+        required=True,
+        metavar="URL",
+        help="where requests go when recording; its path is a prefix (e.g. "
+        "https://api.openai.com/v1); in record mode none it is never contacted",
+    )
+    parser.add_argument("--cassette", required=True, metavar="FILE", help="the cassette file")
+    parser.add_argument(
+        "--record",
+        choices=RECORD_MODES,
+        default="none",
+        help="record mode (default: none: replay only, never contact the upstream)",
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=(*DIALECTS, "auto"),
+        default=None,
+        help="gateway dialect to validate under and filter credentials of (default: the "
+        "cassette's, else detected from each URL)",
+    )
+    parser.add_argument(
+        "--version", default=None, help="schema version (default: the cassette's, else newest)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="treat undocumented fields as violations"
+    )
+    parser.add_argument(
+        "--fail-on-violation",
+        type=int,
+        default=None,
+        metavar="STATUS",
+        help="answer an exchange that violates the schemas with this status (400-599) and a "
+        "JSON error, so the client's own tests fail",
+    )
+    parser.add_argument(
+        "--filter-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another header whose value is never written (repeatable)",
+    )
+    parser.add_argument(
+        "--filter-query",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another query parameter whose value is never written (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-playback-repeats",
+        action="store_true",
+        help="let a recorded exchange answer more than one request",
+    )
+    parser.add_argument(
+        "--upstream-ca", default=None, metavar="FILE", help="CA bundle for a TLS upstream"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=port_number, default=0, help="port (default: any free port)")
+    parser.add_argument(
+        "--summary-json", default=None, metavar="FILE", help="write the summary here on exit"
+    )
+    parser.add_argument("--quiet", action="store_true", help="log problems only")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pytest-compaction proxy: %(message)s"))
+    saved = (log.level, log.propagate)
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    log.propagate = False
+    try:
+        try:
+            proxy = CompactionProxy(
+                args.upstream,
+                args.cassette,
+                record_mode=args.record,
+                version=args.version,
+                strict=args.strict,
+                dialect=args.dialect,
+                filter_headers=args.filter_header,
+                filter_query_parameters=args.filter_query,
+                allow_playback_repeats=args.allow_playback_repeats,
+                fail_on_violation=args.fail_on_violation,
+                host=args.host,
+                port=args.port,
+                upstream_ca=args.upstream_ca,
+                hint=lambda mode: f"pytest-compaction proxy --record {mode} ...",
+            ).start()
+        except CompactionError as exc:
+            print(f"pytest-compaction proxy: {exc}", file=sys.stderr)
+            return 2
+        run_until_signal(proxy.url, proxy.stop)
+        print(f"pytest-compaction proxy: summary: {proxy.summary_text()}", file=sys.stderr)
+        if args.summary_json:
+            cf.write_atomic(
+                args.summary_json,
+                json.dumps(proxy.summary(), indent=2).encode("utf-8") + b"\n",
+            )
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+    return 0
