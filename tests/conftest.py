@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _loopback import Loopback, QuietHandler
+from support.loopback import Loopback, QuietHandler
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 

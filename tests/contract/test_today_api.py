@@ -16,7 +16,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from _today import (
+from support.today import (
     BETA,
     CONFIGURATION_UPDATE,
     MULTI_AGENT_ITEMS,

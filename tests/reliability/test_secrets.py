@@ -32,7 +32,7 @@ from urllib.parse import quote
 import httpx
 import httpx2
 import pytest
-from _loopback import Loopback, QuietHandler
+from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction.cassette._cassette import load_cassette
 from pytest_compaction.cassette._redact import (

@@ -2,11 +2,12 @@
 
 The proxy (``litellm[proxy]`` from PyPI) runs as a subprocess on 127.0.0.1 with the embedded
 server as its OpenAI upstream: no database, a master key, the local model price list. LiteLLM
-pins ``openai<3``, so the proxy runs from its own virtual environment (see tests/_litellm_env.py)
-while this process records through it with the ``openai>=3`` SDK. A socket audit hook installed
-in the proxy process logs every connection and name lookup, so the test proves the proxy never
-reached beyond the loopback interface. The exchanges are recorded, then replayed with both
-processes stopped and validated under the ``litellm`` dialect profile.
+pins ``openai<3``, so the proxy runs from its own virtual environment (see
+tests/support/litellm_env.py) while this process records through it with the ``openai>=3``
+SDK. A socket audit hook installed in the proxy process logs every connection and name lookup,
+so the test proves the proxy never reached beyond the loopback interface. The exchanges are
+recorded, then replayed with both processes stopped and validated under the ``litellm`` dialect
+profile.
 
 Deselect with ``-m "not integration"``: starting the proxy takes tens of seconds.
 """
@@ -26,7 +27,7 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from _litellm_env import PROXY_MODULES, Venv, litellm_env, require_venv, unavailable
+from support.litellm_env import PROXY_MODULES, Venv, litellm_env, require_venv, unavailable
 
 from pytest_compaction import CompactionServer
 from pytest_compaction.contract._dialects import validate_with_dialect

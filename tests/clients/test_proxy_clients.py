@@ -22,7 +22,7 @@ from pytest_compaction import CompactionServer, validate_request, validate_respo
 from pytest_compaction.cassette._cassette import load_cassette
 from pytest_compaction.proxy._proxy import CompactionProxy
 
-CLIENTS = Path(__file__).parent / "clients"
+CLIENTS = Path(__file__).parent
 KEY = "sk-test-" + "c4" * 20
 NODE_OPENAI = "6.30.1"  # the openai package for Node.js, pinned; it runs on Node 20
 NODE_CACHE_ENV = "PYTEST_COMPACTION_NODE_CACHE"

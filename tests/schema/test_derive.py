@@ -36,7 +36,7 @@ from pytest_compaction.schema._derive import (
 from pytest_compaction.schema._overlay import load_overlay
 from pytest_compaction.schema._spec import Spec, load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "schemas"
 SPECS = REFERENCE / "openai-openapi"
 CLI = [sys.executable, "-m", "pytest_compaction"]

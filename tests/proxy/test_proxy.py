@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from _loopback import Loopback, QuietHandler
 from conftest import Upstream, compaction_body
+from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction import CompactionServer, validate_request, validate_response
 from pytest_compaction.cassette._cassette import (

@@ -16,9 +16,9 @@ import openai
 import pytest
 import vcr
 import yaml
-from _loopback import Loopback, QuietHandler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction.cassette._cassette import (
     CassetteData,

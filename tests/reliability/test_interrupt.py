@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _loopback import Loopback, QuietHandler
+from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction.cassette._cassette import load_cassette
 from pytest_compaction.replay._recorder import use_cassette

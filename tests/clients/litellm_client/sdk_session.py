@@ -1,7 +1,8 @@
 """The LiteLLM SDK's ``compact_responses`` under the recorder, run in LiteLLM's own environment.
 
 LiteLLM needs ``openai<3``, so this runs with the interpreter of its virtual environment, started
-by tests/test_litellm.py, which owns the embedded servers and checks what this leaves behind:
+by tests/clients/test_litellm.py, which owns the embedded servers and checks what this leaves
+behind:
 
     python sdk_session.py record|replay CASSETTE_DIR REPORT.json NAME=URL...
 

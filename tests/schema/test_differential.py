@@ -10,7 +10,7 @@ at any depth, nested items included. Each body gets three verdicts:
 
 - ours: ``pytest_compaction.validate`` (the jsonschema-rs path) and the ``python`` backend;
 - the reference: the pure-Python ``jsonschema`` library run on the closure of the spec's own
-  schemas, built by ``tests/_closure.py`` from the OpenAPI file with nothing of our
+  schemas, built by ``tests/support/closure.py`` from the OpenAPI file with nothing of our
   derivation (every ``oneOf`` read as ``anyOf``, ``$recursiveRef`` made a ``$ref``).
 
 Formats are annotations on every side: JSON Schema 2020-12 does not assert ``format`` by
@@ -41,7 +41,11 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from _closure import (
+from conftest import REFERENCE, compaction_body
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+from support.closure import (
     PREFIX,
     SpecFile,
     closure_document,
@@ -52,10 +56,6 @@ from _closure import (
     rewrite,
     undefined_required,
 )
-from conftest import REFERENCE, compaction_body
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
 
 from pytest_compaction import get_validator, validate
 from pytest_compaction.schema._versions import (
@@ -66,7 +66,7 @@ from pytest_compaction.schema._versions import (
 )
 
 SPECS = REFERENCE / "openai-openapi"
-OVERLAYS = Path(__file__).resolve().parents[1] / "schemas" / "overlays"
+OVERLAYS = Path(__file__).resolve().parents[2] / "schemas" / "overlays"
 VERSIONS = ("2026-05-13", "newest")
 KINDS = ("request", "response", "error")
 # Hypothesis examples per test; each generated body is judged with MUTANTS mutants of it,

@@ -1,9 +1,9 @@
 """The LiteLLM SDK as a client: ``litellm.compact_responses`` recorded against the embedded server.
 
 LiteLLM pins ``openai<3``, so its SDK runs in its own virtual environment (see
-tests/_litellm_env.py): tests/litellm_client/sdk_session.py, started with that environment's
-interpreter, drives the SDK under the recorder while this process owns the embedded servers and
-examines the cassettes, the report and the output it leaves behind.
+tests/support/litellm_env.py): tests/clients/litellm_client/sdk_session.py, started with that
+environment's interpreter, drives the SDK under the recorder while this process owns the
+embedded servers and examines the cassettes, the report and the output it leaves behind.
 
 LiteLLM sends synchronous calls through an ``httpx.Client`` and asynchronous ones through an
 ``httpx.AsyncClient`` whose transport is aiohttp, so both of vcrpy's httpx and aiohttp
@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from _litellm_env import ROOT, SDK_MODULES, Venv, litellm_env, require_venv
+from support.litellm_env import ROOT, SDK_MODULES, Venv, litellm_env, require_venv
 
 from pytest_compaction import CompactionServer
 from pytest_compaction.cassette._cassette import CassetteData, Exchange, load_cassette

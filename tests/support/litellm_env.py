@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV_ENV = "COMPACTION_LITELLM_VENV"
 LITELLM_REQUIREMENT = "litellm[proxy]==1.106.2"
 CREATE_COMMAND = (

@@ -33,7 +33,7 @@ from pytest_compaction.schema._versions import (
     SchemaSet,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "schemas"
 SPECS = REFERENCE / "openai-openapi"
 RECORDED = REFERENCE / "recorded" / "pydantic-ai-stock-vcrpy"

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from _loopback import Loopback, QuietHandler
+from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction.replay._netguard import NetworkBlocked, block_network, is_blocking
 from pytest_compaction.replay._recorder import ReplayError, RequestNotRecorded, use_cassette

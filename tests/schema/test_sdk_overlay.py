@@ -30,7 +30,7 @@ from pytest_compaction.schema._derive import derive_to  # noqa: E402
 from pytest_compaction.schema._overlay import Action, apply_overlay, load_overlay  # noqa: E402
 
 OVERLAY = (
-    Path(__file__).resolve().parents[1] / "schemas" / "overlays" / "openai-3.57.0.overlay.yaml"
+    Path(__file__).resolve().parents[2] / "schemas" / "overlays" / "openai-3.57.0.overlay.yaml"
 )
 SPEC = REFERENCE / "openai-openapi" / "2026-08-21_f85dbe223d40_openapi.yaml"
 BASE_VERSION = "2026-08-21"

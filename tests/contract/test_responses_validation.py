@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from _loopback import Loopback, QuietHandler
+from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction import CompactionProxy, CompactionServer, check_paths
 from pytest_compaction.cassette._cassette import (
