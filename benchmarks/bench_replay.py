@@ -25,7 +25,8 @@ from vcr.request import Request
 from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
 
-from pytest_compaction.cassette._cassette import CassetteData, Exchange, save_cassette
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import save_cassette
 from pytest_compaction.replay._recorder import use_cassette
 
 URL = "https://api.example.test/v1/responses/compact"

@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 # server vcrpy, httpx and http.server, and ``import pytest_compaction`` (which starting pytest
 # does, for the plugin) stays light.
 _LAZY = {
-    "DriftNote": ".schema._validate",
-    "Report": ".schema._validate",
+    "DriftNote": ".schema._report",
+    "Report": ".schema._report",
     "Validator": ".schema._validate",
-    "Violation": ".schema._validate",
+    "Violation": ".schema._report",
     "get_validator": ".schema._validate",
     "parse_body": ".schema._validate",
     "validate": ".schema._validate",
@@ -27,8 +27,8 @@ _LAZY = {
     "ChainViolation": ".contract._chain",
     "check_chain": ".contract._chain",
     "check_conversation": ".contract._chain",
-    "CheckResult": ".check._check",
-    "check_paths": ".check._check",
+    "CheckResult": ".check._results",
+    "check_paths": ".check._run",
     "SchemaDiff": ".schema._diff",
     "diff_versions": ".schema._diff",
     "Dialect": ".contract._dialects",
@@ -43,10 +43,10 @@ _LAZY = {
     "ReplayError": ".replay._recorder",
     "RequestNotRecorded": ".replay._recorder",
     "SecretFound": ".cassette._redact",
-    "CassetteError": ".cassette._cassette",
-    "Exchange": ".cassette._cassette",
-    "load_cassette": ".cassette._cassette",
-    "save_cassette": ".cassette._cassette",
+    "CassetteError": ".cassette._exchange",
+    "Exchange": ".cassette._exchange",
+    "load_cassette": ".cassette._file",
+    "save_cassette": ".cassette._file",
     "RecordedExchange": ".replay._fixtures",
     "load_exchanges": ".replay._fixtures",
     "load_compacted_responses": ".replay._fixtures",
@@ -60,27 +60,19 @@ _LAZY = {
 
 
 if TYPE_CHECKING:  # the lazy names, as type checkers see them
-    from .cassette._cassette import (
-        CassetteError as CassetteError,
-    )
-    from .cassette._cassette import (
-        Exchange as Exchange,
-    )
-    from .cassette._cassette import (
-        load_cassette as load_cassette,
-    )
-    from .cassette._cassette import (
-        save_cassette as save_cassette,
-    )
+    from .cassette._exchange import CassetteError as CassetteError
+    from .cassette._exchange import Exchange as Exchange
+    from .cassette._file import load_cassette as load_cassette
+    from .cassette._file import save_cassette as save_cassette
     from .cassette._redact import SecretFound as SecretFound
     from .cassette._scan import scan_paths as scan_paths
-    from .check._check import (
+    from .check._import import import_cassette as import_cassette
+    from .check._results import (
         CheckResult as CheckResult,
     )
-    from .check._check import (
+    from .check._run import (
         check_paths as check_paths,
     )
-    from .check._import import import_cassette as import_cassette
     from .contract._chain import (
         ChainViolation as ChainViolation,
     )
@@ -145,17 +137,17 @@ if TYPE_CHECKING:  # the lazy names, as type checkers see them
     from .schema._diff import (
         diff_versions as diff_versions,
     )
-    from .schema._validate import (
+    from .schema._report import (
         DriftNote as DriftNote,
     )
-    from .schema._validate import (
+    from .schema._report import (
         Report as Report,
+    )
+    from .schema._report import (
+        Violation as Violation,
     )
     from .schema._validate import (
         Validator as Validator,
-    )
-    from .schema._validate import (
-        Violation as Violation,
     )
     from .schema._validate import (
         get_validator as get_validator,

@@ -12,7 +12,6 @@ fixed.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -25,24 +24,33 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import yaml
 
-from .._errors import CompactionError
-from . import _cassette as cf
-from ._cassette import NotACassette
-from ._redact import (
-    _HEX_KEY,
-    _KEY_FIELD,
-    _SECRET_PATTERNS,
-    DEFAULT_FILTER_HEADERS,
-    DEFAULT_FILTER_QUERY,
+from ._body import decode_body, parse_json_bytes
+from ._exchange import CassetteData, CassetteError, Exchange, header_get
+from ._file import (
+    CassetteNotFound,
+    Dumper,
+    NotACassette,
+    cassette_data,
+    parse_document,
+    read_cassette_text,
+    save_cassette,
+    write_atomic,
+)
+from ._find import find_cassettes
+from ._redact import DEFAULT_FILTER_HEADERS, DEFAULT_FILTER_QUERY
+from ._secrets import (
     PLACEHOLDER,
     Finding,
+    credential_sized,
+    is_credential,
+    looks_secret,
+    named_like_key,
     scan_exchange,
+    sub_secrets,
 )
 
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _TRAILING_HEX = re.compile(r"[0-9a-fA-F]{32}$")
 
-CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")
 IDENTIFIER_HEADERS = frozenset({"openai-organization", "openai-project"})
 COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 
@@ -63,44 +71,11 @@ class CassetteFile:
     path: Path
     layout: str
     doc: dict[str, Any]
-    data: cf.CassetteData
+    data: CassetteData
 
     @property
-    def exchanges(self) -> list[cf.Exchange]:
+    def exchanges(self) -> list[Exchange]:
         return self.data.exchanges
-
-
-def find_cassettes(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
-    """(file, named explicitly) for every candidate under ``paths``, in a stable order.
-
-    Folders are walked for ``.yaml``/``.yml``/``.json`` files, hidden folders left out. A path
-    that does not exist is a :class:`CompactionError`.
-    """
-    out: list[tuple[Path, bool]] = []
-    seen: set[Path] = set()
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in CASSETTE_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            pairs = [(p, False) for p in found]
-        elif path.is_file():
-            pairs = [(path, True)]
-        elif path.exists():
-            raise CompactionError(f"{raw}: not a regular file or a folder")
-        else:
-            raise CompactionError(f"{raw}: no such file or folder")
-        for p, explicit in pairs:
-            key = p.resolve()
-            if key not in seen:
-                seen.add(key)
-                out.append((p, explicit))
-    return out
 
 
 def layout_of(doc: Mapping[str, Any], text: str) -> str:
@@ -123,9 +98,9 @@ def read_cassette_file(path: str | os.PathLike[str]) -> CassetteFile:
     :class:`NotACassette` for a YAML/JSON document without interactions.
     """
     p = Path(path)
-    text = cf.read_cassette_text(p)
-    doc = cf.parse_document(text, str(p))
-    data = cf.cassette_data(doc, str(p))  # NotACassette without interactions
+    text = read_cassette_text(p)
+    doc = parse_document(text, str(p))
+    data = cassette_data(doc, str(p))  # NotACassette without interactions
     return CassetteFile(path=p, layout=layout_of(doc, text), doc=doc, data=data)
 
 
@@ -143,7 +118,7 @@ def _header_kind(name: str) -> str:
 
 
 def _named_findings(
-    ex: cf.Exchange, index: int, headers: frozenset[str], query: frozenset[str]
+    ex: Exchange, index: int, headers: frozenset[str], query: frozenset[str]
 ) -> Iterator[Finding]:
     """Values of headers and query parameters that are sensitive by name, whatever they hold."""
     for name, value in parse_qsl(urlsplit(ex.uri).query, keep_blank_values=True):
@@ -155,19 +130,19 @@ def _named_findings(
                 yield Finding(index, part, f"header {name!r}", _header_kind(name))
 
 
-def _request_decoded(ex: cf.Exchange) -> cf.Exchange:
+def _request_decoded(ex: Exchange) -> Exchange:
     """The exchange with a compressed request body decoded (response bodies already are)."""
-    if not ex.request_body or cf.header_get(ex.request_headers, "content-encoding") is None:
+    if not ex.request_body or header_get(ex.request_headers, "content-encoding") is None:
         return ex
     try:
-        headers, body = cf.decode_body(ex.request_headers, ex.request_body)
-    except cf.CassetteError:
+        headers, body = decode_body(ex.request_headers, ex.request_body)
+    except CassetteError:
         return ex  # scanned as the bytes they are
     return replace(ex, request_headers=headers, request_body=body)
 
 
 def scan_exchanges(
-    exchanges: Sequence[cf.Exchange],
+    exchanges: Sequence[Exchange],
     headers: Iterable[str] = DEFAULT_FILTER_HEADERS,
     query: Iterable[str] = DEFAULT_FILTER_QUERY,
 ) -> list[Finding]:
@@ -192,27 +167,6 @@ def scan_exchanges(
 # Redacting values
 
 
-def _secret_value(value: str) -> bool:
-    if not value or value == PLACEHOLDER:
-        return False
-    text = value.strip()
-    return _HEX_KEY.fullmatch(text) is not None or any(
-        pattern.search(text) for _, pattern in _SECRET_PATTERNS
-    )
-
-
-def _named_like_key(name: str) -> bool:
-    """``api_key``, ``x-api-key``, ``clientSecret``: a name under which any value is a secret."""
-    return _KEY_FIELD.search(_CAMEL.sub(r"\1_\2", name)) is not None
-
-
-def _credential(name: str, value: str) -> bool:
-    """A value to redact: key-shaped, or long and held under a name that says it is a key."""
-    if _secret_value(value):
-        return True
-    return _named_like_key(name) and len(value) >= 16 and value != PLACEHOLDER
-
-
 def _replacement(found: str) -> str:
     # Keep what says where the key was ("Bearer ", "?key=", "api-key: "), drop the key.
     if found[:1] in "?&":
@@ -229,24 +183,22 @@ def _replacement(found: str) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with every key-shaped substring replaced by the placeholder."""
-    for _, pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: _replacement(m.group(0)), text)
-    return text
+    return sub_secrets(text, _replacement)
 
 
 def redact_json(value: Any, under_key: bool = False) -> Any:
     """A copy of a JSON value with key-shaped strings redacted, and every long string under a
     field named like a key; property names that look like keys are replaced too."""
     if isinstance(value, str):
-        if under_key and len(value) >= 16 and value != PLACEHOLDER:
+        if under_key and credential_sized(value):
             return PLACEHOLDER
         return redact_text(value)
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
             name = str(k)
-            key = name if not _secret_value(name) else _free_name(out)
-            out[key] = redact_json(v, under_key or _named_like_key(name))
+            key = name if not looks_secret(name) else _free_name(out)
+            out[key] = redact_json(v, under_key or named_like_key(name))
         return out
     if isinstance(value, list):
         return [redact_json(v, under_key) for v in value]
@@ -272,7 +224,7 @@ def redact_body(body: bytes | None) -> bytes | None:
     """
     if not body:
         return body
-    is_json, value = cf.parse_json_bytes(body)
+    is_json, value = parse_json_bytes(body)
     if is_json:
         fixed = redact_json(value)
         return body if fixed == value else _dumps(fixed).encode("utf-8")
@@ -305,7 +257,7 @@ def redact_uri(uri: str, query: frozenset[str]) -> str:
     userinfo, at, host = netloc.rpartition("@")
     if at and ":" in userinfo:
         netloc = userinfo.partition(":")[0] + "@" + host
-    if at and _secret_value(netloc.rpartition("@")[0]):
+    if at and looks_secret(netloc.rpartition("@")[0]):
         netloc = host
     path = redact_text(parts.path)
     fragment = redact_text(parts.fragment)
@@ -313,7 +265,7 @@ def redact_uri(uri: str, query: frozenset[str]) -> str:
     if query_text:
         pairs = parse_qsl(query_text, keep_blank_values=True)
         fixed = [
-            (k, PLACEHOLDER if (k.lower() in query and v) or _credential(k, v) else v)
+            (k, PLACEHOLDER if (k.lower() in query and v) or is_credential(k, v) else v)
             for k, v in pairs
         ]
         if fixed != pairs:
@@ -333,13 +285,13 @@ def _redact_header_values(
     for value in values:
         if "?" in value and (value.startswith("/") or "://" in value):
             value = redact_uri(value, query)  # a URL (location, referer)
-        out.append(PLACEHOLDER if _credential(name, value) else value)
+        out.append(PLACEHOLDER if is_credential(name, value) else value)
     return out
 
 
 def redact_cassette_exchange(
-    ex: cf.Exchange, headers: frozenset[str], query: frozenset[str]
-) -> cf.Exchange:
+    ex: Exchange, headers: frozenset[str], query: frozenset[str]
+) -> Exchange:
     """An exchange with everything :func:`scan_exchanges` reports redacted."""
     ex = _request_decoded(ex)
     return replace(
@@ -393,11 +345,11 @@ def _fix_raw_body(part: dict[str, Any], container: dict[str, Any], key: str) -> 
     listed = {
         str(k): (list(map(str, v)) if isinstance(v, list) else [str(v)]) for k, v in headers.items()
     }
-    coded = cf.header_get(listed, "content-encoding") is not None
+    coded = header_get(listed, "content-encoding") is not None
     if coded:
         try:
-            _, data = cf.decode_body(listed, data)
-        except cf.CassetteError:
+            _, data = decode_body(listed, data)
+        except CassetteError:
             return  # left as it is; the rescan reports what remains
     fixed = redact_body(data)
     if fixed is None or fixed == data:
@@ -410,7 +362,7 @@ def _fix_raw_body(part: dict[str, Any], container: dict[str, Any], key: str) -> 
         if coded:
             _set_header(raw_headers, "content-encoding", None)
             _set_header(raw_headers, "transfer-encoding", None)
-        if cf.header_get(listed, "content-length") is not None:
+        if header_get(listed, "content-length") is not None:
             _set_header(raw_headers, "content-length", str(len(fixed)))
 
 
@@ -434,7 +386,7 @@ def _fix_raw_interaction(item: Any, headers: frozenset[str], query: frozenset[st
             _fix_raw_body(response, response["body"], "string")
 
 
-class _BlockDumper(cf._Dumper):
+class _BlockDumper(Dumper):
     """Multi-line strings as literal blocks, as pydantic-ai writes them (keeps diffs small)."""
 
 
@@ -472,14 +424,14 @@ def fix_cassette(
         ]
         if exchanges == cassette.exchanges:
             return False
-        cf.save_cassette(cassette.path, replace(cassette.data, exchanges=exchanges))
+        save_cassette(cassette.path, replace(cassette.data, exchanges=exchanges))
         return True
     doc = copy.deepcopy(cassette.doc)
     for item in doc["interactions"]:
         _fix_raw_interaction(item, header_names, query_names)
     if doc == cassette.doc:
         return False
-    cf.write_atomic(cassette.path, _dump_doc(doc, cassette.layout).encode("utf-8"))
+    write_atomic(cassette.path, _dump_doc(doc, cassette.layout).encode("utf-8"))
     return True
 
 
@@ -562,100 +514,12 @@ def scan_paths(
     """Scan every cassette under ``paths``; files named explicitly must be cassettes."""
     headers, query = tuple(headers), tuple(query)
     results: list[ScanResult] = []
-    for path, explicit in find_cassettes(paths):
+    for path, explicit in find_cassettes(paths, unique=True):
         try:
             results.append(scan_file(path, fix=fix, headers=headers, query=query))
-        except (NotACassette, cf.CassetteNotFound) as exc:  # other YAML/JSON, or empty
+        except (NotACassette, CassetteNotFound) as exc:  # other YAML/JSON, or empty
             if explicit:
                 results.append(ScanResult(path=path, error=str(exc)))
-        except cf.CassetteError as exc:
+        except CassetteError as exc:
             results.append(ScanResult(path=path, error=str(exc)))
     return results
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
-
-
-def register(commands: Any) -> None:
-    scan = commands.add_parser(
-        "scan",
-        help="find credentials and account identifiers in cassettes",
-        description=(
-            "Scan cassettes (this project's, stock vcrpy YAML/JSON, pydantic-ai) for auth "
-            "headers, openai-organization/openai-project values and key-shaped strings in "
-            "headers, query strings and decoded bodies. Exit 0 when clean (or, with --fix, when "
-            "everything was redacted), 1 when something is found, 2 on usage errors and "
-            "unreadable cassettes."
-        ),
-    )
-    scan.add_argument("paths", nargs="+", metavar="PATH", help="cassette files or folders")
-    scan.add_argument(
-        "--fix", action="store_true", help="redact what is found, in place (atomic writes)"
-    )
-    scan.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another header whose values are sensitive (repeatable)",
-    )
-    scan.add_argument(
-        "--query",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another query parameter whose values are sensitive (repeatable)",
-    )
-    scan.add_argument("--format", choices=("text", "json"), default="text")
-    scan.set_defaults(handler=run_scan)
-
-
-def _text_report(results: Sequence[ScanResult]) -> list[str]:
-    lines: list[str] = []
-    for r in results:
-        if r.error is not None:
-            lines.append(f"{r.path}: error: {r.error}")
-            continue
-        if not r.findings:
-            continue
-        count = len(r.findings)
-        head = f"{r.path} ({r.layout}, {r.exchanges} exchanges): {count} finding(s)"
-        if r.fixed:
-            head += (
-                "; redacted in place"
-                if not r.remaining
-                else f"; {len(r.remaining)} could not be redacted"
-            )
-        lines.append(head)
-        shown = r.remaining if r.fixed else r.findings
-        lines += [f"  {f}" for f in shown]
-    findings = sum(len(r.findings) for r in results)
-    dirty = sum(1 for r in results if r.findings)
-    scanned = sum(1 for r in results if r.error is None)
-    summary = f"scanned {scanned} cassette(s): {findings} finding(s) in {dirty} cassette(s)"
-    if any(r.fixed for r in results):
-        remaining = sum(len(r.remaining) for r in results if r.fixed)
-        summary += f"; fixed {sum(1 for r in results if r.fixed)} file(s), {remaining} remaining"
-    errors = sum(1 for r in results if r.error is not None)
-    if errors:
-        summary += f"; {errors} file(s) could not be scanned"
-    lines.append(summary)
-    return lines
-
-
-def run_scan(args: argparse.Namespace) -> int:
-    results = scan_paths(args.paths, fix=args.fix, headers=args.header, query=args.query)
-    if args.format == "json":
-        payload = {
-            "cassettes": [r.as_dict() for r in results],
-            "findings": sum(len(r.findings) for r in results),
-            "remaining": sum(len(r.remaining if r.fixed else r.findings) for r in results),
-            "errors": sum(1 for r in results if r.error is not None),
-        }
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
-    else:
-        print("\n".join(_text_report(results)))
-    if any(r.error is not None for r in results):
-        return 2
-    return 0 if all(r.clean for r in results) else 1

@@ -50,11 +50,15 @@ class Event:
     def _values(self, name: str) -> list[str]:
         return [value for field, value in self.fields if field == name]
 
+    def _last(self, name: str) -> str | None:
+        # A field given twice counts once, as its last line, as clients read it.
+        values = self._values(name)
+        return values[-1] if values else None
+
     @property
     def name(self) -> str | None:
         """The ``event`` field (the last one, as clients read it); None when absent."""
-        values = self._values("event")
-        return values[-1] if values else None
+        return self._last("event")
 
     @property
     def data(self) -> str | None:
@@ -64,13 +68,11 @@ class Event:
 
     @property
     def id(self) -> str | None:
-        values = self._values("id")
-        return values[-1] if values else None
+        return self._last("id")
 
     @property
     def retry(self) -> str | None:
-        values = self._values("retry")
-        return values[-1] if values else None
+        return self._last("retry")
 
     @property
     def comments(self) -> list[str]:

@@ -10,8 +10,6 @@ a key-shaped value, is reported and left alone.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CompactionError
-from ..cassette import _cassette as cf
+from ..cassette._body import decode_body, parse_json_bytes
+from ..cassette._exchange import CassetteData, CassetteError, Exchange, Headers, header_get
+from ..cassette._file import CassetteNotFound, NotACassette, load_cassette, save_cassette
+from ..cassette._find import find_cassettes
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
@@ -27,7 +28,7 @@ from ..cassette._redact import (
     check_no_secrets,
 )
 from ..cassette._redact import redact_exchange as _redact_exchange
-from ..cassette._scan import LAYOUT_PROJECT, find_cassettes, read_cassette_file
+from ..cassette._scan import LAYOUT_PROJECT, read_cassette_file
 from ..contract._routes import route_of
 from ..schema._versions import available_versions, resolve_version
 
@@ -89,11 +90,11 @@ class ImportResult:
         }
 
 
-def _covered(ex: cf.Exchange) -> bool:
+def _covered(ex: Exchange) -> bool:
     return route_of(ex.method, ex.uri) is not None
 
 
-def _verdict(index: int, ex: cf.Exchange, version: str, strict: bool) -> ExchangeVerdict:
+def _verdict(index: int, ex: Exchange, version: str, strict: bool) -> ExchangeVerdict:
     from ..contract._dialects import dialect_for
     from ..contract._judge import judge_exchange, lines
 
@@ -108,7 +109,7 @@ def _verdict(index: int, ex: cf.Exchange, version: str, strict: bool) -> Exchang
 
 
 def judge(
-    exchanges: Sequence[cf.Exchange], version: str | None = None, *, strict: bool = False
+    exchanges: Sequence[Exchange], version: str | None = None, *, strict: bool = False
 ) -> tuple[str, bool, list[ExchangeVerdict]]:
     """(version, chosen automatically, verdicts) for a cassette's exchanges.
 
@@ -129,17 +130,17 @@ def judge(
     return first[0], False, first[1]
 
 
-def _decoded_request(ex: cf.Exchange) -> cf.Exchange:
-    if not ex.request_body or cf.header_get(ex.request_headers, "content-encoding") is None:
+def _decoded_request(ex: Exchange) -> Exchange:
+    if not ex.request_body or header_get(ex.request_headers, "content-encoding") is None:
         return ex
     try:
-        headers, body = cf.decode_body(ex.request_headers, ex.request_body)
-    except cf.CassetteError as exc:
-        raise cf.CassetteError(f"a request body does not decode: {exc}") from None
+        headers, body = decode_body(ex.request_headers, ex.request_body)
+    except CassetteError as exc:
+        raise CassetteError(f"a request body does not decode: {exc}") from None
     return replace(ex, request_headers=headers, request_body=body)
 
 
-def _changed_values(before: cf.Headers, after: cf.Headers) -> int:
+def _changed_values(before: Headers, after: Headers) -> int:
     return sum(
         1
         for name, values in before.items()
@@ -167,11 +168,11 @@ def import_cassette(
     result = ImportResult(source=src, target=dest)
     try:
         cassette = read_cassette_file(src)
-    except (cf.NotACassette, cf.CassetteNotFound) as exc:
+    except (NotACassette, CassetteNotFound) as exc:
         result.message = str(exc)
         result.not_a_cassette = True
         return result
-    except cf.CassetteError as exc:
+    except CassetteError as exc:
         result.message = str(exc)
         return result
     result.layout = cassette.layout
@@ -184,7 +185,7 @@ def import_cassette(
         return result
 
     names = (*DEFAULT_FILTER_HEADERS, *filter_headers)
-    exchanges: list[cf.Exchange] = []
+    exchanges: list[Exchange] = []
     try:
         for ex in cassette.exchanges:
             decoded = _decoded_request(ex)
@@ -211,9 +212,9 @@ def import_cassette(
         result.outcome = "refused"
         result.message = f"{exc}\nRedact it first: pytest-compaction scan --fix {src}"
         return result
-    data = cf.CassetteData(exchanges=exchanges, schema_version=chosen, extra=cassette.data.extra)
+    data = CassetteData(exchanges=exchanges, schema_version=chosen, extra=cassette.data.extra)
     try:
-        cf.save_cassette(dest, data)
+        save_cassette(dest, data)
         _verify(dest, exchanges)
     except CompactionError as exc:
         result.message = str(exc)
@@ -222,18 +223,18 @@ def import_cassette(
     return result
 
 
-def _verify(path: Path, expected: Sequence[cf.Exchange]) -> None:
+def _verify(path: Path, expected: Sequence[Exchange]) -> None:
     """Read the written file back: same exchanges, same bodies by value."""
-    written = cf.load_cassette(path).exchanges
+    written = load_cassette(path).exchanges
     if len(written) != len(expected):
-        raise cf.CassetteError(f"{path}: wrote {len(written)} exchanges, expected {len(expected)}")
+        raise CassetteError(f"{path}: wrote {len(written)} exchanges, expected {len(expected)}")
     for i, (a, b) in enumerate(zip(written, expected, strict=True)):
         for part, x, y in (
             ("request", a.request_body, b.request_body),
             ("response", a.response_body, b.response_body),
         ):
-            if cf.parse_json_bytes(x) != cf.parse_json_bytes(y) and (x or b"") != (y or b""):
-                raise cf.CassetteError(f"{path}: exchange {i} {part} body changed when written")
+            if parse_json_bytes(x) != parse_json_bytes(y) and (x or b"") != (y or b""):
+                raise CassetteError(f"{path}: exchange {i} {part} body changed when written")
 
 
 def import_paths(
@@ -246,7 +247,7 @@ def import_paths(
     results: list[ImportResult] = []
     for raw in paths:
         root = Path(raw)
-        for path, explicit in find_cassettes([root]):
+        for path, explicit in find_cassettes([root], unique=True):
             target = None
             if output is not None:
                 rel = path.relative_to(root) if root.is_dir() else Path(path.name)
@@ -256,103 +257,3 @@ def import_paths(
                 continue  # an unrelated YAML/JSON file in a cassette folder
             results.append(result)
     return results
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
-
-
-def register(commands: Any) -> None:
-    cmd = commands.add_parser(
-        "import",
-        help="convert vcrpy / pydantic-ai cassettes into this project's format",
-        description=(
-            "Convert stock vcrpy (YAML/JSON) and pydantic-ai cassettes into this project's "
-            "format, validating every /responses/compact exchange and redacting sensitive "
-            "headers. Files are converted in place unless --output is given. Exit 0 when every "
-            "file was imported (or already was), 1 when one was refused, 2 on usage errors and "
-            "unreadable cassettes."
-        ),
-    )
-    cmd.add_argument("paths", nargs="+", metavar="PATH", help="cassette files or folders")
-    cmd.add_argument(
-        "-o", "--output", default=None, metavar="DIR", help="write into DIR instead of in place"
-    )
-    cmd.add_argument(
-        "--version",
-        default=None,
-        help="schema version to judge and stamp them with (default: the newest that accepts all)",
-    )
-    cmd.add_argument("--strict", action="store_true", help="undocumented fields are violations")
-    cmd.add_argument(
-        "--allow-invalid", action="store_true", help="import exchanges that do not conform"
-    )
-    cmd.add_argument("--force", action="store_true", help="replace existing files in --output")
-    cmd.add_argument(
-        "--filter-header",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another header whose values are redacted (repeatable)",
-    )
-    cmd.add_argument("--format", choices=("text", "json"), default="text")
-    cmd.set_defaults(handler=run_import)
-
-
-def _verdict_text(v: ExchangeVerdict) -> list[str]:
-    head = f"  exchange {v.index} {v.method} {v.uri}"
-    if not v.validated:
-        return [f"{head}: carried over (no schema covers this call)"]
-    notes = [f"      note: {x}" for x in v.notes]
-    if v.valid:
-        return [f"{head}: valid (status {v.status})", *notes]
-    lines = [f"{head}: {len(v.violations)} violation(s)"] + [f"      {x}" for x in v.violations]
-    return lines + notes
-
-
-def _text_report(results: Sequence[ImportResult]) -> list[str]:
-    lines: list[str] = []
-    for r in results:
-        arrow = "" if r.target is None or r.target == r.source else f" -> {r.target}"
-        if r.outcome in ("error", "skipped") and not r.exchanges:
-            lines.append(f"{r.source}{arrow}: {r.outcome}: {r.message}")
-            continue
-        validated = sum(v.validated for v in r.exchanges)
-        how = " (newest version accepting every exchange)" if r.version_chosen else ""
-        lines.append(
-            f"{r.source}{arrow}: {r.outcome} ({r.layout}, {len(r.exchanges)} exchanges, "
-            f"{validated} validated against {r.version}{how}; "
-            f"{r.redacted} header value(s) redacted)"
-        )
-        for v in r.exchanges:
-            lines += _verdict_text(v)
-        if r.message:
-            lines += [f"  {line}" for line in r.message.splitlines()]
-    counts = {k: sum(r.outcome == k for r in results) for k in ("imported", "skipped", "refused")}
-    errors = sum(r.outcome == "error" for r in results)
-    lines.append(
-        f"imported {counts['imported']} cassette(s), {counts['skipped']} skipped, "
-        f"{counts['refused']} refused, {errors} error(s)"
-    )
-    return lines
-
-
-def run_import(args: argparse.Namespace) -> int:
-    if args.version:
-        resolve_version(args.version)
-    results = import_paths(
-        args.paths,
-        output=args.output,
-        version=args.version,
-        strict=args.strict,
-        allow_invalid=args.allow_invalid,
-        overwrite=args.force,
-        filter_headers=args.filter_header,
-    )
-    if args.format == "json":
-        print(json.dumps([r.as_dict() for r in results], indent=2, ensure_ascii=False))
-    else:
-        print("\n".join(_text_report(results)))
-    if any(r.outcome == "error" for r in results):
-        return 2
-    return 1 if any(r.outcome == "refused" for r in results) else 0

@@ -17,11 +17,11 @@ Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = (
     "._schemas",
     "._serve",
-    "..check._check",
-    "..cassette._scan",
-    "..check._import",
-    "..demo._demo",
-    "..proxy._proxy",
+    "._check",
+    "._scan",
+    "._import",
+    "._demo",
+    "._proxy",
 )
 
 

@@ -16,8 +16,9 @@ from .._errors import CompactionError
 from ..contract._dialects import DIALECTS, dialect_validator
 from ..schema._derive import derive_to
 from ..schema._diff import add_diff
-from ..schema._validate import Report
+from ..schema._report import Report
 from ..schema._versions import KINDS, Kind, available_versions, load_schema_set, resolve_version
+from ._common import add_format, add_judging, as_json
 
 MAX_BODY_BYTES = 512 * 1024 * 1024
 
@@ -62,11 +63,12 @@ def add_validate(commands: Any) -> None:
     )
     validate.add_argument("files", nargs="+", metavar="FILE", help="JSON body files ('-': stdin)")
     validate.add_argument("--kind", choices=KINDS, required=True)
-    validate.add_argument("--version", default=None, help="version name or date (default newest)")
-    validate.add_argument(
-        "--strict", action="store_true", help="undocumented properties are violations"
+    add_judging(
+        validate,
+        version="version name or date (default newest)",
+        strict="undocumented properties are violations",
     )
-    validate.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(validate)
     validate.add_argument(
         "--dialect",
         choices=DIALECTS,
@@ -149,7 +151,7 @@ def run_validate(args: argparse.Namespace) -> int:
         payload = [
             {"file": name, "dialect": args.dialect, **report.as_dict()} for name, report in results
         ]
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(as_json(payload))
     else:
         for name, report in results:
             print(_text(name, report, args.dialect))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from .._args import port_number
-from .._errors import CompactionError
 from .._listener import run_until_signal
 from ..server._server import DIALECTS, CompactionServer
+from ._common import add_listener, started
 
 _COMPACTING_EVENTS = {"auto": None, "on": True, "off": False}
 
@@ -26,8 +24,7 @@ def register(commands: Any) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=port_number, default=0, help="port (default: any free port)")
+    add_listener(parser)
     parser.add_argument(
         "--deterministic",
         action="store_true",
@@ -63,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        server = CompactionServer(
+    server = started(
+        "serve",
+        lambda: CompactionServer(
             args.host,
             args.port,
             deterministic=args.deterministic,
@@ -74,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
             schema_version=args.schema_version,
             record_requests=False,  # a long-running server must not grow without bound
             compacting_events=_COMPACTING_EVENTS[args.compacting_events],
-        ).start()
-    except CompactionError as exc:
-        print(f"pytest-compaction serve: {exc}", file=sys.stderr)
+        ).start(),
+    )
+    if server is None:
         return 2
     run_until_signal(server.base_url, server.stop)
     return 0

@@ -42,7 +42,8 @@ from ..schema._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_
 from ._routes import COMPACT_SUFFIX, request_path
 
 if TYPE_CHECKING:
-    from ..schema._validate import Report, Validator
+    from ..schema._report import Report
+    from ..schema._validate import Validator
 
 DEFAULT_DIALECT = "openai"
 _OVERLAY_KEY = "x-overlay"

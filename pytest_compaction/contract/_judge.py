@@ -21,7 +21,7 @@ nothing aside.
 
 Findings are :class:`Report` values. A stream's are grouped per (pointer, message) across its
 events: the pointer is into each event's data, and the message starts with the events it
-concerns.
+concerns. How a reader counts them and words a failure is :mod:`._tally`'s.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ..cassette._cassette import Exchange
+from ..cassette._exchange import Exchange
 from ..cassette._sse import asks_for_stream, is_event_stream, looks_like_stream
-from ..schema._validate import DriftNote, Report, Violation
+from ..schema._report import DriftNote, Report, Violation
 from ..schema._versions import Kind, load_schema_set
 from ._dialects import Dialect, validate_with_dialect
 from ._routes import Route, is_beta, route_of

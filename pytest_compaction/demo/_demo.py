@@ -3,16 +3,13 @@
 The embedded server (deterministic mode) answers the official openai SDK while every exchange
 is recorded to a cassette and validated; then the server stops, sockets are blocked, and each
 scenario runs again from its cassette. The replayed SDK objects must equal the recorded ones.
-Exit 0 only when all of that worked, 1 when something did not, 2 for a usage problem.
+:func:`run_demo` returns what happened as data; the command prints it.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib.util
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +25,6 @@ if TYPE_CHECKING:
 
     from ..replay._recorder import Recording
 
-DEFAULT_OUT = "compaction-demo"
 MODEL = "gpt-5.4"
 # Key-shaped on purpose: it is only written if header filtering fails, and then the secret
 # scan refuses the write, so a passing demo shows both safeguards at work.
@@ -37,27 +33,6 @@ DEMO_KEY = "sk-demo-not-a-secret"
 # give identical bytes. Replay matches on method, path, query and body, never on the host.
 RECORDED_ORIGIN = "http://127.0.0.1:8000"
 RATE_LIMIT_FAULT = "429;retry-after=0"
-OPENAI_MISSING = (
-    "pytest-compaction demo: the demo drives the official openai SDK, which is not installed.\n"
-    "Install it with:  pip install 'pytest-compaction[demo]'"
-)
-
-
-def register(commands: Any) -> None:
-    demo = commands.add_parser(
-        "demo",
-        help="record, replay offline and validate compaction scenarios against a local server",
-        description="Start the embedded compaction server, record scenarios through the openai "
-        "SDK into cassettes, stop the server, replay them with the network blocked and validate "
-        "every exchange. Exit 0 when everything worked, 1 otherwise, 2 for a usage problem.",
-    )
-    demo.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        metavar="DIR",
-        help=f"cassette folder, re-recorded when it exists (default: ./{DEFAULT_OUT})",
-    )
-    demo.set_defaults(handler=run)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,8 +361,9 @@ def run_demo(out: Path) -> DemoRun:
     """Record every scenario into ``out``, stop the server, replay offline, validate."""
     from importlib.metadata import version
 
-    from ..cassette._cassette import CassetteError, load_cassette
-    from ..cassette._redact import scan_exchange
+    from ..cassette._exchange import CassetteError
+    from ..cassette._file import load_cassette
+    from ..cassette._secrets import scan_exchange
     from ..server import CompactionServer
 
     results = [Result(s, out / f"{s.name}.yaml") for s in SCENARIOS]
@@ -474,112 +450,3 @@ def run_demo(out: Path) -> DemoRun:
         connection_attempts=attempts,
         secret_findings=findings,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# The command: check the ground, run, print the summary.
-
-
-class DemoUsageError(Exception):
-    pass
-
-
-def _prepare(out: Path) -> None:
-    """Make sure cassettes can be written to ``out`` before starting anything."""
-    if out.exists() and not out.is_dir():
-        raise DemoUsageError(f"--out {out}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise DemoUsageError(
-            f"--out {out}: cannot write cassettes there: {exc.strerror or exc}"
-        ) from None
-
-
-def _table(results: list[Result]) -> list[str]:
-    head = ("scenario", "recorded", "replayed", "validated", "violations", "drift", "replay")
-    rows = [
-        (
-            r.scenario.name,
-            str(r.recorded),
-            str(r.replayed),
-            str(r.validated),
-            str(len(r.violations)),
-            str(len(r.drift)),
-            "same objects" if r.same else "DIFFERENT" if r.replayed else "-",
-            str(r.cassette),
-        )
-        for r in results
-    ]
-    width = max(len(head[0]), *(len(row[0]) for row in rows))
-    numbers = [len(h) for h in head[1:6]]
-
-    def line(cells: tuple[str, ...]) -> str:
-        parts = [cells[0].ljust(width)]
-        parts += [c.rjust(n) for c, n in zip(cells[1:6], numbers, strict=True)]
-        parts += [cells[6].ljust(12), *cells[7:]]
-        return "  " + "  ".join(parts).rstrip()
-
-    return [line((*head, "cassette")), *(line(row) for row in rows)]
-
-
-def summary(run: DemoRun, out: Path) -> list[str]:
-    results = run.results
-    lines = [
-        f"server    {run.server_url} (deterministic), stopped before replay",
-        f"client    openai {run.sdk_version}, max_retries=0",
-        f"schemas   {', '.join(run.schema_versions) or '-'} (recorded in each cassette)",
-        "",
-        *(f"  {r.scenario.name.ljust(13)} {r.scenario.what}" for r in results),
-        "",
-        *_table(results),
-    ]
-    for r in results:
-        lines += [f"  {r.scenario.name}: violation: {v}" for v in r.violations]
-        lines += [f"  {r.scenario.name}: drift: {d}" for d in r.drift]
-        lines += [f"  {r.scenario.name}: problem: {p}" for p in r.problems]
-    lines.append("")
-    attempts = len(run.connection_attempts)
-    lines.append(
-        f"network   replay with the server stopped and sockets blocked: "
-        f"{attempts} connection attempt{'s' * (attempts != 1)}"
-    )
-    lines.append(
-        f"secrets   {len(run.secret_findings)} found on disk "
-        "(authorization and api-key headers redacted, every write scanned)"
-    )
-    lines += [f"  secret: {f}" for f in run.secret_findings]
-    recorded = sum(r.recorded for r in results)
-    replayed = sum(r.replayed for r in results)
-    validated = sum(r.validated for r in results)
-    violations = sum(len(r.violations) for r in results)
-    totals = (
-        f"{len(results)} scenarios, {recorded} exchanges recorded, {replayed} replayed offline, "
-        f"{validated} validations, {violations} violations"
-    )
-    if run.ok:
-        lines.append(f"OK: {totals}; cassettes in {out.resolve()}")
-    else:
-        failed = [r.scenario.name for r in results if not r.ok]
-        which = f" (failed: {', '.join(failed)})" if failed else ""
-        lines.append(f"FAILED: {totals}{which}; cassettes in {out.resolve()}")
-    return lines
-
-
-def run(args: argparse.Namespace) -> int:
-    # Looked up, not imported: the SDK takes a while to import and is not needed to say no.
-    if importlib.util.find_spec("openai") is None:
-        print(OPENAI_MISSING, file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    try:
-        _prepare(out)
-    except DemoUsageError as exc:
-        print(f"pytest-compaction demo: {exc}", file=sys.stderr)
-        return 2
-    demo = run_demo(out)
-    print("\n".join(summary(demo, out)), flush=True)
-    return 0 if demo.ok else 1

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .._errors import CompactionError
-from .._settings import CASSETTE_SUFFIXES
+from ..cassette._find import has_cassette_suffix, hidden_below, walk
+from ._options import base_dir
 
 if TYPE_CHECKING:
-    from ..cassette._cassette import CassetteData, Exchange
+    from ..cassette._exchange import CassetteData, Exchange
 
 # The cassette and check modules load only when cassettes are collected
 # (--compaction-check-cassettes): starting pytest stays light.
@@ -52,10 +53,7 @@ def _enabled(config: pytest.Config) -> bool:
 
 
 def _base_dir(config: pytest.Config) -> Path:
-    raw = config.getoption("compaction_cassette_dir", default=None) or config.getini(
-        "compaction_cassette_dir"
-    )
-    return Path(config.rootpath, str(raw)).resolve()
+    return base_dir(config).resolve()
 
 
 def _named(config: pytest.Config) -> set[Path]:
@@ -65,11 +63,21 @@ def _named(config: pytest.Config) -> set[Path]:
 
 
 def _is_candidate(path: Path, config: pytest.Config) -> bool:
-    if path.suffix.lower() not in CASSETTE_SUFFIXES:
+    """Named on the command line, or below the cassette directory where a walk takes it.
+
+    Hidden names count from the deepest folder named (or the directory), as for ``check``.
+    """
+    if not has_cassette_suffix(path):
         return False
     resolved = path.resolve()
-    if not (resolved.is_relative_to(_base_dir(config)) or resolved in _named(config)):
-        return False
+    named = _named(config)
+    if resolved not in named:
+        base = _base_dir(config)
+        if not resolved.is_relative_to(base):
+            return False
+        roots = [root for root in (base, *named) if resolved.is_relative_to(root)]
+        if hidden_below(resolved, max(roots, key=lambda root: len(root.parts))):
+            return False
     try:
         with path.open("rb") as handle:
             return b"interactions" in handle.read()
@@ -96,10 +104,7 @@ def pytest_collection_modifyitems(
     if not base.is_dir():
         return
     seen = config.stash.setdefault(_SEEN, set())
-    for path in sorted(base.rglob("*")):
-        relative = path.relative_to(base).parts
-        if any(part.startswith(".") for part in relative) or not path.is_file():
-            continue
+    for path in walk(base):
         if path.resolve() in seen or not _is_candidate(path, config):
             continue
         seen.add(path.resolve())
@@ -110,8 +115,8 @@ class CassetteFile(pytest.File):
     """One cassette; its items are its compaction exchanges."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from ..cassette._cassette import CassetteError
-        from ..check._check import read_cassette
+        from ..cassette._exchange import CassetteError
+        from ..check._run import read_cassette
         from ..contract._routes import route_of
 
         try:
@@ -150,7 +155,7 @@ class ExchangeItem(pytest.Item):
         strict = config.getoption("compaction_strict", default=None)
         if strict is None:
             strict = config.getini("compaction_strict")
-        from ..check._check import check_exchange
+        from ..check._run import check_exchange
         from ..schema._versions import resolve_version
 
         where = f"exchange {self.index} of cassette {self.path}"

@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _marker_args(item: pytest.Item) -> dict[str, Any]:
-    from . import _marker_args as marker_args
+    from ._options import marker_args
 
     return marker_args(item, "compaction_proxy", _MARKER_KEYS)
 
@@ -94,7 +94,8 @@ def compaction_proxy_server(
     compaction_proxy_upstream: str,
 ) -> Iterator[CompactionProxy]:
     """The running :class:`CompactionProxy` of this test (counts, ``session``, ``summary()``)."""
-    from . import cassette_path, remember, settings
+    from ._options import cassette_path, settings
+    from ._summary import remember
 
     item = request.node
     config = request.config

@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .._listener import LoopbackServerMixin, address_family
-from ..cassette import _cassette as cf
+from ..cassette._body import decode_body, max_cassette_bytes
+from ..cassette._exchange import CassetteError, Headers
 
 log = logging.getLogger("pytest_compaction.proxy")
 
@@ -73,8 +74,8 @@ def end_to_end(headers: Iterable[tuple[str, str]], *also: str) -> RawHeaders:
     return [(k, v) for k, v in items if k.lower() not in drop]
 
 
-def as_mapping(headers: Iterable[tuple[str, str]]) -> cf.Headers:
-    out: cf.Headers = {}
+def as_mapping(headers: Iterable[tuple[str, str]]) -> Headers:
+    out: Headers = {}
     for key, value in headers:
         out.setdefault(key, []).append(value)
     return out
@@ -200,7 +201,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _read(self) -> Incoming | None:
         headers = [(k, v) for k, v in self.headers.items()]
-        limit = cf.max_cassette_bytes()
+        limit = max_cassette_bytes()
         body: bytes | None = None
         if (header(headers, "transfer-encoding") or "").lower().endswith("chunked"):
             body = self._read_chunked(limit)
@@ -221,8 +222,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         decoded = body
         if body and header(headers, "content-encoding"):
             try:
-                _, decoded = cf.decode_body(as_mapping(headers), body)
-            except cf.CassetteError as exc:
+                _, decoded = decode_body(as_mapping(headers), body)
+            except CassetteError as exc:
                 self._refuse(400, f"the request body cannot be decoded: {exc}")
                 return None
         return Incoming(

@@ -25,11 +25,8 @@ request, never a pass-through.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import ssl
-import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,30 +35,32 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from .._args import port_number
 from .._errors import CompactionError
-from .._listener import http_url, run_until_signal, serve_in_background
-from ..cassette import _cassette as cf
+from .._listener import http_url, serve_in_background
+from ..cassette._body import MAX_SIZE_ENV, decode_body, max_cassette_bytes
+from ..cassette._exchange import CassetteData, CassetteError, Exchange
+from ..cassette._file import CassetteNotFound, load_cassette, save_cassette
+from ..cassette._find import cassette_file
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
     check_no_secrets,
-    mask_secrets,
     redact_exchange,
     redact_query,
-    scan_exchange,
 )
+from ..cassette._secrets import mask_secrets, scan_exchange
 from ..contract._dialects import (
-    DIALECTS,
     Dialect,
     all_auth_headers,
     dialect_for,
     get_dialect,
 )
-from ..contract._judge import judge_exchange, lines
+from ..contract._judge import Judged, judge_exchange
 from ..contract._routes import is_compact_path, normalize_path, route_of
+from ..contract._tally import Tallied, Tally, does_not_conform, totals
 from ..replay._match import BodyCache, closest, closest_lines, make_matchers
-from ..replay._recorder import DEFAULT_MATCH_ON, RECORD_MODES, check_record_mode
+from ..replay._recorder import DEFAULT_MATCH_ON, check_record_mode
+from ..schema._report import Report
 from ..schema._versions import resolve_version
 from ._http import (
     FRAMING,
@@ -82,7 +81,7 @@ log = logging.getLogger("pytest_compaction.proxy")
 MISS_STATUS = 404
 PROXY_HEADER = "x-compaction-proxy"
 Action = Literal["recorded", "replayed"]
-_Findings = tuple[list[str], list[str], list[str]]  # violations, drift, notes of an exchange
+_Verdict = tuple[Report | None, Judged]  # what the schemas found in a request and its answer
 
 
 class ProxyError(CompactionError):
@@ -98,7 +97,7 @@ class ProxyRecord:
     """
 
     action: Action
-    exchange: cf.Exchange
+    exchange: Exchange
     index: int | None
     violations: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
@@ -136,7 +135,7 @@ def _check_upstream(upstream: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
 
 
-class CompactionProxy:
+class CompactionProxy(Tallied):
     """A reverse proxy recording to, or replaying from, one cassette.
 
     ``start()`` listens on ``host:port`` (any free port by default) in background threads;
@@ -167,10 +166,7 @@ class CompactionProxy:
     ) -> None:
         self.upstream = _check_upstream(upstream)
         self.record_mode = check_record_mode(record_mode)
-        path = Path(cassette)
-        if path.suffix not in (".yaml", ".yml", ".json"):
-            path = path.with_name(path.name + ".yaml")
-        self.cassette_path = path
+        self.cassette_path = path = cassette_file(cassette)
         if fail_on_violation is not None and not 400 <= fail_on_violation <= 599:
             raise ProxyError(
                 f"fail_on_violation must be a status from 400 to 599, not {fail_on_violation}"
@@ -195,14 +191,14 @@ class CompactionProxy:
         self.cassette_dialect: str | None = None
         self.rewound = False  # the cassette existed: its exchanges may be replayed
         try:
-            data = cf.load_cassette(path)
-        except cf.CassetteNotFound:
+            data = load_cassette(path)
+        except CassetteNotFound:
             data = None
         if data is not None:
             self.rewound = True
             self.extra = data.extra
             self.cassette_dialect = data.dialect
-        self.data: list[cf.Exchange] = list(data.exchanges) if data else []
+        self.data: list[Exchange] = list(data.exchanges) if data else []
         self.loaded_count = len(self.data)
         self.play_counts = [0] * len(self.data)
         self.version = resolve_version(version or (data.schema_version if data else None))
@@ -213,15 +209,13 @@ class CompactionProxy:
         matchers = make_matchers(self._bodies, canonical)
         self._matchers = [matchers[name] for name in DEFAULT_MATCH_ON]
         self._stored = [self._req_of(ex) for ex in self.data]
-        self._reports: dict[int, _Findings] = {}
+        self._reports: dict[int, _Verdict] = {}
 
         self.session: list[ProxyRecord] = []
         self.recorded = 0
         self.replayed = 0
-        self.validated = 0
-        self.violations: list[str] = []
-        self.drift: list[str] = []
-        self.notes: list[str] = []  # what recorded streams do, properties outside the contract
+        # notes: what recorded streams do, properties outside the contract
+        self.tally = Tally()
         self.misses: list[str] = []
         self.problems: list[str] = []
         self.written = False  # the cassette file was written by this proxy
@@ -312,7 +306,7 @@ class CompactionProxy:
         return self.profile.name if self.profile else self.cassette_dialect
 
     @property
-    def exchanges(self) -> list[cf.Exchange]:
+    def exchanges(self) -> list[Exchange]:
         """What the cassette holds now (what is, or will be, written)."""
         with self._lock:
             return list(self._to_write())
@@ -349,15 +343,15 @@ class CompactionProxy:
             state = "NOT written (see above)"
         return (
             f"{s['recorded']} exchange(s) recorded, {s['replayed']} replayed, "
-            f"{s['validated']} validated; {len(s['violations'])} violation(s), "
-            f"{len(s['drift'])} drift note(s), {s['misses']} request(s) not in the cassette, "
+            f"{totals(s['validated'], len(s['violations']), len(s['drift']))}, "
+            f"{s['misses']} request(s) not in the cassette, "
             f"{s['problems']} problem(s); cassette {s['cassette']} "
             f"({s['exchanges_in_cassette']} exchanges) {state}"
         )
 
     # -- the cassette ---------------------------------------------------------------------------
 
-    def _req_of(self, ex: cf.Exchange) -> _Req:
+    def _req_of(self, ex: Exchange) -> _Req:
         return _Req(ex.method.upper(), ex.uri, ex.request_body)
 
     def _matches(self, live: _Req, stored: _Req) -> bool:
@@ -379,7 +373,7 @@ class CompactionProxy:
                 return index
         return None
 
-    def _to_write(self) -> list[cf.Exchange]:
+    def _to_write(self) -> list[Exchange]:
         if self.record_mode != "all":
             return self.data
         recorded = self._stored[self.loaded_count :]
@@ -390,7 +384,7 @@ class CompactionProxy:
         ]
         return kept + self.data[self.loaded_count :]
 
-    def _dialect_to_store(self, exchanges: Sequence[cf.Exchange]) -> str | None:
+    def _dialect_to_store(self, exchanges: Sequence[Exchange]) -> str | None:
         if self.dialect:
             return get_dialect(self.dialect).name
         found = {dialect_for(ex.uri).name for ex in exchanges if is_compact_path(ex.uri)}
@@ -407,10 +401,10 @@ class CompactionProxy:
         path = str(self.cassette_path)
         try:
             check_no_secrets(path, exchanges)
-            data = cf.CassetteData(
+            data = CassetteData(
                 exchanges, self.version, self.extra, dialect=self._dialect_to_store(exchanges)
             )
-            cf.save_cassette(path, data)
+            save_cassette(path, data)
         except CompactionError as exc:
             self.save_error = str(exc)
             self._problem(f"compaction proxy: {exc}")
@@ -420,45 +414,38 @@ class CompactionProxy:
 
     # -- validation -----------------------------------------------------------------------------
 
-    def _validate(self, ex: cf.Exchange) -> _Findings:
-        """(violations, drift, notes) of an exchange; empty lists where no schema applies."""
+    def _validate(self, ex: Exchange) -> _Verdict:
+        """What the schemas find in an exchange's request and answer (see ``judge_exchange``)."""
         is_json, body = self._bodies.parse(ex.request_body)
-        request, response = judge_exchange(
+        return judge_exchange(
             ex,
             version=self.version,
             dialect=dialect_for(ex.uri, self.dialect),
             strict=self.strict,
             request_body=body if is_json else None,
         )
-        violations, drift = lines(request, response.report, ex.status)
-        return violations, drift, list(response.notes)
 
     def _judge(
         self,
-        ex: cf.Exchange,
+        ex: Exchange,
         label: str,
         when: Action,
-        report: _Findings | None = None,
+        verdict: _Verdict | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Validate (unless ``report`` is given), count, report violations; lock held."""
+        """Validate (unless ``verdict`` is given), count, report violations; lock held."""
         if route_of(ex.method, ex.uri) is None:
             return [], []
-        lines, drift, notes = report if report is not None else self._validate(ex)
-        self.validated += 1
-        for found, kept in ((drift, self.drift), (notes, self.notes)):
-            for line in found:
-                if f"{label} {line}" not in kept:
-                    kept.append(f"{label} {line}")
+        request, response = verdict if verdict is not None else self._validate(ex)
+        lines, drift = self.tally.record(label, request, response, ex.status)
         if lines:
-            self.violations += [f"{label} {line}" for line in lines]
             profile = dialect_for(ex.uri, self.dialect)
-            under = "" if profile.name == "openai" else f" under the {profile.name} dialect"
-            head = (
-                f"compaction proxy: {label} of cassette {self.cassette_path} does not conform to "
-                f"schema version {self.version}{under} ({when}):"
+            after = "The exchange was not written to the cassette." if when == "recorded" else None
+            subject = f"compaction proxy: {label} of cassette {self.cassette_path}"
+            self._problem(
+                does_not_conform(
+                    subject, self.version, lines, dialect=profile.name, when=when, after=after
+                )
             )
-            tail = "\nThe exchange was not written to the cassette." if when == "recorded" else ""
-            self._problem("\n".join([head, *[f"  {line}" for line in lines]]) + tail)
         return lines, drift
 
     def _problem(self, text: str) -> None:
@@ -569,10 +556,7 @@ class CompactionProxy:
         return MISS_STATUS, error_body(message, "request_not_recorded", reason, **details)
 
     def _violation_body(self, label: str, lines: list[str], status: int) -> bytes:
-        message = (
-            f"compaction proxy: {label} does not conform to schema version {self.version}:\n"
-            + "\n".join(f"  {line}" for line in lines)
-        )
+        message = does_not_conform(f"compaction proxy: {label}", self.version, lines)
         return error_body(
             message,
             "compaction_violation",
@@ -650,7 +634,7 @@ class CompactionProxy:
         reason = str(response.reason_phrase or "")
         validated = route_of(incoming.method, incoming.upstream_url) is not None
         judge_first = validated and self.fail_on_violation is not None
-        limit = cf.max_cassette_bytes()
+        limit = max_cassette_bytes()
         chunks = bytearray()
         too_large = False
         sent = not judge_first
@@ -712,12 +696,12 @@ class CompactionProxy:
         raw_headers: RawHeaders,
         raw_body: bytes,
         too_large: bool,
-    ) -> tuple[cf.Exchange | None, str | None]:
+    ) -> tuple[Exchange | None, str | None]:
         """The exchange as it is stored (bodies decoded, secrets filtered), or why it cannot be."""
         if too_large:
             return None, (
-                f"the answer is larger than the {cf.max_cassette_bytes() // 2**20} MB cassette "
-                f"limit; raise {cf.MAX_SIZE_ENV} to record it"
+                f"the answer is larger than the {max_cassette_bytes() // 2**20} MB cassette "
+                f"limit; raise {MAX_SIZE_ENV} to record it"
             )
         host = urlsplit(incoming.upstream_url).netloc
         request_headers = [
@@ -727,10 +711,10 @@ class CompactionProxy:
         if incoming.decoded_body:
             request_headers.append(("content-length", str(len(incoming.decoded_body))))
         try:
-            response_headers, body = cf.decode_body(as_mapping(end_to_end(raw_headers)), raw_body)
-        except cf.CassetteError as exc:
+            response_headers, body = decode_body(as_mapping(end_to_end(raw_headers)), raw_body)
+        except CassetteError as exc:
             return None, f"the answer's body cannot be decoded: {exc}"
-        ex = cf.Exchange(
+        ex = Exchange(
             method=incoming.method.upper(),
             uri=incoming.upstream_url,
             request_headers=as_mapping(request_headers),
@@ -742,7 +726,7 @@ class CompactionProxy:
         )
         return redact_exchange(ex, self.filter_headers, self.filter_query), None
 
-    def _keep(self, ex: cf.Exchange | None, failure: str | None, label: str) -> list[str]:
+    def _keep(self, ex: Exchange | None, failure: str | None, label: str) -> list[str]:
         """Judge a recorded exchange and add it to the cassette if it is clean (lock held)."""
         self.recorded += 1
         if ex is None:
@@ -779,124 +763,3 @@ class CompactionProxy:
             self._dirty = True
             self._save()
         return lines
-
-
-# -------------------------------------------------------------------------------------------------
-# The ``proxy`` command
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "proxy",
-        help="record/replay and validate any client's traffic through a reverse proxy",
-        description="Serve a reverse proxy in front of UPSTREAM: clients whose base URL is the "
-        "printed URL are recorded to (or replayed from) the cassette, and /responses/compact "
-        "and /responses exchanges are validated. Stops on SIGINT or SIGTERM after writing the "
-        "cassette.",
-    )
-    parser.add_argument(
-        "--upstream",
-        required=True,
-        metavar="URL",
-        help="where requests go when recording; its path is a prefix (e.g. "
-        "https://api.openai.com/v1); in record mode none it is never contacted",
-    )
-    parser.add_argument("--cassette", required=True, metavar="FILE", help="the cassette file")
-    parser.add_argument(
-        "--record",
-        choices=RECORD_MODES,
-        default="none",
-        help="record mode (default: none: replay only, never contact the upstream)",
-    )
-    parser.add_argument(
-        "--dialect",
-        choices=(*DIALECTS, "auto"),
-        default=None,
-        help="gateway dialect to validate under and filter credentials of (default: the "
-        "cassette's, else detected from each URL)",
-    )
-    parser.add_argument(
-        "--version", default=None, help="schema version (default: the cassette's, else newest)"
-    )
-    parser.add_argument(
-        "--strict", action="store_true", help="treat undocumented fields as violations"
-    )
-    parser.add_argument(
-        "--fail-on-violation",
-        type=int,
-        default=None,
-        metavar="STATUS",
-        help="answer an exchange that violates the schemas with this status (400-599) and a "
-        "JSON error, so the client's own tests fail",
-    )
-    parser.add_argument(
-        "--filter-header",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another header whose value is never written (repeatable)",
-    )
-    parser.add_argument(
-        "--filter-query",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another query parameter whose value is never written (repeatable)",
-    )
-    parser.add_argument(
-        "--allow-playback-repeats",
-        action="store_true",
-        help="let a recorded exchange answer more than one request",
-    )
-    parser.add_argument(
-        "--upstream-ca", default=None, metavar="FILE", help="CA bundle for a TLS upstream"
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=port_number, default=0, help="port (default: any free port)")
-    parser.add_argument(
-        "--summary-json", default=None, metavar="FILE", help="write the summary here on exit"
-    )
-    parser.add_argument("--quiet", action="store_true", help="log problems only")
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("pytest-compaction proxy: %(message)s"))
-    saved = (log.level, log.propagate)
-    log.addHandler(handler)
-    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    log.propagate = False
-    try:
-        try:
-            proxy = CompactionProxy(
-                args.upstream,
-                args.cassette,
-                record_mode=args.record,
-                version=args.version,
-                strict=args.strict,
-                dialect=args.dialect,
-                filter_headers=args.filter_header,
-                filter_query_parameters=args.filter_query,
-                allow_playback_repeats=args.allow_playback_repeats,
-                fail_on_violation=args.fail_on_violation,
-                host=args.host,
-                port=args.port,
-                upstream_ca=args.upstream_ca,
-                hint=lambda mode: f"pytest-compaction proxy --record {mode} ...",
-            ).start()
-        except CompactionError as exc:
-            print(f"pytest-compaction proxy: {exc}", file=sys.stderr)
-            return 2
-        run_until_signal(proxy.url, proxy.stop)
-        print(f"pytest-compaction proxy: summary: {proxy.summary_text()}", file=sys.stderr)
-        if args.summary_json:
-            cf.write_atomic(
-                args.summary_json,
-                json.dumps(proxy.summary(), indent=2).encode("utf-8") + b"\n",
-            )
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(saved[0])
-        log.propagate = saved[1]
-    return 0

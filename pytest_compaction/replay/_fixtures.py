@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CompactionError
-from ..cassette._cassette import Exchange, header_get, load_cassette, parse_json_bytes
+from ..cassette._body import parse_json_bytes
+from ..cassette._exchange import Exchange, header_get
+from ..cassette._file import load_cassette
 from ..contract._routes import request_path, route_of
 
 if TYPE_CHECKING:

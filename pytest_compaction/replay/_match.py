@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from ..cassette._cassette import parse_json_bytes
+from ..cassette._body import parse_json_bytes
 from ..contract._routes import normalize_path
 
 MAX_DIFF_LINES = 20

@@ -40,20 +40,24 @@ from .._errors import CompactionError
 from .._settings import OPTION_NAMES as OPTION_NAMES
 from .._settings import RECORD_MODES as RECORD_MODES
 from .._settings import VCR_PASSTHROUGH as _VCR_PASSTHROUGH
-from ..cassette import _cassette as cf
 from ..cassette import _sse
+from ..cassette._body import decode_body
+from ..cassette._exchange import CassetteData, Exchange
+from ..cassette._file import CassetteNotFound, load_cassette, save_cassette
+from ..cassette._find import cassette_file
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
     check_no_secrets,
-    mask_secrets,
     redact_exchange,
     redact_headers,
     redact_query,
 )
+from ..cassette._secrets import mask_secrets
 from ..contract._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ..contract._judge import STREAM_KIND, Judged, is_stream
 from ..contract._routes import is_compact_path, normalize_path, route_of
+from ..contract._tally import Tallied, Tally, does_not_conform
 from ._match import BodyCache, closest, closest_lines, make_matchers
 from ._netguard import replay_guard
 
@@ -86,7 +90,7 @@ def _is_stream(response: Mapping[str, Any]) -> bool:
 
 
 @dataclass
-class Recording:
+class Recording(Tallied):
     """What happened on one cassette: the ``compaction_cassette`` fixture is one of these."""
 
     path: Path
@@ -96,10 +100,8 @@ class Recording:
     requested_dialect: str | None = None  # None: the cassette's, else detected per request
     recorded: int = 0
     replayed: int = 0
-    validated: int = 0
-    violations: list[str] = field(default_factory=list)
-    drift: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what recorded streams do, not failures
+    # validated, violations, drift and notes (what recorded streams do, not failures)
+    tally: Tally = field(default_factory=Tally)
     problems: list[str] = field(default_factory=list)
     cassette_version: str | None = None
     cassette_dialect: str | None = None
@@ -115,7 +117,7 @@ class Recording:
     # -- what a test can look at -------------------------------------------------------------
 
     @property
-    def exchanges(self) -> list[cf.Exchange]:
+    def exchanges(self) -> list[Exchange]:
         """The exchanges now in the cassette (loaded and recorded), as they would be written."""
         if self._cassette is None:
             return []
@@ -143,7 +145,7 @@ class Recording:
         """The profile an exchange with this URL is validated under."""
         return dialect_for(uri, self.dialect)
 
-    def _dialect_to_store(self, exchanges: Iterable[cf.Exchange]) -> str | None:
+    def _dialect_to_store(self, exchanges: Iterable[Exchange]) -> str | None:
         if self.dialect:
             return get_dialect(self.dialect).name
         found = {self.dialect_for(ex.uri).name for ex in exchanges if is_compact_path(ex.uri)}
@@ -176,13 +178,8 @@ class Recording:
         if text not in self.problems:
             self.problems.append(text)
 
-    def _note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
-
     def _validate(self, index: int, request: Any, response: Mapping[str, Any], when: str) -> None:
         from ..contract._judge import judge_request, judge_response
-        from ..contract._judge import lines as exchange_lines
 
         try:
             version = self.version
@@ -219,29 +216,20 @@ class Recording:
                 request_body=body if is_json else None,
             )
             self._response_reports[key] = judged
-        for note in judged.notes:
-            self._note(f"exchange {index} {note}")
-        lines, drift = exchange_lines(report, judged.report, status)
-        for line in drift:
-            if f"exchange {index} {line}" not in self.drift:
-                self.drift.append(f"exchange {index} {line}")
-        if report is None and judged.report is None:
+        violations, _ = self.tally.record(f"exchange {index}", report, judged, status)
+        if not violations:
             return
-        self.validated += 1
-        if not lines:
-            return
-        self.violations += [f"exchange {index} {line}" for line in lines]
-        under = "" if dialect.name == "openai" else f" under the {dialect.name} dialect"
         what = "the event stream of " if judged.report and judged.report.kind == STREAM_KIND else ""
-        head = (
-            f"compaction: {what}exchange {index} of cassette {self.path} does not conform to "
-            f"schema version {version}{under} ({when}):"
-        )
-        tail = ""
+        after: str | None = None
         if when == "recorded":
             self._block_save = True
-            tail = "\nThe cassette was not written."
-        self._problem("\n".join([head, *[f"  {line}" for line in lines]]) + tail)
+            after = "The cassette was not written."
+        subject = f"compaction: {what}exchange {index} of cassette {self.path}"
+        self._problem(
+            does_not_conform(
+                subject, version, violations, dialect=dialect.name, when=when, after=after
+            )
+        )
 
     def _replayable(self, index: int, response: Mapping[str, Any]) -> Mapping[str, Any]:
         """The response to hand to vcrpy: a stream's is marked to be served event by event."""
@@ -304,12 +292,12 @@ def _bytes(body: Any) -> bytes | None:
     return bytes(body)
 
 
-def _exchange_of(request: Any, response: Mapping[str, Any]) -> cf.Exchange:
+def _exchange_of(request: Any, response: Mapping[str, Any]) -> Exchange:
     headers: dict[str, list[str]] = {}
     for key, value in request.headers.items():
         headers[key] = list(value) if isinstance(value, (list, tuple)) else [str(value)]
     body = response.get("body", {}).get("string")
-    return cf.Exchange(
+    return Exchange(
         method=request.method,
         uri=request.uri,
         request_headers=headers,
@@ -321,7 +309,7 @@ def _exchange_of(request: Any, response: Mapping[str, Any]) -> cf.Exchange:
     )
 
 
-def _vcr_pair(ex: cf.Exchange) -> tuple[Any, dict[str, Any]]:
+def _vcr_pair(ex: Exchange) -> tuple[Any, dict[str, Any]]:
     request = _VcrRequest(ex.method, ex.uri, ex.request_body, {})
     # vcrpy's header dict keeps one value per name; keep the first, as vcrpy itself does.
     request.headers = {k: v[0] for k, v in ex.request_headers.items() if v}
@@ -343,8 +331,8 @@ class _Persister:
 
     def load_cassette(self, cassette_path: Any, serializer: Any = None) -> tuple[Any, ...]:
         try:
-            data = cf.load_cassette(cassette_path)
-        except cf.CassetteNotFound:
+            data = load_cassette(cassette_path)
+        except CassetteNotFound:
             raise _VcrNotFound() from None
         self.recording.cassette_version = data.schema_version
         self.recording.cassette_dialect = data.dialect
@@ -364,7 +352,7 @@ class _Persister:
             extra["metadata"] = cassette_dict["metadata"]
         version = self.recording.version
         dialect = self.recording._dialect_to_store(exchanges)
-        cf.save_cassette(path, cf.CassetteData(exchanges, version, extra, dialect=dialect))
+        save_cassette(path, CassetteData(exchanges, version, extra, dialect=dialect))
 
 
 class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
@@ -468,7 +456,7 @@ def _request_hook(
         headers = dict(request.headers.items())
         coding = next((v for k, v in headers.items() if k.lower() == "content-encoding"), None)
         if coding and request.body:
-            fixed, body = cf.decode_body(
+            fixed, body = decode_body(
                 {k: [v] for k, v in headers.items()}, _bytes(request.body) or b""
             )
             headers = {k: v[0] for k, v in fixed.items()}
@@ -489,7 +477,7 @@ def _response_hook(
             if response is None:
                 return None
         body = _bytes(response["body"]["string"]) or b""
-        headers, body = cf.decode_body(response.get("headers", {}), body)
+        headers, body = decode_body(response.get("headers", {}), body)
         response["headers"] = redact_headers(headers, filter_headers)
         response["body"]["string"] = body
         return response
@@ -554,9 +542,7 @@ def use_cassette(
         )
     check_record_mode(record_mode)
     _install_event_replay()
-    path = Path(path)
-    if path.suffix not in (".yaml", ".yml", ".json"):
-        path = path.with_name(path.name + ".yaml")
+    path = cassette_file(path)
     if dialect in (None, "", "auto"):
         profile: Dialect | None = None
     else:
@@ -639,23 +625,3 @@ def use_cassette(
             message = recording.failure()
             if message is not None:
                 raise ReplayError(message) from recording.save_error
-
-
-def replay_summary(recordings: Iterable[Recording]) -> dict[str, int]:
-    """Totals over several recordings (for reports)."""
-    total = {
-        "recorded": 0,
-        "replayed": 0,
-        "validated": 0,
-        "violations": 0,
-        "drift": 0,
-        "notes": 0,
-    }
-    for rec in recordings:
-        total["recorded"] += rec.recorded
-        total["replayed"] += rec.replayed
-        total["validated"] += rec.validated
-        total["violations"] += len(rec.violations)
-        total["drift"] += len(rec.drift)
-        total["notes"] += len(rec.notes)
-    return total

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -31,10 +31,12 @@ from typing import Any, cast
 import httpx
 
 from .._errors import CompactionError
-from ..cassette._cassette import CassetteData, Exchange, load_cassette
+from ..cassette._exchange import CassetteData, Exchange
+from ..cassette._file import load_cassette
 from ..contract._dialects import dialect_for
-from ..contract._judge import Judged, judge_exchange, judge_request, lines
+from ..contract._judge import Judged, judge_exchange, judge_request
 from ..contract._routes import normalize_path
+from ..contract._tally import Tallied, Tally
 from ..schema._versions import resolve_version
 from ._match import BodyCache, bodies_equal, closest, query_items
 
@@ -62,7 +64,7 @@ class _Request:
     body: bytes | None
 
 
-class CassetteReplayer:
+class CassetteReplayer(Tallied):
     """Picks the recorded exchange answering a request; counts what was played.
 
     ``allow_playback_repeats`` lets an exchange answer more than once (otherwise each answers
@@ -111,10 +113,8 @@ class CassetteReplayer:
         self.strict = strict
         self._version = version or (data.schema_version if data is not None else None)
         self._dialect = dialect or (data.dialect if data is not None else None)
-        self.validated = 0
-        self.violations: list[str] = []
-        self.drift: list[str] = []
-        self.notes: list[str] = []
+        # drift at every play, and notes only of exchanges a schema covers
+        self.tally = Tally(drift_once=False, unjudged_notes=False)
         self._answers: dict[int, Judged] = {}  # the recorded answers never change
 
     @property
@@ -172,16 +172,7 @@ class CassetteReplayer:
             self._answers[index] = judge_exchange(
                 ex, version=version, dialect=profile, strict=self.strict
             )[1]
-        answer = self._answers[index]
-        if request is None and answer.report is None:
-            return
-        self.validated += 1
-        violations, drift = lines(request, answer.report, ex.status)
-        for found, kept in ((violations, self.violations), (drift, self.drift)):
-            kept += [f"exchange {index} {line}" for line in found]
-        for note in answer.notes:
-            if f"exchange {index} {note}" not in self.notes:
-                self.notes.append(f"exchange {index} {note}")
+        self.tally.record(f"exchange {index}", request, self._answers[index], ex.status)
 
     def assert_valid(self) -> None:
         """Fail with every violation found in the exchanges played so far."""
@@ -244,8 +235,23 @@ def _reason(ex: Exchange) -> bytes:
     return ex.reason.encode("latin-1", errors="replace")
 
 
-class _ReplayMixin:
+class _ReplayMixin(Tallied):
     replayer: CassetteReplayer
+    _response: Callable[..., Any]  # httpx.Response or httpx2.Response
+
+    def _use(self, replayer: CassetteReplayer, response: Callable[..., Any]) -> None:
+        self.replayer = replayer
+        self.tally = replayer.tally
+        self._response = response
+
+    def _answer(self, request: Any) -> Any:
+        ex = self.replayer.answer(request.method, str(request.url), request.content)
+        return self._response(
+            ex.status,
+            headers=_headers(ex),
+            content=ex.response_body,
+            extensions={"reason_phrase": _reason(ex), "http_version": b"HTTP/1.1"},
+        )
 
     @property
     def play_count(self) -> int:
@@ -254,22 +260,6 @@ class _ReplayMixin:
     @property
     def misses(self) -> list[str]:
         return self.replayer.misses
-
-    @property
-    def validated(self) -> int:
-        return self.replayer.validated
-
-    @property
-    def violations(self) -> list[str]:
-        return self.replayer.violations
-
-    @property
-    def drift(self) -> list[str]:
-        return self.replayer.drift
-
-    @property
-    def notes(self) -> list[str]:
-        return self.replayer.notes
 
     def assert_all_played(self) -> None:
         self.replayer.assert_all_played()
@@ -285,17 +275,8 @@ class HttpxCassetteTransport(_ReplayMixin, httpx.MockTransport):
     """
 
     def __init__(self, cassette: CassetteSource, **options: Any) -> None:
-        self.replayer = CassetteReplayer(cassette, **options)
+        self._use(CassetteReplayer(cassette, **options), httpx.Response)
         super().__init__(self._answer)
-
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        ex = self.replayer.answer(request.method, str(request.url), request.content)
-        return httpx.Response(
-            ex.status,
-            headers=_headers(ex),
-            content=ex.response_body,
-            extensions={"reason_phrase": _reason(ex), "http_version": b"HTTP/1.1"},
-        )
 
 
 def _httpx2_transport_class() -> type[Any]:
@@ -306,17 +287,8 @@ def _httpx2_transport_class() -> type[Any]:
 
     class _Httpx2CassetteTransport(_ReplayMixin, httpx2.MockTransport):
         def __init__(self, replayer: CassetteReplayer) -> None:
-            self.replayer = replayer
+            self._use(replayer, httpx2.Response)
             super().__init__(self._answer)
-
-        def _answer(self, request: Any) -> Any:
-            ex = self.replayer.answer(request.method, str(request.url), request.content)
-            return httpx2.Response(
-                ex.status,
-                headers=_headers(ex),
-                content=ex.response_body,
-                extensions={"reason_phrase": _reason(ex), "http_version": b"HTTP/1.1"},
-            )
 
     return _Httpx2CassetteTransport
 

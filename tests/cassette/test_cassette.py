@@ -13,16 +13,13 @@ import vcr
 import yaml
 from conftest import Upstream
 
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    CassetteError,
+from pytest_compaction.cassette._body import parse_json_bytes, render_json
+from pytest_compaction.cassette._exchange import CassetteData, CassetteError, Exchange
+from pytest_compaction.cassette._file import (
     CassetteNotFound,
-    Exchange,
     dump_cassette,
     load_cassette,
     parse_cassette,
-    parse_json_bytes,
-    render_json,
     save_cassette,
     write_atomic,
 )

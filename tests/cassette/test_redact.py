@@ -10,16 +10,16 @@ import httpx2
 import pytest
 from conftest import Upstream
 
-from pytest_compaction.cassette._cassette import Exchange, load_cassette
+from pytest_compaction.cassette._exchange import Exchange
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.cassette._redact import (
     DEFAULT_FILTER_HEADERS,
-    PLACEHOLDER,
     SecretFound,
     check_no_secrets,
     redact_exchange,
     redact_query,
-    scan_exchange,
 )
+from pytest_compaction.cassette._secrets import PLACEHOLDER, scan_exchange
 from pytest_compaction.replay._recorder import ReplayError, use_cassette
 
 SK = "sk-proj-" + "Zx9" * 12

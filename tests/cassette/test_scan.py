@@ -16,7 +16,7 @@ import vcr
 import yaml
 from conftest import Upstream
 
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.cassette._scan import (
     LAYOUT_PROJECT,
     LAYOUT_PYDANTIC_AI,

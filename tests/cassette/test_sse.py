@@ -20,10 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.loopback import Loopback, QuietHandler
 
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    CassetteError,
-    Exchange,
+from pytest_compaction.cassette._exchange import CassetteData, CassetteError, Exchange
+from pytest_compaction.cassette._file import (
     dump_cassette,
     load_cassette,
     parse_cassette,

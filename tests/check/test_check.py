@@ -17,13 +17,10 @@ import httpx
 import pytest
 from conftest import Upstream, compaction_body
 
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    Exchange,
-    load_cassette,
-    save_cassette,
-)
-from pytest_compaction.check._check import check_paths, format_text
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import load_cassette, save_cassette
+from pytest_compaction.check._report import format_text
+from pytest_compaction.check._run import check_paths
 from pytest_compaction.cli import main
 from pytest_compaction.contract._dialects import DialectError
 from pytest_compaction.replay._recorder import use_cassette

@@ -14,7 +14,7 @@ import vcr
 import yaml
 from conftest import Upstream
 
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.check._import import import_cassette
 from pytest_compaction.cli import main
 from pytest_compaction.replay._fixtures import load_exchanges

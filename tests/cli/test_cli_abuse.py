@@ -230,7 +230,8 @@ def test_recording_a_body_nested_past_the_parser_is_a_violation_not_a_crash(
 
 
 def test_scan_import_and_check_read_a_deep_cassette_without_a_traceback(tmp_path: Path) -> None:
-    from pytest_compaction.cassette._cassette import CassetteData, Exchange, save_cassette
+    from pytest_compaction.cassette._exchange import CassetteData, Exchange
+    from pytest_compaction.cassette._file import save_cassette
 
     key = "sk-proj-" + "A1b2C3d4" * 6
     headers = {"content-type": ["application/json"]}

@@ -28,7 +28,8 @@ import pytest
 from support.litellm_env import ROOT, SDK_MODULES, Venv, litellm_env, require_venv
 
 from pytest_compaction import CompactionServer
-from pytest_compaction.cassette._cassette import CassetteData, Exchange, load_cassette
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import load_cassette
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import pytest
 
 from pytest_compaction import CompactionServer, validate_request, validate_response
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.proxy._proxy import CompactionProxy
 
 CLIENTS = Path(__file__).parent

@@ -21,12 +21,8 @@ import openai
 import pytest
 
 import pytest_compaction
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    Exchange,
-    load_cassette,
-    save_cassette,
-)
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import load_cassette, save_cassette
 from pytest_compaction.cli import main
 from pytest_compaction.contract._chain import (
     ChainError,

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from pytest_compaction import CompactionServer, available_versions, use_cassette
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.cli import main
 from pytest_compaction.contract._dialects import (
     DIALECTS,

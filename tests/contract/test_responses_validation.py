@@ -20,12 +20,8 @@ import pytest
 from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction import CompactionProxy, CompactionServer, check_paths
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    Exchange,
-    load_cassette,
-    save_cassette,
-)
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import load_cassette, save_cassette
 from pytest_compaction.cli import main
 from pytest_compaction.contract._judge import RESPONSE_CONTRACT, outside_contract
 from pytest_compaction.replay._recorder import ReplayError, use_cassette

@@ -21,12 +21,8 @@ from typing import Any
 import openai
 import pytest
 
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    Exchange,
-    load_cassette,
-    save_cassette,
-)
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import load_cassette, save_cassette
 from pytest_compaction.cli import main
 from pytest_compaction.contract._chain import ChainViolation, check_chain, check_conversation
 from pytest_compaction.contract._judge import is_stream, judge_exchange

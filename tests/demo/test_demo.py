@@ -14,7 +14,7 @@ import openai
 import pytest
 import yaml
 
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.cassette._redact import check_no_secrets
 from pytest_compaction.cli import main
 from pytest_compaction.demo._demo import DEMO_KEY, RECORDED_ORIGIN

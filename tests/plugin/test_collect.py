@@ -11,7 +11,7 @@ import httpx
 import pytest
 from conftest import Upstream
 
-from pytest_compaction.cassette._cassette import load_cassette, save_cassette
+from pytest_compaction.cassette._file import load_cassette, save_cassette
 from pytest_compaction.replay._recorder import use_cassette
 
 CHAIN = "test_openai_responses_compact_with_auto_previous_response_id_chain.yaml"

@@ -27,12 +27,8 @@ from conftest import Upstream, compaction_body
 from support.loopback import Loopback, QuietHandler
 
 from pytest_compaction import CompactionServer, validate_request, validate_response
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    Exchange,
-    load_cassette,
-    save_cassette,
-)
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import load_cassette, save_cassette
 from pytest_compaction.cli import main
 from pytest_compaction.proxy._proxy import MISS_STATUS, CompactionProxy, ProxyError
 

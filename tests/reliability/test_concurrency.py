@@ -19,7 +19,7 @@ from collections import Counter
 
 import pytest
 
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.server import CompactionServer
 
 pytest.importorskip("xdist")

@@ -29,7 +29,7 @@ import httpx
 import pytest
 from support.loopback import Loopback, QuietHandler
 
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.replay._recorder import use_cassette
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

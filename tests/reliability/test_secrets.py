@@ -34,13 +34,13 @@ import httpx2
 import pytest
 from support.loopback import Loopback, QuietHandler
 
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
-    PLACEHOLDER,
     SecretFound,
 )
+from pytest_compaction.cassette._secrets import PLACEHOLDER
 from pytest_compaction.replay._recorder import ReplayError, use_cassette
 
 brotli = pytest.importorskip("brotli")

@@ -13,7 +13,7 @@ from conftest import Upstream
 from openai.types.responses import CompactedResponse
 
 from pytest_compaction._errors import CompactionError
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.replay._fixtures import load_compacted_responses, load_exchanges
 from pytest_compaction.replay._recorder import use_cassette
 from pytest_compaction.replay._transport import Httpx2CassetteTransport
@@ -114,7 +114,8 @@ def test_models_from_a_current_recording(tmp_path: Path, upstream: Upstream) -> 
 
 
 def test_error_responses_and_non_json_bodies(tmp_path: Path) -> None:
-    from pytest_compaction.cassette._cassette import CassetteData, Exchange, save_cassette
+    from pytest_compaction.cassette._exchange import CassetteData, Exchange
+    from pytest_compaction.cassette._file import save_cassette
 
     error = {"error": {"message": "bad", "type": "invalid_request_error", "param": None}}
     path = tmp_path / "e.yaml"

@@ -16,12 +16,8 @@ from conftest import Upstream
 
 import pytest_compaction
 from pytest_compaction._errors import CompactionError
-from pytest_compaction.cassette._cassette import (
-    CassetteData,
-    CassetteNotFound,
-    Exchange,
-    save_cassette,
-)
+from pytest_compaction.cassette._exchange import CassetteData, Exchange
+from pytest_compaction.cassette._file import CassetteNotFound, save_cassette
 from pytest_compaction.replay._fixtures import load_exchanges
 from pytest_compaction.replay._recorder import use_cassette
 from pytest_compaction.replay._transport import (

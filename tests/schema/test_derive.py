@@ -31,10 +31,10 @@ from pytest_compaction.schema._derive import (
     default_name,
     derive,
     derive_to,
-    iter_schema_nodes,
 )
 from pytest_compaction.schema._overlay import load_overlay
 from pytest_compaction.schema._spec import Spec, load_spec
+from pytest_compaction.schema._translate import iter_schema_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "schemas"

@@ -30,14 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_compaction import CompactionError, available_versions, parse_body, validate
-from pytest_compaction.cassette._cassette import (
-    MAX_SIZE_ENV,
-    CassetteData,
-    CassetteError,
-    Exchange,
-    dump_cassette,
-    load_cassette,
-)
+from pytest_compaction.cassette._body import MAX_SIZE_ENV
+from pytest_compaction.cassette._exchange import CassetteData, CassetteError, Exchange
+from pytest_compaction.cassette._file import dump_cassette, load_cassette
 from pytest_compaction.replay._recorder import use_cassette
 from pytest_compaction.schema._versions import load_schema_set
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_compaction import validate, validate_request, validate_response
-from pytest_compaction.cassette._cassette import load_cassette
+from pytest_compaction.cassette._file import load_cassette
 from pytest_compaction.cli import main
 from pytest_compaction.schema._diff import (
     IMPACTS,

@@ -1,4 +1,4 @@
-"""Cassette files: the exchange model, loading of every supported layout, reviewable atomic writes.
+"""Cassette files: loading of every supported layout, reviewable atomic writes.
 
 The written layout is stock vcrpy YAML (``version: 1`` + ``interactions``) plus one top-level
 ``compaction`` mapping that stock vcrpy ignores, so users can drop this project and keep their
@@ -34,19 +34,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import stat
-import zlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import _atomic
-from .._errors import CompactionError
 from . import _sse
+from ._body import (
+    MAX_SIZE_ENV,
+    compact_json,
+    decode_body,
+    first_char,
+    max_cassette_bytes,
+    reviewable_text,
+)
+from ._exchange import (
+    CassetteData,
+    CassetteError,
+    Exchange,
+    Headers,
+    header_get,
+    header_name,
+    headers_without,
+)
 
 try:  # libyaml when present: both faster and the same safe subset
     from yaml import CSafeDumper as _SafeDumperBase
@@ -74,11 +87,6 @@ else:
 
 
 FORMAT = 1
-Headers = dict[str, list[str]]
-
-
-class CassetteError(CompactionError):
-    """A cassette that cannot be read, parsed or written."""
 
 
 class CassetteNotFound(CassetteError):
@@ -89,266 +97,16 @@ class NotACassette(CassetteError):
     """A YAML/JSON document without an ``interactions`` list (some other file)."""
 
 
-@dataclass
-class Exchange:
-    """One recorded request and its response, bodies decoded (never compressed)."""
-
-    method: str
-    uri: str
-    request_headers: Headers = field(default_factory=dict)
-    request_body: bytes | None = None
-    status: int = 200
-    reason: str = "OK"
-    response_headers: Headers = field(default_factory=dict)
-    response_body: bytes = b""
-
-    @property
-    def path(self) -> str:
-        from urllib.parse import urlsplit
-
-        return urlsplit(self.uri).path
-
-
-@dataclass
-class CassetteData:
-    """The content of one cassette file."""
-
-    exchanges: list[Exchange] = field(default_factory=list)
-    schema_version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as they are
-    dialect: str | None = None  # the gateway dialect the exchanges were validated under
-
-
 # ---------------------------------------------------------------------------------------------
-# Compression and size limits
-
-# A cassette larger than this is refused unread, and no body may decode to more: a committed
-# cassette is untrusted input, and a 1 kB gzip body can expand to gigabytes.
-MAX_SIZE_ENV = "PYTEST_COMPACTION_MAX_CASSETTE_MB"
-DEFAULT_MAX_MB = 64
-
-
-def max_cassette_bytes() -> int:
-    """The largest cassette (and decoded body) accepted: ``PYTEST_COMPACTION_MAX_CASSETTE_MB``."""
-    raw = os.environ.get(MAX_SIZE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_MB * 2**20
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        raise CassetteError(f"{MAX_SIZE_ENV}={raw!r} is not a number of megabytes") from None
-    if not megabytes > 0:
-        raise CassetteError(f"{MAX_SIZE_ENV}={raw!r} must be positive")
-    return int(megabytes * 2**20)
-
-
-def _too_large(coding: str, limit: int) -> CassetteError:
-    return CassetteError(
-        f"a body declared as {coding!r} decodes to more than {limit // 2**20} MB; "
-        f"raise {MAX_SIZE_ENV} if it is genuine"
-    )
-
-
-def _brotli_decompress(data: bytes, limit: int) -> bytes:
-    try:
-        import brotli  # type: ignore[import-not-found, import-untyped, unused-ignore]
-    except ImportError:
-        try:
-            import brotlicffi as brotli  # type: ignore[import-not-found, import-untyped, no-redef, unused-ignore]
-        except ImportError:
-            raise CassetteError(
-                "a body is compressed with 'br' but no brotli module is installed: "
-                "pip install brotli"
-            ) from None
-    decompressor = brotli.Decompressor()
-    try:
-        try:
-            out: bytes = decompressor.process(data, output_buffer_limit=limit + 1)
-        except TypeError:  # brotlicffi has no output limit
-            out = decompressor.process(data)
-        finished = decompressor.is_finished()
-    except brotli.error as exc:
-        raise CassetteError(f"a body declared as 'br' does not decompress: {exc}") from None
-    if len(out) > limit:
-        raise _too_large("br", limit)
-    if not finished:
-        raise CassetteError("a body declared as 'br' is truncated")
-    return out
-
-
-def _zstd_decompress(data: bytes, limit: int) -> bytes:
-    try:
-        import zstandard  # type: ignore[import-not-found, import-untyped, unused-ignore]
-    except ImportError:
-        raise CassetteError(
-            "a body is compressed with 'zstd' but the zstandard module is not installed: "
-            "pip install zstandard"
-        ) from None
-    # Streaming frames carry no content size, so read through a stream reader.
-    try:
-        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-            out: bytes = reader.read(limit + 1)
-    except zstandard.ZstdError as exc:
-        raise CassetteError(f"a body declared as 'zstd' does not decompress: {exc}") from None
-    if len(out) > limit:
-        raise _too_large("zstd", limit)
-    return out
-
-
-def _zlib_decompress(data: bytes, wbits: int, coding: str, limit: int) -> bytes:
-    stream = zlib.decompressobj(wbits)
-    out = stream.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _too_large(coding, limit)
-    if not stream.eof:
-        raise zlib.error("incomplete or truncated stream")
-    return out
-
-
-def _decompress(data: bytes, coding: str, limit: int) -> bytes:
-    coding = coding.strip().lower()
-    try:
-        if coding in ("gzip", "x-gzip"):
-            return _zlib_decompress(data, zlib.MAX_WBITS | 16, coding, limit)
-        if coding == "deflate":
-            try:
-                return _zlib_decompress(data, zlib.MAX_WBITS, coding, limit)
-            except zlib.error:  # raw deflate without the zlib wrapper, as some servers send
-                return _zlib_decompress(data, -zlib.MAX_WBITS, coding, limit)
-    except zlib.error as exc:
-        raise CassetteError(f"a body declared as {coding!r} does not decompress: {exc}") from None
-    if coding == "br":
-        return _brotli_decompress(data, limit)
-    if coding == "zstd":
-        return _zstd_decompress(data, limit)
-    if coding == "identity":
-        return data
-    raise CassetteError(f"unsupported content-encoding {coding!r}")
-
-
-def header_get(headers: Mapping[str, list[str]], name: str) -> list[str] | None:
-    """Values of a header, case-insensitively."""
-    lname = name.lower()
-    for key, values in headers.items():
-        if key.lower() == lname:
-            return values
-    return None
-
-
-def _without(headers: Mapping[str, list[str]], *names: str) -> Headers:
-    drop = {n.lower() for n in names}
-    return {k: list(v) for k, v in headers.items() if k.lower() not in drop}
-
-
-def decode_body(headers: Mapping[str, list[str]], body: bytes) -> tuple[Headers, bytes]:
-    """Undo ``content-encoding`` and make the headers describe the decoded body.
-
-    Codings are undone last-applied first; ``content-length`` is set to the decoded length and
-    ``transfer-encoding`` dropped, since a replayed body is always complete.
-    """
-    codings: list[str] = []
-    for value in header_get(headers, "content-encoding") or []:
-        codings.extend(c for c in (p.strip() for p in value.split(",")) if c)
-    limit = max_cassette_bytes() if codings else 0
-    for coding in reversed(codings):
-        body = _decompress(body, coding, limit)
-    out = _without(headers, "content-encoding", "transfer-encoding", "content-length")
-    if body or header_get(headers, "content-length") is not None:
-        out[_original_case(headers, "content-length")] = [str(len(body))]
-    return out, body
-
-
-def _original_case(headers: Mapping[str, list[str]], name: str) -> str:
-    for key in headers:
-        if key.lower() == name:
-            return key
-    return name
-
-
-# ---------------------------------------------------------------------------------------------
-# Body rendering
-
-# Characters YAML cannot hold in a block scalar (or would read as line breaks). They can only
-# occur inside JSON strings here, where a \u escape is equivalent.
-_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
-
-
-def _escape_unprintable(text: str) -> str:
-    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _lines_for_array(items: list[Any], closing: str) -> list[str]:
-    lines = [_compact(item) + "," for item in items]
-    lines[-1] = lines[-1][:-1]
-    lines.append(closing)
-    return lines
-
-
-def render_json(value: Any) -> str:
-    """JSON with one top-level key, and one element of a top-level array, per line."""
-    if isinstance(value, dict) and value:
-        lines = ["{"]
-        last = len(value) - 1
-        for i, (key, item) in enumerate(value.items()):
-            comma = "" if i == last else ","
-            head = _compact(key) + ": "
-            if isinstance(item, list) and item:
-                lines.append(head + "[")
-                lines.extend(_lines_for_array(item, "]" + comma))
-            else:
-                lines.append(head + _compact(item) + comma)
-        lines.append("}")
-        text = "\n".join(lines)
-    elif isinstance(value, list) and value:
-        text = "\n".join(["[", *_lines_for_array(value, "]")])
-    else:
-        text = _compact(value)
-    return _escape_unprintable(text)
-
-
-def _first_char(text: str | bytes) -> str | bytes:
-    """The first non-blank character, without copying a megabyte to find it."""
-    head = text[:256].lstrip()
-    return head[:1] if head or len(text) <= 256 else text.lstrip()[:1]
-
-
-def parse_json_bytes(body: bytes | str | None) -> tuple[bool, Any]:
-    """(True, value) when the body is JSON text, else (False, None).
-
-    JSON nested deeper than the parser can go counts as not JSON: it is kept, scanned and
-    judged as the text it is (the validator names the depth).
-    """
-    if body is None or not body:
-        return False, None
-    first = _first_char(body)
-    if first not in (b"{", b"[", "{", "["):
-        return False, None
-    try:
-        return True, json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return False, None
-
-
-def reviewable_text(body: bytes | None) -> str | bytes | None:
-    """What goes under ``body.string``: re-rendered JSON, the text as is, or bytes if binary."""
-    if body is None:
-        return None
-    is_json, value = parse_json_bytes(body)
-    if is_json:
-        return render_json(value)
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body
+# Writing
 
 
 class _Literal(str):
     """A string the dumper should write as a literal block scalar."""
 
 
-class _Dumper(_SafeDumperBase):  # type: ignore[misc, valid-type, unused-ignore]
-    pass
+class Dumper(_SafeDumperBase):  # type: ignore[misc, valid-type, unused-ignore]
+    """The safe YAML dumper cassettes are written with (libyaml's when present)."""
 
 
 def _represent_literal(dumper: Any, data: _Literal) -> Any:
@@ -356,7 +114,7 @@ def _represent_literal(dumper: Any, data: _Literal) -> Any:
     return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
 
 
-_Dumper.add_representer(_Literal, _represent_literal)
+Dumper.add_representer(_Literal, _represent_literal)
 
 
 class _Flow(dict):  # type: ignore[type-arg]
@@ -375,8 +133,8 @@ def _represent_flow_list(dumper: Any, data: _FlowList) -> Any:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
 
 
-_Dumper.add_representer(_Flow, _represent_flow)
-_Dumper.add_representer(_FlowList, _represent_flow_list)
+Dumper.add_representer(_Flow, _represent_flow)
+Dumper.add_representer(_FlowList, _represent_flow_list)
 
 # Event data up to this many characters of JSON goes on one line; larger objects and arrays get
 # one line per key or element, recursively, so that a re-record diffs per field.
@@ -388,7 +146,7 @@ def _styled(value: Any) -> Any:
         return _Literal(value)  # a block scalar where YAML allows one: text reads as text
     if not isinstance(value, dict | list) or not value:
         return value
-    if len(_compact(value)) <= _FLOW_WIDTH:
+    if len(compact_json(value)) <= _FLOW_WIDTH:
         return _Flow(value) if isinstance(value, dict) else _FlowList(value)
     if isinstance(value, dict):
         return {key: _styled(item) for key, item in value.items()}
@@ -438,16 +196,8 @@ def _fix_length(headers: Headers, body: bytes | None) -> Headers:
     if header_get(headers, "content-length") is None:
         return headers
     out = dict(headers)
-    out[_original_case(headers, "content-length")] = [str(len(body or b""))]
+    out[header_name(headers, "content-length")] = [str(len(body or b""))]
     return out
-
-
-def stored_body(body: bytes | None) -> bytes | None:
-    """The bytes a replay will serve for ``body`` once written (JSON gets re-rendered)."""
-    text = reviewable_text(body)
-    if isinstance(text, str):
-        return text.encode("utf-8")
-    return text
 
 
 def _interaction(ex: Exchange) -> dict[str, Any]:
@@ -483,7 +233,7 @@ def dump_cassette(data: CassetteData) -> str:
         doc["compaction"]["dialect"] = data.dialect
     doc["interactions"] = [_interaction(ex) for ex in data.exchanges]
     doc["version"] = 1
-    out: str = yaml.dump(doc, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=2**31 - 1)
+    out: str = yaml.dump(doc, Dumper=Dumper, allow_unicode=True, sort_keys=False, width=2**31 - 1)
     return out
 
 
@@ -505,6 +255,31 @@ def dump_cassette_json(data: CassetteData) -> str:
     doc["interactions"] = interactions
     doc["version"] = 1
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace a cassette atomically (see ``_atomic``); failures are a CassetteError.
+
+    A cassette its loader would refuse (over :func:`max_cassette_bytes`) is not written: the
+    same limit, at write time, so that what records also replays.
+    """
+    limit = max_cassette_bytes()
+    if len(data) > limit:
+        raise CassetteError(
+            f"cassette {path} would be {len(data) / 2**20:.0f} MB, over the "
+            f"{limit / 2**20:.0f} MB limit its loader accepts; set {MAX_SIZE_ENV} to record and "
+            "load it (not written)"
+        )
+    try:
+        _atomic.write_atomic(path, data)
+    except OSError as exc:
+        raise CassetteError(f"cassette {path} was not written: {exc}") from exc
+
+
+def save_cassette(path: str | os.PathLike[str], data: CassetteData) -> None:
+    """Write a cassette atomically, as JSON when the path ends in ``.json``, else YAML."""
+    text = dump_cassette_json(data) if str(path).endswith(".json") else dump_cassette(data)
+    write_atomic(path, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,7 +341,7 @@ def _exchange(item: Any, index: int, path: str) -> Exchange:
     body = _as_body(resp, where, response=True) or b""
     if "parsed_body" in resp:
         # The body was re-serialized, so the recorded encoding and length no longer apply.
-        resp_headers = _without(resp_headers, "content-encoding")
+        resp_headers = headers_without(resp_headers, "content-encoding")
     try:
         resp_headers, body = decode_body(resp_headers, body)
     except CassetteError as exc:
@@ -574,7 +349,7 @@ def _exchange(item: Any, index: int, path: str) -> Exchange:
     if "events" in resp:
         stream = _stream_body(resp, body, where)
         if stream != body and header_get(resp_headers, "content-length") is not None:
-            resp_headers[_original_case(resp_headers, "content-length")] = [str(len(stream))]
+            resp_headers[header_name(resp_headers, "content-length")] = [str(len(stream))]
         body = stream
     return Exchange(
         method=req["method"].upper(),
@@ -662,7 +437,7 @@ _PARSE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
 def parse_document(text: str, path: str = "<cassette>") -> Any:
     """The YAML or JSON document of a cassette file, loaded safely and within bounds."""
     doc: Any
-    if _first_char(text) == "{":
+    if first_char(text) == "{":
         try:
             doc = json.loads(text)
         except RecursionError:
@@ -750,41 +525,3 @@ def read_cassette_text(path: str | os.PathLike[str]) -> str:
     if not text.strip():
         raise CassetteNotFound(f"cassette {p} is empty")
     return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace a cassette atomically (see ``_atomic``); failures are a CassetteError.
-
-    A cassette its loader would refuse (over :func:`max_cassette_bytes`) is not written: the
-    same limit, at write time, so that what records also replays.
-    """
-    limit = max_cassette_bytes()
-    if len(data) > limit:
-        raise CassetteError(
-            f"cassette {path} would be {len(data) / 2**20:.0f} MB, over the "
-            f"{limit / 2**20:.0f} MB limit its loader accepts; set {MAX_SIZE_ENV} to record and "
-            "load it (not written)"
-        )
-    try:
-        _atomic.write_atomic(path, data)
-    except OSError as exc:
-        raise CassetteError(f"cassette {path} was not written: {exc}") from exc
-
-
-def save_cassette(path: str | os.PathLike[str], data: CassetteData) -> None:
-    """Write a cassette atomically, as JSON when the path ends in ``.json``, else YAML."""
-    text = dump_cassette_json(data) if str(path).endswith(".json") else dump_cassette(data)
-    write_atomic(path, text.encode("utf-8"))
-
-
-def with_decoded_bodies(exchanges: Iterable[Exchange]) -> list[Exchange]:
-    """Copies of the exchanges with compressed response bodies decoded."""
-    out = []
-    for ex in exchanges:
-        headers, body = decode_body(ex.response_headers, ex.response_body)
-        out.append(replace(ex, response_headers=headers, response_body=body))
-    return out

@@ -1,0 +1,121 @@
+"""The ``compaction_cassette`` fixture, the marker's use of it, and the test's failure.
+
+A test's cassette is entered before it runs and left after; what the recording found (a
+violation, a replay miss, a secret) fails the test with the recording's own message, also when
+the test itself raised because of it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .._errors import CompactionError
+from .._settings import OPTION_NAMES
+from ._options import SHARED, cassette_path, marker_args, settings
+from ._summary import remember
+
+if TYPE_CHECKING:
+    from ..replay._recorder import Recording
+
+_RECORDING = pytest.StashKey["Recording"]()
+
+
+@pytest.fixture
+def compaction_cassette(
+    request: pytest.FixtureRequest,
+    compaction_config: dict[str, Any],
+    compaction_cassette_dir: Path,
+) -> Iterator[Recording]:
+    """The active cassette: path, exchanges, counts, ``assert_all_played()``."""
+    config = request.config
+    item = request.node
+    args = marker_args(item)
+    options: dict[str, Any] = dict(compaction_config)
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        pytest.fail(f"compaction_config: unknown option(s) {', '.join(unknown)}", pytrace=False)
+    options.update({k: v for k, v in args.items() if k in OPTION_NAMES})
+
+    record_mode, version, dialect, strict = settings(config, args, compaction_config)
+    options.pop("record_mode", None)
+    options.pop("version", None)
+    options.pop("strict", None)
+    options.pop("dialect", None)
+    options["filter_headers"] = (
+        *config.getini("compaction_filter_headers"),
+        *options.get("filter_headers", ()),
+    )
+
+    path = cassette_path(item, compaction_cassette_dir, args.get("cassette"))
+    sharing = config.stash.get(SHARED, {}).get(str(path), [])
+    if sharing and record_mode != "none" and hasattr(config, "workerinput"):
+        others = ", ".join(n for n in sharing if n != item.nodeid)
+        pytest.fail(
+            f"cassette {path} is shared with {others}: recording it from several xdist workers "
+            "could lose exchanges. Record these tests without -n, or give each its own cassette.",
+            pytrace=False,
+        )
+    nodeid = item.nodeid
+
+    def hint(mode: str) -> str:
+        return f"pytest --compaction-record={mode} {shlex.quote(nodeid)}"
+
+    try:
+        from ..replay._recorder import use_cassette
+
+        context = use_cassette(
+            path,
+            record_mode=record_mode,
+            version=version,
+            strict=bool(strict),
+            dialect=dialect,
+            raise_on_exit=False,
+            hint=hint,
+            **options,
+        )
+        recording = context.__enter__()
+    except CompactionError as exc:
+        pytest.fail(f"compaction: {exc}", pytrace=False)
+    item.stash[_RECORDING] = recording
+    error: BaseException | None = None
+    try:
+        yield recording
+    except BaseException as exc:  # pragma: no cover - fixture teardown does not throw in
+        error = exc
+        raise
+    finally:
+        context.__exit__(None if error is None else type(error), error, None)
+        remember(config, nodeid, recording.path, recording)
+    message = recording.failure()
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _compaction_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("compaction") is not None:
+        request.getfixturevalue("compaction_cassette")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    try:
+        result = yield
+    except BaseException as exc:
+        recording = item.stash.get(_RECORDING, None)
+        message = recording.failure() if recording is not None else None
+        if message is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        if str(exc) not in message:
+            message += f"\n\n(the test raised {type(exc).__name__}: {exc})"
+        raise pytest.fail.Exception(message, pytrace=False) from exc
+    recording = item.stash.get(_RECORDING, None)
+    message = recording.failure() if recording is not None else None
+    if message is not None:
+        raise pytest.fail.Exception(message, pytrace=False)
+    return result

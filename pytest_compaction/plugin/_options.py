@@ -1,0 +1,216 @@
+"""Options, ini keys, the ``compaction`` marker, and the settings and cassette of a test.
+
+:func:`settings` is the one ranking of the sources of a test's record mode, version, dialect
+and strictness; :func:`cassette_path` the one rule for where its cassette lives.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .._errors import CompactionError
+from .._settings import DIALECT_NAMES as DIALECTS
+from .._settings import OPTION_NAMES, RECORD_MODES
+
+SHARED = pytest.StashKey[dict[str, list[str]]]()
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]=,+]")
+_MARKER_KEYS = frozenset({"cassette", "record_mode", "version", "strict"}) | OPTION_NAMES
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("compaction", "record/replay and validation of compaction exchanges")
+    group.addoption(
+        "--compaction-record",
+        dest="compaction_record",
+        choices=RECORD_MODES,
+        default=None,
+        help="record mode: none (default: replay only, no network), once, new_episodes, all",
+    )
+    group.addoption(
+        "--compaction-cassette-dir",
+        dest="compaction_cassette_dir",
+        default=None,
+        help="directory of cassettes, relative to the rootdir (default: cassettes)",
+    )
+    group.addoption(
+        "--compaction-version",
+        dest="compaction_version",
+        default=None,
+        help="schema version to validate against (default: the cassette's, else the newest)",
+    )
+    group.addoption(
+        "--compaction-strict",
+        dest="compaction_strict",
+        action="store_true",
+        default=None,
+        help="treat undocumented fields as violations",
+    )
+    group.addoption(
+        "--compaction-dialect",
+        dest="compaction_dialect",
+        choices=(*DIALECTS, "auto"),
+        default=None,
+        help="gateway dialect to validate under (default: the cassette's, else detected from "
+        "the request URL, else openai)",
+    )
+    group.addoption(
+        "--compaction-schema-path",
+        dest="compaction_schema_path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of derived schema versions (or one version folder) that join the "
+        "bundled ones (repeatable; also the ini key compaction_schema_path and the environment "
+        "variable COMPACTION_SCHEMA_PATH)",
+    )
+    parser.addini("compaction_record_mode", "default record mode", default="none")
+    parser.addini(
+        "compaction_cassette_dir", "cassette directory (rootdir-relative)", default="cassettes"
+    )
+    parser.addini("compaction_version", "schema version to validate against", default="")
+    parser.addini(
+        "compaction_dialect",
+        f"gateway dialect: {', '.join(DIALECTS)} or auto (the default)",
+        default="",
+    )
+    parser.addini(
+        "compaction_strict", "treat undocumented fields as violations", type="bool", default=False
+    )
+    parser.addini(
+        "compaction_schema_path",
+        "folders of derived schema versions that join the bundled ones (ini-relative)",
+        type="paths",
+        default=[],
+    )
+    parser.addini(
+        "compaction_filter_headers",
+        "extra headers whose values are never written to cassettes",
+        type="linelist",
+        default=[],
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "compaction(cassette=None, *, record_mode=None, version=None, strict=None, dialect=None): "
+        "record/replay this test's HTTP traffic from a cassette and validate its "
+        "/responses/compact and /responses exchanges",
+    )
+    dialect = config.getini("compaction_dialect").strip()
+    if dialect and dialect not in (*DIALECTS, "auto"):
+        raise pytest.UsageError(
+            f"compaction_dialect = {dialect!r} is not one of {', '.join(DIALECTS)}, auto"
+        )
+    extra = [*config.getini("compaction_schema_path"), *config.getoption("compaction_schema_path")]
+    if extra:
+        from ..schema._versions import add_schema_dirs
+
+        try:
+            add_schema_dirs(extra)
+        except CompactionError as exc:
+            raise pytest.UsageError(f"compaction_schema_path: {exc}") from None
+    mode = config.getoption("compaction_record") or config.getini("compaction_record_mode")
+    if mode not in RECORD_MODES:
+        raise pytest.UsageError(
+            f"compaction_record_mode = {mode!r} is not one of {', '.join(RECORD_MODES)}"
+        )
+
+
+def marker_args(
+    item: pytest.Item, name: str = "compaction", keys: frozenset[str] = _MARKER_KEYS
+) -> dict[str, Any]:
+    """The keyword arguments of the marker ``name`` (a lone positional one is the cassette)."""
+    marker = item.get_closest_marker(name)
+    if marker is None:
+        return {}
+    kwargs = dict(marker.kwargs)
+    if marker.args:
+        if len(marker.args) > 1 or "cassette" in kwargs:
+            raise pytest.UsageError(f"{item.nodeid}: {name} marker takes one cassette name")
+        kwargs["cassette"] = marker.args[0]
+    unknown = sorted(set(kwargs) - keys)
+    if unknown:
+        raise pytest.UsageError(
+            f"{item.nodeid}: unknown {name} marker argument(s) {', '.join(unknown)}"
+        )
+    return kwargs
+
+
+def base_dir(config: pytest.Config) -> Path:
+    raw = config.getoption("compaction_cassette_dir") or config.getini("compaction_cassette_dir")
+    return Path(config.rootpath, str(raw))
+
+
+def _default_name(item: pytest.Item) -> str:
+    name = item.name
+    cls = getattr(item, "cls", None)
+    if cls is not None:
+        name = f"{cls.__name__}.{name}"
+    return _UNSAFE.sub("_", name)
+
+
+def cassette_path(item: pytest.Item, base: Path, cassette: str | None = None) -> Path:
+    """Where ``item``'s cassette lives: ``<base>/<module>/<name>.yaml``."""
+    from ..cassette._find import cassette_file
+
+    return cassette_file(base / Path(str(item.path)).stem / (cassette or _default_name(item)))
+
+
+def _uses_cassette(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("compaction") is not None or "compaction_cassette" in names
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shared: dict[str, list[str]] = {}
+    base = base_dir(config)
+    for item in items:
+        if _uses_cassette(item):
+            try:
+                args = marker_args(item)
+            except pytest.UsageError:
+                continue  # reported when the test runs
+            key = str(cassette_path(item, base, args.get("cassette")))
+            shared.setdefault(key, []).append(item.nodeid)
+    config.stash[SHARED] = {k: v for k, v in shared.items() if len(v) > 1}
+
+
+def settings(
+    config: pytest.Config, args: dict[str, Any], compaction_config: dict[str, Any]
+) -> tuple[str, str | None, str | None, bool]:
+    """(record mode, version, dialect, strict) of a test, from the highest-ranked source.
+
+    The command line names the record mode first (a run records or it does not); for the rest
+    the marker comes first. Then ``compaction_config``, then the ini keys.
+    """
+    record_mode = (
+        config.getoption("compaction_record")
+        or args.get("record_mode")
+        or compaction_config.get("record_mode")
+        or config.getini("compaction_record_mode")
+    )
+    version = (
+        args.get("version")
+        or config.getoption("compaction_version")
+        or compaction_config.get("version")
+        or config.getini("compaction_version")
+        or None
+    )
+    dialect = (
+        args.get("dialect")
+        or config.getoption("compaction_dialect", None)
+        or compaction_config.get("dialect")
+        or str(config.getini("compaction_dialect") or "").strip()
+        or None
+    )
+    strict = args.get("strict")
+    if strict is None:
+        strict = config.getoption("compaction_strict")
+    if strict is None:
+        strict = compaction_config.get("strict", config.getini("compaction_strict"))
+    return str(record_mode), version, dialect, bool(strict)
