@@ -1,1 +1,1 @@
-"""demo."""
+"""The main job: record, replay offline and validate against the embedded server."""
