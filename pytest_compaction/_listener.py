@@ -1,11 +1,15 @@
 """What the embedded server and the proxy share as local HTTP services.
 
-Where one listens (address family and URL), how it serves from a background thread, and how a
-command keeps one up until SIGINT or SIGTERM.
+Where one listens (address family and URL), its listener and handler (:class:`LoopbackServer`,
+:class:`LoopbackHandler`: the backlog, HTTP/1.1 keep-alive, the open connections), its life
+(:class:`LocalService`: started, served from a background thread, stopped), and how a command
+keeps one up until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import socket
 import socketserver
@@ -13,8 +17,9 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 # How often serve_forever looks for shutdown(): short, so that stopping a service is quick.
 POLL_INTERVAL = 0.05
@@ -26,20 +31,71 @@ def http_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-class LoopbackServerMixin:
+class LoopbackServer(ThreadingHTTPServer):
     """What the embedded server and the proxy share as listeners.
 
     The backlog is the system's maximum, so that a burst of parallel clients is queued rather
     than reset; a client that resets or drops its connection mid-exchange is its own business,
-    not a traceback on the terminal.
+    not a traceback on the terminal. The listener knows its open connections and which are in
+    an exchange (``connections``, guarded by ``cond``; see :class:`LoopbackHandler`), so that
+    stopping can end idle keep-alive connections at once.
     """
 
     request_queue_size = socket.SOMAXCONN
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[LoopbackHandler]) -> None:
+        self.connections: dict[socket.socket, bool] = {}  # connection -> in an exchange
+        self.cond = threading.Condition()
+        self.address_family = address_family(address[0])
+        super().__init__(address, handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):  # reset, broken pipe, aborted
             return
-        super().handle_error(request, client_address)  # type: ignore[misc]
+        super().handle_error(request, client_address)
+
+    def close_connections(self, *, idle_only: bool = False) -> None:
+        """Shut the open connections down (``idle_only``: those not in an exchange).
+
+        A handler thread blocked reading an idle keep-alive connection wakes and ends.
+        """
+        with self.cond:
+            targets = [c for c, busy in self.connections.items() if not (idle_only and busy)]
+        for conn in targets:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive; each connection is in the listener's ``connections`` while open."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each answer
+    # waits ~40 ms on Nagle's algorithm and the client's delayed ACK.
+    disable_nagle_algorithm = True
+    sys_version = ""
+    timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    server: LoopbackServer
+    logger: ClassVar[logging.Logger]  # where each request's line goes, at debug level
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.cond:
+            self.server.connections[self.connection] = False
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass  # the peer or a fault already closed the socket
+        finally:
+            with self.server.cond:
+                self.server.connections.pop(self.connection, None)
+                self.server.cond.notify_all()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.logger.debug("%s - %s", self.address_string(), format % args)
 
 
 def address_family(host: str) -> socket.AddressFamily:
@@ -57,6 +113,88 @@ def serve_in_background(httpd: socketserver.BaseServer, name: str) -> threading.
     )
     thread.start()
     return thread
+
+
+L = TypeVar("L", bound=LoopbackServer)
+
+
+class LocalService(Generic[L]):
+    """A service on ``host:port`` served from a background thread.
+
+    Use as a context manager (``with Service(...) as service: ...``) or call :meth:`start` and
+    :meth:`stop`; ``port`` and ``url`` say where it listens once started. A service sets
+    ``_host`` and ``_port`` and says how it listens (:meth:`_listen`) and what it closes after
+    the serving thread has ended (:meth:`_close`); :meth:`_started` and :meth:`_stopping` run
+    just before serving begins and just before it ends.
+    """
+
+    _role: ClassVar[str]  # "server", "proxy": in messages and in the serving thread's name
+    _error: ClassVar[type[Exception]]  # what a bad address or a service not started raises
+    _host: str
+    _port: int
+    _httpd: L | None = None
+    _thread: threading.Thread | None = None
+
+    def _listen(self) -> L:
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """Listening, not serving yet."""
+
+    def _stopping(self) -> None:
+        """Still serving, about to stop."""
+
+    def _close(self, httpd: L) -> None:
+        """The serving thread has ended: close the listener and what else the service holds."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Listen and serve from a background thread; a started service is left as it is."""
+        if self._httpd is not None:
+            return self
+        try:
+            httpd = self._listen()
+        except OSError as exc:
+            raise self._error(f"cannot listen on {self._host}:{self._port}: {exc}") from None
+        self._httpd = httpd
+        self._started()
+        self._thread = serve_in_background(httpd, f"compaction-{self._role}-{self.port}")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, join the serving thread, then close (see the service's ``_close``)."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._stopping()
+        httpd.shutdown()
+        if thread is not None:
+            thread.join()
+        self._close(httpd)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise self._error(f"the {self._role} is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Where it listens, e.g. ``http://127.0.0.1:8123``."""
+        return http_url(self._host, self.port)
 
 
 @contextmanager

@@ -32,6 +32,7 @@ OPTION_NAMES = frozenset(
         "ignore_localhost",
         "match_on",
         "check_chain",
+        "allow_secrets",
     }
 )
 # The gateway dialects' names, in the order of their profiles in ``_dialects`` (a test guards

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._errors import CompactionError
 from ._exchange import Exchange
-from ._secrets import PLACEHOLDER, Finding, scan_exchange
+from ._secrets import PLACEHOLDER, Finding, SecretPolicy, scan_exchange
 
 DEFAULT_FILTER_HEADERS: tuple[str, ...] = (
     "authorization",
@@ -112,8 +112,10 @@ def redact_exchange(
     )
 
 
-def check_no_secrets(path: str, exchanges: Sequence[Exchange]) -> None:
+def check_no_secrets(
+    path: str, exchanges: Sequence[Exchange], policy: SecretPolicy | None = None
+) -> None:
     """Raise :class:`SecretFound` when any exchange still holds a secret-looking value."""
-    findings = [f for i, ex in enumerate(exchanges) for f in scan_exchange(ex, i)]
+    findings = [f for i, ex in enumerate(exchanges) for f in scan_exchange(ex, i, policy)]
     if findings:
         raise SecretFound(path, findings)

@@ -2,12 +2,15 @@
 
 Any layout the loader reads is scanned (this project's, stock vcrpy YAML/JSON, pydantic-ai's
 ``parsed_body``), with bodies decoded first (``content-encoding``, and YAML ``!!binary``, which is
-how vcrpy keeps compressed bodies). A finding names a place, never the value.
+how vcrpy keeps compressed bodies). What the exchanges do not read is scanned in the raw
+document, scalar by scalar (see :mod:`._document`): ``metadata``, fields of an interaction no
+loader knows (a response's ``url``), a stream's ``body.string`` when its events are what
+replays. A finding names a place, never the value.
 
 ``--fix`` redacts in place. A file in this project's format is rewritten by the cassette writer;
-a foreign file keeps its layout (only the offending values change), so the tool that owns it can
-still read it. Every write is atomic, and the written file is scanned again before it counts as
-fixed.
+in a foreign file only the offending scalars change, edited where they stand in the text, so
+its comments, anchors and timestamps stay and the tool that owns it can still read it. Every
+write is atomic, and the written file is scanned again before it counts as fixed.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import yaml
 
+from . import _sse
 from ._body import decode_body, parse_json_bytes
+from ._document import DocumentFinding, comment_findings, edit_in_place, scan_document
+from ._document import Path as DocPath
 from ._exchange import CassetteData, CassetteError, Exchange, header_get
 from ._file import (
     CassetteNotFound,
     Dumper,
     NotACassette,
     cassette_data,
+    dump_cassette,
+    dump_cassette_json,
     parse_document,
     read_cassette_text,
-    save_cassette,
     write_atomic,
 )
 from ._find import find_cassettes
@@ -41,7 +48,9 @@ from ._redact import DEFAULT_FILTER_HEADERS, DEFAULT_FILTER_QUERY
 from ._secrets import (
     PLACEHOLDER,
     Finding,
+    SecretPolicy,
     credential_sized,
+    find_in_text,
     is_credential,
     looks_secret,
     named_like_key,
@@ -66,12 +75,13 @@ LAYOUT_VCRPY_JSON = "vcrpy-json"
 
 @dataclass
 class CassetteFile:
-    """One cassette as read: the raw document (for layout-preserving edits) and its exchanges."""
+    """One cassette as read: its text and raw document (for edits in place) and its exchanges."""
 
     path: Path
     layout: str
     doc: dict[str, Any]
     data: CassetteData
+    text: str = ""
 
     @property
     def exchanges(self) -> list[Exchange]:
@@ -101,7 +111,7 @@ def read_cassette_file(path: str | os.PathLike[str]) -> CassetteFile:
     text = read_cassette_text(p)
     doc = parse_document(text, str(p))
     data = cassette_data(doc, str(p))  # NotACassette without interactions
-    return CassetteFile(path=p, layout=layout_of(doc, text), doc=doc, data=data)
+    return CassetteFile(path=p, layout=layout_of(doc, text), doc=doc, data=data, text=text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +155,7 @@ def scan_exchanges(
     exchanges: Sequence[Exchange],
     headers: Iterable[str] = DEFAULT_FILTER_HEADERS,
     query: Iterable[str] = DEFAULT_FILTER_QUERY,
+    policy: SecretPolicy | None = None,
 ) -> list[Finding]:
     """Every sensitive value in the exchanges, one finding per place."""
     header_names = frozenset(h.lower() for h in headers)
@@ -154,13 +165,85 @@ def scan_exchanges(
         seen: set[tuple[str, str]] = set()
         for finding in (
             *_named_findings(ex, index, header_names, query_names),
-            *scan_exchange(_request_decoded(ex), index),
+            *scan_exchange(_request_decoded(ex), index, policy),
         ):
             key = (finding.part, finding.location)
             if key not in seen:
                 seen.add(key)
                 out.append(finding)
     return out
+
+
+def _stored_body(part: Mapping[str, Any], raw: Any) -> bytes | None:
+    """A stored body as the loader reads it (content coding undone), None if unreadable."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if not isinstance(raw, bytes):
+        return None
+    headers = part.get("headers")
+    listed = {
+        str(k): (list(map(str, v)) if isinstance(v, list) else [str(v)])
+        for k, v in (headers.items() if isinstance(headers, Mapping) else ())
+    }
+    try:
+        return decode_body(listed, raw)[1]
+    except CassetteError:
+        return None
+
+
+def consumed_paths(cassette: CassetteFile) -> set[DocPath]:
+    """The parts of the document its exchanges are read from (and scanned as exchanges).
+
+    A stream stored twice (``events`` and ``body.string``) is read from one of them when they
+    disagree: the other is left to the document scan.
+    """
+    out: set[DocPath] = set()
+    for i, item in enumerate(cassette.doc.get("interactions") or ()):
+        if not isinstance(item, Mapping) or i >= len(cassette.exchanges):
+            continue
+        ex = cassette.exchanges[i]
+        here: DocPath = ("interactions", i)
+        request, response = item.get("request"), item.get("response")
+        if isinstance(request, Mapping):
+            out |= {(*here, "request", k) for k in ("method", "uri", "headers")}
+            out.add((*here, "request", "parsed_body" if "parsed_body" in request else "body"))
+        if not isinstance(response, Mapping):
+            continue
+        out |= {(*here, "response", k) for k in ("status", "status_code", "headers")}
+        if "parsed_body" in response:
+            out.add((*here, "response", "parsed_body"))
+            continue
+        body = response.get("body")
+        body_path: DocPath = (*here, "response", "body")
+        raw = body
+        if isinstance(body, Mapping):
+            body_path, raw = (*body_path, "string"), body.get("string")
+        if "events" in response:
+            try:
+                rendered = _sse.render_entries(response["events"], "event")
+            except _sse.EntryError:
+                rendered = None
+            if rendered == ex.response_body:
+                out.add((*here, "response", "events"))
+            if _stored_body(response, raw) != ex.response_body:
+                continue  # the events won: body.string is not what replays
+        out.add(body_path)
+    return out
+
+
+def scan_cassette(
+    cassette: CassetteFile,
+    headers: Iterable[str] = DEFAULT_FILTER_HEADERS,
+    query: Iterable[str] = DEFAULT_FILTER_QUERY,
+    policy: SecretPolicy | None = None,
+) -> list[Finding]:
+    """Every sensitive value of a cassette: in its exchanges, then in the rest of the document."""
+    consumed = consumed_paths(cassette)
+    return [
+        *scan_exchanges(cassette.exchanges, headers, query, policy),
+        *scan_document(cassette.doc, policy, skip=consumed.__contains__),
+        *comment_findings(cassette.text, policy),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,6 +380,7 @@ def redact_cassette_exchange(
     return replace(
         ex,
         uri=redact_uri(ex.uri, query),
+        reason=redacted_scalar(ex.reason, None, False) if find_in_text(ex.reason) else ex.reason,
         request_headers={
             k: _redact_header_values(k, v, headers, query) for k, v in ex.request_headers.items()
         },
@@ -379,6 +463,11 @@ def _fix_raw_interaction(item: Any, headers: frozenset[str], query: frozenset[st
         else:
             _fix_raw_body(request, request, "body")
     if isinstance(response, dict):
+        status = response.get("status")
+        if isinstance(status, dict) and isinstance(status.get("message"), str):
+            reason = status["message"]
+            if find_in_text(reason) is not None:
+                status["message"] = redacted_scalar(reason, None, False)
         _fix_raw_headers(response.get("headers"), headers, query)
         if "parsed_body" in response:
             response["parsed_body"] = redact_json(response["parsed_body"])
@@ -407,31 +496,107 @@ def _dump_doc(doc: dict[str, Any], layout: str) -> str:
     return out
 
 
+def redacted_scalar(value: str, policy: SecretPolicy | None, by_name: bool) -> str:
+    """What replaces a secret-looking string: its key-shaped parts, else all of it."""
+    if by_name:
+        return PLACEHOLDER
+    fixed = redact_text(value)
+    return fixed if find_in_text(fixed, policy) is None else PLACEHOLDER
+
+
+def _parent(doc: Any, at: DocPath) -> tuple[Any, Any]:
+    """The container holding the scalar at ``at``, and its key there; (None, None) if gone."""
+    node = doc
+    for part in at[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None, None
+    if not at or not isinstance(node, dict | list):
+        return None, None
+    container: Any = node
+    try:
+        container[at[-1]]
+    except (KeyError, IndexError, TypeError):
+        return None, None
+    return container, at[-1]
+
+
+def fix_document(
+    doc: Any, findings: Iterable[DocumentFinding], policy: SecretPolicy | None = None
+) -> None:
+    """Redact, in ``doc``, the scalars of ``findings``: values first, then names, deepest first."""
+    found = list(findings)
+    for finding in (f for f in found if not f.is_name):
+        parent, key = _parent(doc, finding.at)
+        if parent is None:
+            continue
+        value = parent[key]
+        if isinstance(value, bytes):
+            parent[key] = PLACEHOLDER
+        elif isinstance(value, str):
+            parent[key] = redacted_scalar(value, policy, finding.by_name)
+    for finding in sorted((f for f in found if f.is_name), key=lambda f: -len(f.at)):
+        parent, key = _parent(doc, finding.at)
+        if not isinstance(parent, dict):
+            continue
+        name = _free_name(parent)
+        items = [(name if k == key else k, v) for k, v in parent.items()]
+        parent.clear()
+        parent.update(items)
+
+
+def _fixed_comment(
+    text: str, span: tuple[int, int], policy: SecretPolicy | None
+) -> tuple[int, int, str]:
+    """The edit that redacts a comment (all of it when its key cannot be cut out)."""
+    start, end = span
+    fixed = "#" + redact_text(text[start + 1 : end])
+    if find_in_text(fixed, policy) is not None:
+        fixed = f"# {PLACEHOLDER}"
+    return start, end, fixed
+
+
 def fix_cassette(
     cassette: CassetteFile,
     headers: Iterable[str] = DEFAULT_FILTER_HEADERS,
     query: Iterable[str] = DEFAULT_FILTER_QUERY,
+    findings: Iterable[Finding] = (),
+    policy: SecretPolicy | None = None,
 ) -> bool:
     """Redact everything the scan reports, writing the file atomically in its own layout.
 
+    ``findings`` are the scan's (those of the document are redacted where they stand).
     Returns whether anything changed (nothing is written otherwise).
     """
     header_names = frozenset(h.lower() for h in headers)
     query_names = frozenset(q.lower() for q in query)
-    if cassette.layout == LAYOUT_PROJECT:
-        exchanges = [
-            redact_cassette_exchange(ex, header_names, query_names) for ex in cassette.exchanges
-        ]
-        if exchanges == cassette.exchanges:
-            return False
-        save_cassette(cassette.path, replace(cassette.data, exchanges=exchanges))
-        return True
+    in_document = [f for f in findings if isinstance(f, DocumentFinding)]
     doc = copy.deepcopy(cassette.doc)
+    if cassette.layout == LAYOUT_PROJECT:
+        # The writer writes the interactions anew from the exchanges: what else they held
+        # (a stale body.string, unknown fields) goes; the document's own fields are redacted.
+        fix_document(doc, (f for f in in_document if f.exchange < 0), policy)
+        data = cassette_data(doc, str(cassette.path))
+        exchanges = [
+            redact_cassette_exchange(ex, header_names, query_names) for ex in data.exchanges
+        ]
+        data = replace(data, exchanges=exchanges)
+        json_layout = str(cassette.path).endswith(".json")
+        text = dump_cassette_json(data) if json_layout else dump_cassette(data)
+        if text == cassette.text:
+            return False
+        write_atomic(cassette.path, text.encode("utf-8"))
+        return True
     for item in doc["interactions"]:
         _fix_raw_interaction(item, header_names, query_names)
-    if doc == cassette.doc:
+    fix_document(doc, in_document, policy)
+    remarks = [_fixed_comment(cassette.text, f.span, policy) for f in in_document if f.span]
+    if doc == cassette.doc and not remarks:
         return False
-    write_atomic(cassette.path, _dump_doc(doc, cassette.layout).encode("utf-8"))
+    edited = edit_in_place(cassette.text, cassette.doc, doc, str(cassette.path), remarks)
+    text = edited if edited is not None else _dump_doc(doc, cassette.layout)
+    write_atomic(cassette.path, text.encode("utf-8"))
     return True
 
 
@@ -469,7 +634,7 @@ class ScanResult:
 
 def _finding_dict(finding: Finding) -> dict[str, Any]:
     return {
-        "exchange": finding.exchange,
+        "exchange": finding.exchange if finding.exchange >= 0 else None,
         "part": finding.part,
         "location": finding.location,
         "kind": finding.kind,
@@ -494,13 +659,13 @@ def scan_file(
         path=cassette.path,
         layout=cassette.layout,
         exchanges=len(cassette.exchanges),
-        findings=scan_exchanges(cassette.exchanges, header_names, query_names),
+        findings=scan_cassette(cassette, header_names, query_names),
     )
     if fix and result.findings:
         result.fixed = True
-        if fix_cassette(cassette, header_names, query_names):
+        if fix_cassette(cassette, header_names, query_names, result.findings):
             cassette = read_cassette_file(cassette.path)
-        result.remaining = scan_exchanges(cassette.exchanges, header_names, query_names)
+        result.remaining = scan_cassette(cassette, header_names, query_names)
     return result
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import BodyError
+from .._pointer import node_at, tokens, unescape
 from ..cassette._exchange import Exchange
 from ..cassette._sse import parse_stream
 from ..contract._judge import STREAM_KIND
@@ -27,8 +28,7 @@ def body_location(body: Any, pointer: str, root: str = "") -> str:
     """``/output/2/call_id`` -> ``output[type=function_call_output].call_id``."""
     location = root
     node = body
-    for raw in pointer.split("/")[1:] if pointer else []:
-        part = raw.replace("~1", "/").replace("~0", "~")
+    for part in tokens(pointer):
         if isinstance(node, list) and part.isdigit():
             index = int(part)
             node = node[index] if index < len(node) else None
@@ -112,8 +112,8 @@ def _explain(
     parent_pointer, _, last = violation.path.rpartition("/")
     required = violation.keyword == "required"
     # A missing property's pointer ends with the property: the object lacking it is the parent.
-    missing = last.replace("~1", "/").replace("~0", "~") if required else None
-    node = _at(body, parent_pointer) if required else None
+    missing = unescape(last) if required else None
+    node = node_at(body, tokens(parent_pointer)) if required else None
     item_type_at = bool(violation.path.endswith("/type") and violation.item_type and not required)
 
     pick = 1 if fixed else 0
@@ -146,19 +146,6 @@ def _explain(
         return [Cause(side, _LABELS[c.change], c.location, c.detail, fixed, c) for c in found]
     label = _fallback_label(violation, item_type_at, fixed)
     return [Cause(side, label, location, violation.message, fixed)]
-
-
-def _at(body: Any, pointer: str) -> Any:
-    node = body
-    for raw in pointer.split("/")[1:] if pointer else []:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.get(part)
-        else:
-            return None
-    return node
 
 
 def _subjects(kind: Kind, raw: bytes | None) -> Callable[[Violation], tuple[Any, str]]:

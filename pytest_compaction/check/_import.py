@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .._data import as_data
 from .._errors import CompactionError
 from ..cassette._body import decode_body, parse_json_bytes
 from ..cassette._exchange import CassetteData, CassetteError, Exchange, Headers, header_get
@@ -50,15 +51,7 @@ class ExchangeVerdict:
         return not self.violations
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "method": self.method,
-            "uri": self.uri,
-            "status": self.status,
-            "validated": self.validated,
-            "violations": list(self.violations),
-            "notes": list(self.notes),
-        }
+        return as_data(self, "index method uri status validated violations notes")
 
 
 @dataclass
@@ -77,17 +70,13 @@ class ImportResult:
     not_a_cassette: bool = False  # a YAML/JSON file without interactions
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": str(self.source),
-            "target": None if self.target is None else str(self.target),
-            "outcome": self.outcome,
-            "layout": self.layout,
-            "schema_version": self.version,
-            "version_chosen": self.version_chosen,
-            "redacted_header_values": self.redacted,
-            "exchanges": [v.as_dict() for v in self.exchanges],
-            "message": self.message,
-        }
+        return as_data(
+            self,
+            "source target outcome layout schema_version version_chosen redacted_header_values "
+            "exchanges message",
+            schema_version=self.version,
+            redacted_header_values=self.redacted,
+        )
 
 
 def _covered(ex: Exchange) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .._data import as_data
 from ..contract._chain import ChainViolation
 from ..schema._diff import Change
 from ..schema._report import Report, Violation
@@ -44,13 +45,7 @@ class Verdict:
         return [f"{side}: {v.message}" for side, v in self.violations()]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "valid": self.valid,
-            "request": self.request.as_dict(),
-            "response": self.response.as_dict() if self.response is not None else None,
-            "notes": list(self.notes),
-        }
+        return as_data(self, "version valid request response notes")
 
 
 @dataclass(frozen=True)
@@ -72,14 +67,7 @@ class Cause:
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "label": self.label,
-            "location": self.location,
-            "detail": self.detail,
-            "fixed": self.fixed,
-            "change": self.change.as_dict() if self.change is not None else None,
-        }
+        return as_data(self, "side label location detail fixed change")
 
 
 @dataclass(frozen=True)
@@ -120,17 +108,7 @@ class ExchangeResult:
         return "now passing" if after else "still failing"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "method": self.method,
-            "uri": self.uri,
-            "status": self.status,
-            "passed": self.passed,
-            "baseline": self.baseline.as_dict(),
-            "against": self.against.as_dict() if self.against is not None else None,
-            "transition": self.transition,
-            "causes": [c.as_dict() for c in self.causes],
-        }
+        return as_data(self, "index method uri status passed baseline against transition causes")
 
 
 @dataclass(frozen=True)
@@ -150,16 +128,11 @@ class CassetteResult:
         return self.error is None and not self.chain and all(e.passed for e in self.exchanges)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "recorded_version": self.recorded_version,
-            "version": self.version,
-            "passed": self.passed,
-            "error": self.error,
-            "other_exchanges": self.other,
-            "exchanges": [e.as_dict() for e in self.exchanges],
-            "chain": [v.as_dict() for v in self.chain],
-        }
+        return as_data(
+            self,
+            "path recorded_version version passed error other_exchanges exchanges chain",
+            other_exchanges=self.other,
+        )
 
 
 @dataclass(frozen=True)
@@ -200,12 +173,8 @@ class CheckResult:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "against": self.against,
-            "strict": self.strict,
-            "passed": self.passed,
-            "summary": self.summary(),
-            "freshness": self.freshness,
-            "cassettes": [c.as_dict() for c in self.cassettes],
-            "ignored": list(self.ignored),
-        }
+        return as_data(
+            self,
+            "against strict passed summary freshness cassettes ignored",
+            summary=self.summary(),
+        )

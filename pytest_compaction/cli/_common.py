@@ -1,4 +1,4 @@
-"""What the commands share: argument definitions, JSON output and the usage-error line.
+"""What the commands share: argument definitions, JSON output, the usage-error line, services.
 
 A usage problem a command reports itself (a port in use, an unknown dialect) is one line on
 stderr naming the command, and exit status 2.
@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._errors import CompactionError
+from .._listener import LocalService, run_until_signal
 
-T = TypeVar("T")
+S = TypeVar("S", bound=LocalService[Any])
 
 
 def port_number(text: str) -> int:
@@ -61,10 +62,18 @@ def usage_error(command: str, problem: object) -> int:
     return 2
 
 
-def started(command: str, start: Callable[[], T]) -> T | None:
-    """What ``start()`` returns, or None once a usage problem it raised is reported."""
+def serve_until_signalled(
+    command: str, start: Callable[[], S], url: Callable[[S], str]
+) -> S | None:
+    """The service ``start()`` returns, its ``url`` printed, served until SIGINT or SIGTERM.
+
+    The service is stopped when it is returned; None once a usage problem ``start()`` raised
+    (a port in use, a bad option) is reported.
+    """
     try:
-        return start()
+        service = start()
     except CompactionError as exc:
         usage_error(command, exc)
         return None
+    run_until_signal(url(service), service.stop)
+    return service

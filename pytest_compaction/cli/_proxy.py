@@ -12,12 +12,12 @@ import logging
 import sys
 from typing import Any
 
-from .._listener import run_until_signal
 from .._settings import RECORD_MODES
 from ..cassette._file import write_atomic
 from ..contract._dialects import DIALECTS
 from ..proxy._proxy import CompactionProxy, log
-from ._common import add_judging, add_listener, add_names, started
+from ..replay._credentials import compile_pattern
+from ._common import add_judging, add_listener, add_names, serve_until_signalled
 
 
 def register(commands: Any) -> None:
@@ -70,6 +70,22 @@ def register(commands: Any) -> None:
         "another query parameter whose value is never written (repeatable)",
     )
     parser.add_argument(
+        "--allow-secret",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="a fake key clients send on purpose, recorded although it looks like a secret "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--allow-secret-pattern",
+        action="append",
+        default=[],
+        metavar="RE",
+        help="a regular expression: secret-looking values it matches whole are recorded "
+        "(repeatable)",
+    )
+    parser.add_argument(
         "--allow-playback-repeats",
         action="store_true",
         help="let a recorded exchange answer more than one request",
@@ -93,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     log.propagate = False
     try:
-        proxy = started(
+        proxy = serve_until_signalled(
             "proxy",
             lambda: CompactionProxy(
                 args.upstream,
@@ -110,11 +126,18 @@ def run(args: argparse.Namespace) -> int:
                 port=args.port,
                 upstream_ca=args.upstream_ca,
                 hint=lambda mode: f"pytest-compaction proxy --record {mode} ...",
+                allow_secrets=[
+                    *args.allow_secret,
+                    *(
+                        compile_pattern(p, "--allow-secret-pattern")
+                        for p in args.allow_secret_pattern
+                    ),
+                ],
             ).start(),
+            lambda proxy: proxy.url,
         )
         if proxy is None:
             return 2
-        run_until_signal(proxy.url, proxy.stop)
         print(f"pytest-compaction proxy: summary: {proxy.summary_text()}", file=sys.stderr)
         if args.summary_json:
             write_atomic(

@@ -1,5 +1,7 @@
 """``pytest-compaction scan``: credentials and account identifiers left in cassettes, reported.
 
+What is scanned and how ``--fix`` edits a file: :mod:`..cassette._scan`.
+
 Exit 0 when clean (or, with ``--fix``, when everything was redacted), 1 when something is found,
 2 on usage errors and unreadable cassettes.
 """
@@ -21,9 +23,10 @@ def register(commands: Any) -> None:
         description=(
             "Scan cassettes (this project's, stock vcrpy YAML/JSON, pydantic-ai) for auth "
             "headers, openai-organization/openai-project values and key-shaped strings in "
-            "headers, query strings and decoded bodies. Exit 0 when clean (or, with --fix, when "
-            "everything was redacted), 1 when something is found, 2 on usage errors and "
-            "unreadable cassettes."
+            "headers, query strings and decoded bodies, and in every other value, name and "
+            "comment of the file (metadata, fields no loader reads). --fix edits only the "
+            "offending values in place. Exit 0 when clean (or, with --fix, when everything was "
+            "redacted), 1 when something is found, 2 on usage errors and unreadable cassettes."
         ),
     )
     add_paths(scan)

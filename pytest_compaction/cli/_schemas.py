@@ -15,7 +15,7 @@ from typing import Any
 from .._errors import CompactionError
 from ..contract._dialects import DIALECTS, dialect_validator
 from ..schema._derive import derive_to
-from ..schema._diff import add_diff
+from ..schema._diff import diff_versions, format_text
 from ..schema._report import Report
 from ..schema._versions import KINDS, Kind, available_versions, load_schema_set, resolve_version
 from ._common import add_format, add_judging, as_json
@@ -52,7 +52,39 @@ def add_schemas(commands: Any) -> None:
     derive.set_defaults(handler=run_derive)
     listing = sub.add_parser("list", help="list the bundled schema versions")
     listing.set_defaults(handler=run_list)
-    add_diff(sub)
+    _add_diff(sub)
+
+
+def _add_diff(actions: Any) -> None:
+    parser = actions.add_parser(
+        "diff",
+        help=(
+            "list the changes between two schema versions, classified: POST /responses/compact, "
+            "POST /responses and every other kind a version has"
+        ),
+        description=(
+            "Compare every kind of schema A and B have (bundled version names or date prefixes, "
+            "derived folders, or OpenAPI spec files): the request, response and error bodies of "
+            "POST /responses/compact, the request, response object and stream event of POST "
+            f"/responses, and any other ({', '.join(KINDS)}). Each change is breaking for "
+            "clients (a valid request becomes invalid), breaking for recordings (a valid "
+            "response, event or error becomes invalid) or compatible. A kind only one version "
+            "has is reported as such, with the reason, and not compared. Exit 0 on success, 2 on "
+            "usage errors."
+        ),
+    )
+    parser.add_argument("old", metavar="A", help="the older version")
+    parser.add_argument("new", metavar="B", help="the newer version")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help=(
+            "text: a line per change, grouped by kind; json: the changes, a summary per kind and "
+            "the coverage of each kind (compared, or which version lacks it and why)"
+        ),
+    )
+    parser.set_defaults(handler=run_diff)
 
 
 def add_validate(commands: Any) -> None:
@@ -108,6 +140,15 @@ def run_list(args: argparse.Namespace) -> int:
         overlays = [o.get("file", "?") for o in manifest.get("overlays") or ()]
         over = f" + overlay {', '.join(overlays)}" if overlays else ""
         print(f"{name}  spec {manifest.get('info_version', '?')}{over}{mark}")
+    return 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    diff = diff_versions(args.old, args.new)
+    if args.format == "json":
+        print(as_json(diff.as_dict()))
+    else:
+        print(format_text(diff))
     return 0
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._listener import run_until_signal
 from ..server._server import DIALECTS, CompactionServer
-from ._common import add_listener, started
+from ._common import add_listener, serve_until_signalled
 
 _COMPACTING_EVENTS = {"auto": None, "on": True, "off": False}
 
@@ -60,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    server = started(
+    server = serve_until_signalled(
         "serve",
         lambda: CompactionServer(
             args.host,
@@ -73,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
             record_requests=False,  # a long-running server must not grow without bound
             compacting_events=_COMPACTING_EVENTS[args.compacting_events],
         ).start(),
+        lambda server: server.base_url,
     )
-    if server is None:
-        return 2
-    run_until_signal(server.base_url, server.stop)
-    return 0
+    return 2 if server is None else 0

@@ -67,6 +67,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._data import as_data
 from .._errors import CompactionError
 from ..cassette._exchange import Exchange
 from ..cassette._sse import looks_like_stream
@@ -142,16 +143,9 @@ class ChainViolation:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "name": self.name,
-            "exchange": self.exchange,
-            "item": self.item,
-            "pointer": self.pointer,
-            "message": self.message,
-            "source_exchange": self.source_exchange,
-            "source_pointer": self.source_pointer,
-        }
+        return as_data(
+            self, "rule name exchange item pointer message source_exchange source_pointer"
+        )
 
 
 def _readable(pointer: str) -> str:

@@ -31,6 +31,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from .._pointer import unescape
 from ..cassette._exchange import Exchange
 from ..cassette._sse import asks_for_stream, is_event_stream, looks_like_stream
 from ..schema._report import DriftNote, Report, Violation
@@ -132,7 +133,7 @@ def outside_contract(pointer: str, *, event: bool = False) -> bool:
         if len(parts) < 2 or parts[0] != "response":
             return False
         parts = parts[1:]
-    return bool(parts) and parts[0].replace("~1", "/").replace("~0", "~") not in RESPONSE_CONTRACT
+    return bool(parts) and unescape(parts[0]) not in RESPONSE_CONTRACT
 
 
 def _empty(body: Any) -> bool:

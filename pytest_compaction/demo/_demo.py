@@ -280,11 +280,6 @@ def _canonical_origin(request: Any) -> Any:
     return request
 
 
-def _cassette_options(scenario: Scenario) -> dict[str, Any]:
-    # Each cassette is recorded, replayed and validated under its gateway's dialect profile.
-    return {"dialect": scenario.dialect}
-
-
 @contextlib.contextmanager
 def _closing(endpoint: Endpoint) -> Iterator[Endpoint]:
     try:
@@ -301,17 +296,22 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _phase(
-    result: Result, path: Path, endpoint: Endpoint, phase: str, **cassette: Any
-) -> list[Outcome] | None:
-    """Run one scenario inside a cassette; the outcomes, or None when it went wrong."""
+def _phase(result: Result, path: Path, endpoint: Endpoint, phase: str) -> list[Outcome] | None:
+    """Record (``phase`` "record") or replay one scenario; the outcomes, or None on a problem."""
     from ..replay._recorder import use_cassette
 
     outcomes: list[Outcome] | None = None
     rec: Recording | None = None
     failed = len(result.problems) + len(result.violations)
     try:
-        with use_cassette(path, raise_on_exit=False, **cassette) as rec:
+        with use_cassette(
+            path,
+            record_mode="all" if phase == "record" else "none",
+            before_record_request=_canonical_origin,
+            # Recorded, replayed and validated under the scenario's gateway dialect profile.
+            dialect=result.scenario.dialect,
+            raise_on_exit=False,
+        ) as rec:
             outcomes, checks = result.scenario.run(endpoint)
         result.problems += [f"{phase}: expected {what}" for ok, what in checks if not ok]
     except Exception as exc:  # reported in the summary: the demo must end with a verdict
@@ -381,15 +381,7 @@ def run_demo(out: Path) -> DemoRun:
         live = {d: stack.enter_context(_closing(Endpoint(servers[d].url))) for d in dialects}
         for result in results:
             staged = Path(staging) / result.cassette.name
-            outcomes = _phase(
-                result,
-                staged,
-                live[result.scenario.dialect],
-                "record",
-                record_mode="all",
-                before_record_request=_canonical_origin,
-                **_cassette_options(result.scenario),
-            )
+            outcomes = _phase(result, staged, live[result.scenario.dialect], "record")
             if outcomes is None:
                 continue
             try:
@@ -410,15 +402,7 @@ def run_demo(out: Path) -> DemoRun:
             before = recorded.get(result.scenario.name)
             if before is None:
                 continue
-            again = _phase(
-                result,
-                result.cassette,
-                stopped[result.scenario.dialect],
-                "replay",
-                record_mode="none",
-                before_record_request=_canonical_origin,
-                **_cassette_options(result.scenario),
-            )
+            again = _phase(result, result.cassette, stopped[result.scenario.dialect], "replay")
             if again is None:
                 continue
             difference = _compare(before, again)

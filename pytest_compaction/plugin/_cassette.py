@@ -7,7 +7,6 @@ the test itself raised because of it.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ import pytest
 
 from .._errors import CompactionError
 from .._settings import OPTION_NAMES
-from ._options import SHARED, cassette_path, marker_args, settings
+from ._options import SHARED, allowed_secrets, cassette_path, marker_args, rerun_hint, settings
 from ._summary import remember
 
 if TYPE_CHECKING:
@@ -41,19 +40,20 @@ def compaction_cassette(
         pytest.fail(f"compaction_config: unknown option(s) {', '.join(unknown)}", pytrace=False)
     options.update({k: v for k, v in args.items() if k in OPTION_NAMES})
 
-    record_mode, version, dialect, strict = settings(config, args, compaction_config)
-    options.pop("record_mode", None)
-    options.pop("version", None)
-    options.pop("strict", None)
-    options.pop("dialect", None)
+    chosen = settings(config, args, compaction_config)
+    for name in chosen:  # ranked with the command line and the ini keys: given once, below
+        options.pop(name, None)
     options["filter_headers"] = (
         *config.getini("compaction_filter_headers"),
         *options.get("filter_headers", ()),
     )
+    options["allow_secrets"] = allowed_secrets(
+        config, compaction_config.get("allow_secrets"), args.get("allow_secrets")
+    )
 
     path = cassette_path(item, compaction_cassette_dir, args.get("cassette"))
     sharing = config.stash.get(SHARED, {}).get(str(path), [])
-    if sharing and record_mode != "none" and hasattr(config, "workerinput"):
+    if sharing and chosen["record_mode"] != "none" and hasattr(config, "workerinput"):
         others = ", ".join(n for n in sharing if n != item.nodeid)
         pytest.fail(
             f"cassette {path} is shared with {others}: recording it from several xdist workers "
@@ -61,22 +61,11 @@ def compaction_cassette(
             pytrace=False,
         )
     nodeid = item.nodeid
-
-    def hint(mode: str) -> str:
-        return f"pytest --compaction-record={mode} {shlex.quote(nodeid)}"
-
     try:
         from ..replay._recorder import use_cassette
 
         context = use_cassette(
-            path,
-            record_mode=record_mode,
-            version=version,
-            strict=bool(strict),
-            dialect=dialect,
-            raise_on_exit=False,
-            hint=hint,
-            **options,
+            path, **chosen, raise_on_exit=False, hint=rerun_hint(item), **options
         )
         recording = context.__enter__()
     except CompactionError as exc:

@@ -1,5 +1,8 @@
 """Options, ini keys, the ``compaction`` marker, and the settings and cassette of a test.
 
+``compaction_allow_secrets`` lines are read once, at start-up (a bad pattern is a usage error);
+:func:`allowed_secrets` adds what a test's ``compaction_config`` and marker allow.
+
 :func:`settings` is the one ranking of the sources of a test's record mode, version, dialect
 and strictness; :func:`cassette_path` the one rule for where its cassette lives.
 """
@@ -7,8 +10,10 @@ and strictness; :func:`cassette_path` the one rule for where its cassette lives.
 from __future__ import annotations
 
 import re
+import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -17,6 +22,8 @@ from .._settings import DIALECT_NAMES as DIALECTS
 from .._settings import OPTION_NAMES, RECORD_MODES
 
 SHARED = pytest.StashKey[dict[str, list[str]]]()
+ALLOWED = pytest.StashKey[list[str | re.Pattern[str]]]()
+PATTERN_PREFIX = "re:"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]=,+]")
 _MARKER_KEYS = frozenset({"cassette", "record_mode", "version", "strict"}) | OPTION_NAMES
 
@@ -92,12 +99,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    parser.addini(
+        "compaction_allow_secrets",
+        "fake keys tests record on purpose: an exact value a line, or re:PATTERN for the "
+        "values a pattern matches whole",
+        type="linelist",
+        default=[],
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "compaction(cassette=None, *, record_mode=None, version=None, strict=None, dialect=None): "
+        "compaction(cassette=None, *, record_mode=None, version=None, strict=None, dialect=None, "
+        "allow_secrets=None): "
         "record/replay this test's HTTP traffic from a cassette and validate its "
         "/responses/compact and /responses exchanges",
     )
@@ -114,11 +129,44 @@ def pytest_configure(config: pytest.Config) -> None:
             add_schema_dirs(extra)
         except CompactionError as exc:
             raise pytest.UsageError(f"compaction_schema_path: {exc}") from None
+    config.stash[ALLOWED] = allowed_lines(config.getini("compaction_allow_secrets"))
     mode = config.getoption("compaction_record") or config.getini("compaction_record_mode")
     if mode not in RECORD_MODES:
         raise pytest.UsageError(
             f"compaction_record_mode = {mode!r} is not one of {', '.join(RECORD_MODES)}"
         )
+
+
+def allowed_lines(lines: list[str]) -> list[str | re.Pattern[str]]:
+    """``compaction_allow_secrets``: ``re:PATTERN`` lines are patterns, others exact values."""
+    out: list[str | re.Pattern[str]] = []
+    for n, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith(PATTERN_PREFIX):
+            out.append(line)
+            continue
+        try:
+            out.append(re.compile(line[len(PATTERN_PREFIX) :]))
+        except re.error as exc:
+            raise pytest.UsageError(
+                f"compaction_allow_secrets line {n}: not a regular expression: {exc}"
+            ) from None
+    return out
+
+
+def allowed_secrets(config: pytest.Config, *sources: Any) -> list[str | re.Pattern[str]]:
+    """The secrets a test may record: the ini key's, then each ``allow_secrets`` given."""
+    out: list[Any] = [*config.stash.get(ALLOWED, [])]
+    for value in sources:
+        if value is None:
+            continue
+        try:
+            out += [value] if isinstance(value, str | re.Pattern) else list(value)
+        except TypeError:
+            out.append(value)  # not a list: use_cassette says what it takes
+    return out
 
 
 def marker_args(
@@ -180,10 +228,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[SHARED] = {k: v for k, v in shared.items() if len(v) > 1}
 
 
+class Settings(TypedDict):
+    """A test's settings, named as its cassette (``use_cassette``) and its proxy take them."""
+
+    record_mode: str
+    version: str | None
+    dialect: str | None
+    strict: bool
+
+
 def settings(
     config: pytest.Config, args: dict[str, Any], compaction_config: dict[str, Any]
-) -> tuple[str, str | None, str | None, bool]:
-    """(record mode, version, dialect, strict) of a test, from the highest-ranked source.
+) -> Settings:
+    """The record mode, version, dialect and strictness of a test, each from its highest source.
 
     The command line names the record mode first (a run records or it does not); for the rest
     the marker comes first. Then ``compaction_config``, then the ini keys.
@@ -213,4 +270,16 @@ def settings(
         strict = config.getoption("compaction_strict")
     if strict is None:
         strict = compaction_config.get("strict", config.getini("compaction_strict"))
-    return str(record_mode), version, dialect, bool(strict)
+    return Settings(
+        record_mode=str(record_mode), version=version, dialect=dialect, strict=bool(strict)
+    )
+
+
+def rerun_hint(item: pytest.Item) -> Callable[[str], str]:
+    """How a failure tells to run ``item`` again in another record mode."""
+    nodeid = item.nodeid
+
+    def hint(mode: str) -> str:
+        return f"pytest --compaction-record={mode} {shlex.quote(nodeid)}"
+
+    return hint

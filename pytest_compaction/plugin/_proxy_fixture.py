@@ -8,17 +8,16 @@
         subprocess.run(["node", "client.mjs"], env=env, check=True)
 
 The proxy runs in the test's process; its cassette is ``<cassette dir>/<module>/<test>.yaml``
-and its record mode, schema version, strictness, dialect and filtered headers come from the same
-options, ini keys and ``compaction_config`` as the ``compaction`` marker's. When the test ends,
-the proxy stops (writing the cassette) and the test fails if an exchange violated the schemas,
-was not in the cassette, or could not be recorded, or if a check of :data:`SESSION_CHECKS` finds
-a problem.
+and its record mode, schema version, strictness, dialect, filtered headers and allowed secrets
+come from the same options, ini keys and ``compaction_config`` as the ``compaction`` marker's.
+When the test ends, the proxy stops (writing the cassette) and the test fails if an exchange
+violated the schemas, was not in the cassette, or could not be recorded, or if a check of
+:data:`SESSION_CHECKS` finds a problem.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +51,7 @@ _MARKER_KEYS = frozenset(
         "allow_playback_repeats",
         "filter_headers",
         "filter_query_parameters",
+        "allow_secrets",
     }
 )
 
@@ -66,7 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "compaction_proxy(cassette=None, *, upstream=None, record_mode=None, version=None, "
-        "strict=None, dialect=None, fail_on_violation=None, allow_playback_repeats=None): "
+        "strict=None, dialect=None, fail_on_violation=None, allow_playback_repeats=None, "
+        "allow_secrets=None): "
         "settings of the compaction_proxy fixture for this test",
     )
 
@@ -94,7 +95,7 @@ def compaction_proxy_server(
     compaction_proxy_upstream: str,
 ) -> Iterator[CompactionProxy]:
     """The running :class:`CompactionProxy` of this test (counts, ``session``, ``summary()``)."""
-    from ._options import cassette_path, settings
+    from ._options import allowed_secrets, cassette_path, rerun_hint, settings
     from ._summary import remember
 
     item = request.node
@@ -109,7 +110,7 @@ def compaction_proxy_server(
             pytrace=False,
         )
     args = _marker_args(item)
-    record_mode, version, dialect, strict = settings(config, args, compaction_config)
+    chosen = settings(config, args, compaction_config)
     filter_headers = (
         *config.getini("compaction_filter_headers"),
         *compaction_config.get("filter_headers", ()),
@@ -123,25 +124,21 @@ def compaction_proxy_server(
     if repeats is None:
         repeats = compaction_config.get("allow_playback_repeats", False)
     nodeid = item.nodeid
-
-    def hint(mode: str) -> str:
-        return f"pytest --compaction-record={mode} {shlex.quote(nodeid)}"
-
     try:
         from ..proxy._proxy import CompactionProxy
 
         proxy = CompactionProxy(
             args.get("upstream") or compaction_proxy_upstream,
             cassette_path(item, compaction_cassette_dir, args.get("cassette")),
-            record_mode=record_mode,
-            version=version,
-            strict=bool(strict),
-            dialect=dialect,
+            **chosen,
             filter_headers=filter_headers,
             filter_query_parameters=filter_query,
             allow_playback_repeats=bool(repeats),
             fail_on_violation=args.get("fail_on_violation"),
-            hint=hint,
+            hint=rerun_hint(item),
+            allow_secrets=allowed_secrets(
+                config, compaction_config.get("allow_secrets"), args.get("allow_secrets")
+            ),
         ).start()
     except CompactionError as exc:
         pytest.fail(f"compaction_proxy: {exc}", pytrace=False)

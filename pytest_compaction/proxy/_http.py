@@ -13,15 +13,14 @@ import contextlib
 import json
 import logging
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .._listener import LoopbackServerMixin, address_family
+from .._listener import LoopbackHandler, LoopbackServer
 from ..cassette._body import decode_body, max_cassette_bytes
 from ..cassette._exchange import CassetteError, Headers
+from ..cassette._secrets import mask_secrets
 
 log = logging.getLogger("pytest_compaction.proxy")
 
@@ -90,39 +89,30 @@ def error_body(message: str, kind: str, code: str, **details: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
 
 
-class ProxyHTTPServer(LoopbackServerMixin, ThreadingHTTPServer):
-    """Serves the proxy; knows its open connections and which are in an exchange."""
+class ProxyHTTPServer(LoopbackServer):
+    """Serves the proxy; knows which of its open connections are in an exchange."""
 
     daemon_threads = True  # stop() waits for exchanges itself, with a bound
     block_on_close = False
-    allow_reuse_address = True
 
     def __init__(
         self,
         address: tuple[str, int],
         serve: Callable[[ProxyHandler, Incoming], None],
         upstream_url: Callable[[str], str],
+        mask: Callable[[str], str] = mask_secrets,
     ) -> None:
         self.serve = serve
         self.upstream_url = upstream_url
-        self.connections: dict[socket.socket, bool] = {}  # connection -> busy
+        self.mask = mask  # what every message quoting the request goes through
         self.responses: set[Any] = set()
-        self.cond = threading.Condition()
-        self.address_family = address_family(address[0])
         super().__init__(address, ProxyHandler)
 
     def drain(self, timeout: float) -> bool:
         """Wait until no exchange is in flight; idle keep-alive connections are closed."""
-        self.close_idle()
+        self.close_connections(idle_only=True)
         with self.cond:
             return self.cond.wait_for(lambda: not any(self.connections.values()), timeout)
-
-    def close_idle(self, everything: bool = False) -> None:
-        with self.cond:
-            targets = [c for c, busy in self.connections.items() if everything or not busy]
-        for conn in targets:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
     def abort_all(self) -> None:
         with self.cond:
@@ -130,39 +120,16 @@ class ProxyHTTPServer(LoopbackServerMixin, ThreadingHTTPServer):
         for response in responses:
             with contextlib.suppress(Exception):
                 response.close()
-        self.close_idle(everything=True)
+        self.close_connections()
 
 
-class ProxyHandler(BaseHTTPRequestHandler):
+class ProxyHandler(LoopbackHandler):
     """Reads one request at a time; answers whole or chunk by chunk."""
 
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: without TCP_NODELAY each answer
-    # waits ~40 ms on Nagle's algorithm and the client's delayed ACK.
-    disable_nagle_algorithm = True
     server_version = "pytest-compaction-proxy"
-    sys_version = ""
-    timeout = 120  # an idle keep-alive connection is closed after this many seconds
     server: ProxyHTTPServer
+    logger = log
     _chunked = False
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.cond:
-            self.server.connections[self.connection] = False
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            with self.server.cond:
-                self.server.connections.pop(self.connection, None)
-                self.server.cond.notify_all()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
 
     def _busy(self, busy: bool) -> None:
         with self.server.cond:
@@ -189,10 +156,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception as exc:  # an answer, not a dropped connection, whatever went wrong
-            log.exception("internal error")
+            message = self.server.mask(
+                f"compaction proxy: internal error: {type(exc).__name__}: {exc}"
+            )
+            log.error("%s", message)
+            log.debug("internal error", exc_info=True)
             self.close_connection = True
             with contextlib.suppress(OSError):
-                message = f"compaction proxy: internal error: {type(exc).__name__}: {exc}"
                 self.send_plain(500, error_body(message, "proxy_error", "internal_error"), {})
         finally:
             self._busy(False)
@@ -255,8 +225,20 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _refuse(self, status: int, message: str) -> None:
         self.close_connection = True
-        text = f"compaction proxy: {message}"
+        text = self.server.mask(f"compaction proxy: {message}")
         self.send_plain(status, error_body(text, "invalid_request_error", "bad_request"), {})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        super().log_message("%s", self.server.mask(format % args))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server quotes a request line it cannot parse, a key in its query with it.
+        mask = self.server.mask
+        super().send_error(
+            code,
+            None if message is None else mask(message),
+            None if explain is None else mask(explain),
+        )
 
     # -- answering ----------------------------------------------------------------------------
 

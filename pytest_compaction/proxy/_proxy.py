@@ -13,7 +13,9 @@ does not exist yet, else replays; ``new_episodes`` replays what matches and reco
 ``all`` records everything, replacing the recorded exchanges that match. Requests match by the
 same rules (method, normalized path, query, JSON body by value; host and headers ignored).
 
-Recorded exchanges are filtered and scanned for secrets as the pytest plugin does, validated
+Recorded exchanges are filtered and scanned for secrets as the pytest plugin does (the
+credentials clients sent are remembered and searched for in every byte; ``allow_secrets``
+lets fake keys through), validated
 when they are ``/responses/compact`` or ``/responses`` calls (see :mod:`._judge`), and written
 atomically to the cassette in the same format after each exchange. An exchange that violates
 the schemas, or still holds a secret-looking value, is answered but not written: it is
@@ -31,24 +33,25 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import CompactionError
-from .._listener import http_url, serve_in_background
+from .._listener import LocalService
 from ..cassette._body import MAX_SIZE_ENV, decode_body, max_cassette_bytes
+from ..cassette._document import scan_document
 from ..cassette._exchange import CassetteData, CassetteError, Exchange
 from ..cassette._file import CassetteNotFound, load_cassette, save_cassette
 from ..cassette._find import cassette_file
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
+    SecretFound,
     check_no_secrets,
     redact_exchange,
     redact_query,
 )
-from ..cassette._secrets import mask_secrets, scan_exchange
+from ..cassette._secrets import scan_exchange
 from ..contract._dialects import (
     Dialect,
     all_auth_headers,
@@ -58,6 +61,7 @@ from ..contract._dialects import (
 from ..contract._judge import Judged, judge_exchange
 from ..contract._routes import is_compact_path, normalize_path, route_of
 from ..contract._tally import Tallied, Tally, does_not_conform, totals
+from ..replay._credentials import PROXY_ADVICE, Credentials, advice_lines, refusal
 from ..replay._match import BodyCache, closest, closest_lines, make_matchers
 from ..replay._recorder import DEFAULT_MATCH_ON, check_record_mode
 from ..schema._report import Report
@@ -135,7 +139,7 @@ def _check_upstream(upstream: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
 
 
-class CompactionProxy(Tallied):
+class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
     """A reverse proxy recording to, or replaying from, one cassette.
 
     ``start()`` listens on ``host:port`` (any free port by default) in background threads;
@@ -143,6 +147,9 @@ class CompactionProxy(Tallied):
     exchanges in flight (up to ``drain_timeout`` seconds), writes the cassette and closes.
     ``failure()`` returns the problems seen (violations, secrets, misses, upstream errors).
     """
+
+    _role = "proxy"
+    _error = ProxyError
 
     def __init__(
         self,
@@ -163,6 +170,7 @@ class CompactionProxy(Tallied):
         timeout: float = 600.0,
         drain_timeout: float = 30.0,
         hint: Callable[[str], str] | None = None,
+        allow_secrets: Any = None,
     ) -> None:
         self.upstream = _check_upstream(upstream)
         self.record_mode = check_record_mode(record_mode)
@@ -178,6 +186,8 @@ class CompactionProxy(Tallied):
         self.filter_headers = filter_header_names(self.profile, filter_headers)
         self.filter_query = (*DEFAULT_FILTER_QUERY, *filter_query_parameters)
         self.hint = hint or (lambda mode: f"--record {mode}")
+        # The allowed secrets and the credentials clients used (memory only, never written).
+        self._credentials = Credentials.allowing(allow_secrets)
         self._host = host
         self._port = port
         self._upstream_ca = upstream_ca
@@ -224,22 +234,17 @@ class CompactionProxy(Tallied):
         self._dirty = False
         self._lock = threading.RLock()
         self._client: Any = None
-        self._httpd: ProxyHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._closed = False
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- lifecycle (start, stop, a with block: see LocalService) ----------------------------------
 
-    def start(self) -> Self:
-        if self._httpd is not None:
-            return self
-        try:
-            httpd = ProxyHTTPServer((self._host, self._port), self.serve, self._upstream_url)
-        except OSError as exc:
-            raise ProxyError(f"cannot listen on {self._host}:{self._port}: {exc}") from None
-        self._httpd = httpd
+    def _listen(self) -> ProxyHTTPServer:
+        return ProxyHTTPServer(
+            (self._host, self._port), self.serve, self._upstream_url, self._credentials.mask
+        )
+
+    def _started(self) -> None:
         self._closed = False
-        self._thread = serve_in_background(httpd, f"compaction-proxy-{self.port}")
         log.info(
             "listening on %s for %s (record mode %s, cassette %s)",
             self.url,
@@ -247,16 +252,9 @@ class CompactionProxy(Tallied):
             self.record_mode,
             self.cassette_path,
         )
-        return self
 
-    def stop(self) -> None:
-        """Stop accepting, let exchanges in flight end, write the cassette, close everything."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        httpd.shutdown()
-        if thread is not None:
-            thread.join()
+    def _close(self, httpd: ProxyHTTPServer) -> None:
+        """Let exchanges in flight end, write the cassette, close everything."""
         with httpd.cond:
             busy = sum(httpd.connections.values())
         log.info("stopping: %d exchange(s) in flight", busy)
@@ -264,7 +262,7 @@ class CompactionProxy(Tallied):
             log.warning("exchanges still in flight after %.0f s were cut off", self._drain_timeout)
             httpd.abort_all()
             httpd.drain(5.0)
-        httpd.close_idle(everything=True)
+        httpd.close_connections()
         httpd.server_close()
         with self._lock:
             self._closed = True
@@ -272,31 +270,7 @@ class CompactionProxy(Tallied):
             client, self._client = self._client, None
         if client is not None:
             client.close()
-        self._httpd = None
-        self._thread = None
         log.info("stopped")  # the command prints summary_text() itself, once
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise ProxyError("the proxy is not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """The base URL clients take in place of the upstream URL, e.g. ``http://127.0.0.1:8123``."""
-        return http_url(self._host, self.port)
 
     # -- results --------------------------------------------------------------------------------
 
@@ -399,8 +373,15 @@ class CompactionProxy(Tallied):
             redact_exchange(ex, self.filter_headers, self.filter_query) for ex in self._to_write()
         ]
         path = str(self.cassette_path)
+        policy = self._credentials.policy()
         try:
-            check_no_secrets(path, exchanges)
+            try:
+                check_no_secrets(path, exchanges, policy)
+                found = scan_document(self.extra, policy)
+                if found:
+                    raise SecretFound(path, found)
+            except SecretFound as exc:
+                raise refusal(exc, PROXY_ADVICE) from None
             data = CassetteData(
                 exchanges, self.version, self.extra, dialect=self._dialect_to_store(exchanges)
             )
@@ -436,7 +417,11 @@ class CompactionProxy(Tallied):
         if route_of(ex.method, ex.uri) is None:
             return [], []
         request, response = verdict if verdict is not None else self._validate(ex)
-        lines, drift = self.tally.record(label, request, response, ex.status)
+        # The lines quote values (a key in service_tier): masked before they are kept.
+        mask = self._credentials
+        lines, drift = self.tally.record(
+            label, mask.mask_report(request), mask.mask_judged(response), ex.status
+        )
         if lines:
             profile = dialect_for(ex.uri, self.dialect)
             after = "The exchange was not written to the cassette." if when == "recorded" else None
@@ -449,6 +434,7 @@ class CompactionProxy(Tallied):
         return lines, drift
 
     def _problem(self, text: str) -> None:
+        text = self._credentials.mask(text)
         log.warning("%s", text)
         if text not in self.problems:
             self.problems.append(text)
@@ -470,7 +456,11 @@ class CompactionProxy(Tallied):
             redact_query(incoming.upstream_url, self.filter_query),
             incoming.decoded_body,
         )
-        path = mask_secrets(urlsplit(incoming.upstream_url).path)  # quoted in messages
+        # What the client really sent, before any filter: searched for in every byte written.
+        self._credentials.learn(
+            incoming.headers, self.filter_headers, incoming.upstream_url, self.filter_query
+        )
+        path = self._credentials.mask(urlsplit(incoming.upstream_url).path)  # quoted in messages
         with self._lock:
             index = self._find(live)
             miss = self._miss(live) if index is None and self.write_protected else None
@@ -550,9 +540,11 @@ class CompactionProxy(Tallied):
                     }
             lines.append(f"To record it: {self.hint('new_episodes')}")
         details["reason"] = reason
-        message = "\n".join(lines)
+        # The path, the query and the body diff quote the request: keys are masked.
+        message = self._credentials.mask("\n".join(lines))
         self.misses.append(message)
         self._problem(message)
+        details = self._credentials.mask_data(details)
         return MISS_STATUS, error_body(message, "request_not_recorded", reason, **details)
 
     def _violation_body(self, label: str, lines: list[str], status: int) -> bytes:
@@ -604,7 +596,8 @@ class CompactionProxy(Tallied):
             )
             response = client.send(request, stream=True)
         except (httpx.HTTPError, ProxyError) as exc:
-            message = (
+            # A protocol error may quote the header value it refused: masked.
+            message = self._credentials.mask(
                 f"compaction proxy: {label} could not be forwarded to {self.upstream}: "
                 f"{type(exc).__name__}: {exc}"
             )
@@ -655,7 +648,9 @@ class CompactionProxy(Tallied):
                     )
                     return
         except httpx.HTTPError as exc:
-            message = f"compaction proxy: {label}: the upstream answer broke off: {exc}"
+            message = self._credentials.mask(
+                f"compaction proxy: {label}: the upstream answer broke off: {exc}"
+            )
             with self._lock:
                 self._problem(message)
             if sent:
@@ -734,7 +729,7 @@ class CompactionProxy(Tallied):
             return []
         index = len(self.data)
         lines, drift = self._judge(ex, f"exchange {index} ({label})", "recorded")
-        findings = scan_exchange(ex, index)
+        findings = scan_exchange(ex, index, self._credentials.policy())
         if findings:
             shown = [f"  {f}" for f in findings[:20]]
             self._problem(
@@ -743,8 +738,7 @@ class CompactionProxy(Tallied):
                         f"compaction proxy: {label} was not written to cassette "
                         f"{self.cassette_path}: it would contain what looks like a secret",
                         *shown,
-                        "Filter the header (--filter-header, or filter_headers in "
-                        "compaction_config) so that it never reaches the cassette.",
+                        *advice_lines(findings, PROXY_ADVICE),
                     ]
                 )
             )

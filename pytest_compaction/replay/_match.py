@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from .._pointer import escape
 from ..cassette._body import parse_json_bytes
 from ..contract._routes import normalize_path
 
@@ -116,10 +117,6 @@ def _short(value: Any) -> str:
     return text
 
 
-def _token(key: object) -> str:
-    return str(key).replace("~", "~0").replace("/", "~1")
-
-
 def _same_number(a: Any, b: Any) -> bool:
     numbers = (int, float)
     if isinstance(a, bool) or isinstance(b, bool):
@@ -142,12 +139,12 @@ def json_diff(recorded: Any, live: Any, limit: int = MAX_DIFF_LINES) -> list[str
         if isinstance(a, dict) and isinstance(b, dict):
             for key in a:
                 if key not in b:
-                    add(f"{where}/{_token(key)}: removed (recorded {_short(a[key])})")
+                    add(f"{where}/{escape(key)}: removed (recorded {_short(a[key])})")
                 else:
-                    walk(a[key], b[key], f"{where}/{_token(key)}")
+                    walk(a[key], b[key], f"{where}/{escape(key)}")
             for key in b:
                 if key not in a:
-                    add(f"{where}/{_token(key)}: added ({_short(b[key])})")
+                    add(f"{where}/{escape(key)}: added ({_short(b[key])})")
         elif isinstance(a, list) and isinstance(b, list):
             for i in range(min(len(a), len(b))):
                 walk(a[i], b[i], f"{where}/{i}")

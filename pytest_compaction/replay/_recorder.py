@@ -7,7 +7,9 @@
     print(rec.recorded, rec.replayed, rec.violations)
 
 vcrpy does the interception (httpx and httpx2, sync and async); this module adds the cassette
-format, redaction, value-based matching, validation and clear failures. Failures never surface
+format, redaction, value-based matching, validation and clear failures. Before a request is
+redacted, the credentials it carries are remembered (:mod:`._credentials`): the write gate
+searches every byte for them, and every message is masked with them. Failures never surface
 as exceptions inside a validated response (that would make SDKs retry): they are collected and
 raised when the block ends, or by the pytest plugin when the test ends.
 
@@ -42,22 +44,24 @@ from .._settings import RECORD_MODES as RECORD_MODES
 from .._settings import VCR_PASSTHROUGH as _VCR_PASSTHROUGH
 from ..cassette import _sse
 from ..cassette._body import decode_body
+from ..cassette._document import scan_document
 from ..cassette._exchange import CassetteData, Exchange
 from ..cassette._file import CassetteNotFound, load_cassette, save_cassette
 from ..cassette._find import cassette_file
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
     DEFAULT_FILTER_QUERY,
+    SecretFound,
     check_no_secrets,
     redact_exchange,
     redact_headers,
     redact_query,
 )
-from ..cassette._secrets import mask_secrets
 from ..contract._dialects import Dialect, all_auth_headers, dialect_for, get_dialect
 from ..contract._judge import STREAM_KIND, Judged, is_stream
 from ..contract._routes import is_compact_path, normalize_path, route_of
 from ..contract._tally import Tallied, Tally, does_not_conform
+from ._credentials import RECORDER_ADVICE, Credentials, refusal
 from ._match import BodyCache, closest, closest_lines, make_matchers
 from ._netguard import replay_guard
 
@@ -108,6 +112,8 @@ class Recording(Tallied):
     save_error: CompactionError | None = None
     hint: Callable[[str], str] = field(default=lambda mode: f"record_mode={mode!r}")
     _cassette: Any = field(default=None, repr=False)
+    # The allowed secrets and the credentials this recording used (memory only).
+    _credentials: Credentials = field(default_factory=Credentials, repr=False)
     _version: str | None = field(default=None, repr=False)
     _response_reports: dict[tuple[int, str], Judged] = field(default_factory=dict, repr=False)
     _chunks: dict[int, tuple[bytes, ...]] = field(default_factory=dict, repr=False)
@@ -175,6 +181,7 @@ class Recording(Tallied):
     # -- called by the cassette ----------------------------------------------------------------
 
     def _problem(self, text: str) -> None:
+        text = self._credentials.mask(text)  # test logs are often public
         if text not in self.problems:
             self.problems.append(text)
 
@@ -216,7 +223,13 @@ class Recording(Tallied):
                 request_body=body if is_json else None,
             )
             self._response_reports[key] = judged
-        violations, _ = self.tally.record(f"exchange {index}", report, judged, status)
+        # The lines quote values (a key in service_tier): masked before they are kept.
+        violations, _ = self.tally.record(
+            f"exchange {index}",
+            self._credentials.mask_report(report),
+            self._credentials.mask_judged(judged),
+            status,
+        )
         if not violations:
             return
         what = "the event stream of " if judged.report and judged.report.kind == STREAM_KIND else ""
@@ -346,10 +359,17 @@ class _Persister:
             redact_exchange(_exchange_of(req, resp), self.filter_headers) for req, resp in pairs
         ]
         path = str(cassette_path)
-        check_no_secrets(path, exchanges)
         extra = dict(self.extra)
         if cassette_dict.get("metadata"):
             extra["metadata"] = cassette_dict["metadata"]
+        policy = self.recording._credentials.policy()
+        try:
+            check_no_secrets(path, exchanges, policy)
+            found = scan_document(extra, policy)
+            if found:
+                raise SecretFound(path, found)
+        except SecretFound as exc:
+            raise refusal(exc, RECORDER_ADVICE) from None
         version = self.recording.version
         dialect = self.recording._dialect_to_store(exchanges)
         save_cassette(path, CassetteData(exchanges, version, extra, dialect=dialect))
@@ -405,7 +425,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
         head = f"compaction: {request.method} {live.uri} cannot be replayed"
         if not self.rewound and not self.data:
             return (
-                mask_secrets(
+                rec._credentials.mask(
                     f"{head}: cassette {rec.path} does not exist; record it with {rec.hint('once')}"
                 ),
                 "cassette_not_found",
@@ -427,7 +447,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
             found = closest(live, self.requests, self._bodies, self._canonical_path)
             lines += closest_lines(found, self.requests)
         lines.append(f"To record it again: {rec.hint('new_episodes')}")
-        return mask_secrets("\n".join(lines)), reason  # test logs are often public
+        return rec._credentials.mask("\n".join(lines)), reason  # test logs are often public
 
     def _save(self, force: bool = False) -> None:
         if self._recording._block_save:
@@ -444,11 +464,14 @@ def _request_hook(
     filter_query: Sequence[str],
     ignore_hosts: frozenset[str],
     user_hooks: Sequence[Callable[[Any], Any]],
+    credentials: Credentials,
 ) -> Callable[[Any], Any]:
     def hook(request: Any) -> Any:
         request = copy.copy(request)
         if ignore_hosts and request.host in ignore_hosts:
             return None
+        # What the client really sent, before any hook or filter: searched for in every byte.
+        credentials.learn(request.headers.items(), filter_headers, request.uri, filter_query)
         for user_hook in user_hooks:
             request = user_hook(request)
             if request is None:
@@ -526,8 +549,9 @@ def use_cassette(
     ``filter_query_parameters`` (added to the defaults), ``before_record_request``/
     ``before_record_response`` hooks, ``ignore_hosts``, ``ignore_localhost``, ``match_on``
     (names among method, path, query, body, host, port, scheme), ``check_chain`` (default
-    true: the cassette's exchanges must keep the chaining contract, see ``check_chain``), and
-    vcrpy's
+    true: the cassette's exchanges must keep the chaining contract, see ``check_chain``),
+    ``allow_secrets`` (fake keys recorded on purpose: exact strings, ``re.compile(...)``
+    patterns), and vcrpy's
     ``allow_playback_repeats``, ``drop_unused_requests``, ``record_on_exception``,
     ``skip_patchers``, ``custom_patches``.
 
@@ -553,6 +577,7 @@ def use_cassette(
         requested_version=version,
         strict=strict,
         requested_dialect=profile.name if profile else None,
+        _credentials=Credentials.allowing(options.get("allow_secrets")),
     )
     if hint is not None:
         recording.hint = hint
@@ -595,6 +620,7 @@ def use_cassette(
             filter_query,
             frozenset(ignore),
             _as_hooks(options.get("before_record_request")),
+            recording._credentials,
         ),
         before_record_response=_response_hook(
             filter_headers, _as_hooks(options.get("before_record_response"))
@@ -605,7 +631,7 @@ def use_cassette(
     cassette = context.__enter__()
     recording._cassette = cassette
     try:
-        with replay_guard(record_mode, ignore, path):
+        with replay_guard(record_mode, ignore, path, recording._problem):
             yield recording
     except BaseException as exc:
         error = exc

@@ -21,7 +21,6 @@ schemas were) is not compared: the diff says which version lacks it and why (:cl
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from collections import deque
@@ -30,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .._data import as_data
 from .._errors import CompactionError, VersionError
+from .._pointer import escape, node_at, tokens, unescape
 from ._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_version
 
 Impact = Literal["breaking-for-clients", "breaking-for-recordings", "compatible"]
@@ -116,17 +117,7 @@ class Change:
         return f"{self.kind} {self.where}: {self.detail}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "location": self.location,
-            "change": self.change,
-            "detail": self.detail,
-            "impact": self.impact,
-            "schema": self.schema,
-            "pointer": self.pointer,
-            "old_pointer": self.old_pointer,
-            "name": self.name,
-        }
+        return as_data(self, "kind location change detail impact schema pointer old_pointer name")
 
 
 @dataclass(frozen=True)
@@ -149,7 +140,7 @@ class Absence:
         return f"{self.version} declares {self.operation}, but its folder has no {self.kind} schema"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "reason": self.reason, "detail": str(self)}
+        return as_data(self, "version reason detail", detail=str(self))
 
 
 @dataclass(frozen=True)
@@ -188,12 +179,12 @@ class KindCoverage:
         return f"in neither version ({self.old}; {self.new})"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "coverage": self.coverage,
-            "operation": self.operation,
-            "old_absence": self.old.as_dict() if self.old is not None else None,
-            "new_absence": self.new.as_dict() if self.new is not None else None,
-        }
+        return as_data(
+            self,
+            "coverage operation old_absence new_absence",
+            old_absence=self.old,
+            new_absence=self.new,
+        )
 
 
 @dataclass(frozen=True)
@@ -227,13 +218,12 @@ class SchemaDiff:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "old": self.old,
-            "new": self.new,
-            "summary": self.counts(),
-            "changes": [c.as_dict() for c in self.changes],
-            "kinds": {k.kind: k.as_dict() for k in self.kinds},
-        }
+        return as_data(
+            self,
+            "old new summary changes kinds",
+            summary=self.counts(),
+            kinds={k.kind: k for k in self.kinds},
+        )
 
 
 def is_request_kind(kind: Kind) -> bool:
@@ -263,10 +253,6 @@ def typed(location: str, prop: str, value: str) -> str:
     return f"{base}[{prop}={value}]"
 
 
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
-
-
 @dataclass(frozen=True)
 class _At:
     """Where the walk is: a pointer into each document and the body location."""
@@ -276,7 +262,7 @@ class _At:
     location: str
 
     def key(self, *keys: str | int, location: str | None = None) -> _At:
-        tail = "".join(f"/{_escape(str(k))}" for k in keys)
+        tail = "".join(f"/{escape(k)}" for k in keys)
         return _At(
             self.old + tail, self.new + tail, self.location if location is None else location
         )
@@ -425,16 +411,7 @@ def _show(values: list[Any]) -> str:
 
 def _resolve(document: Any, pointer: str) -> Any:
     """The node at a JSON pointer (True, the empty schema, when there is none)."""
-    node = document
-    for raw in pointer.split("/")[1:] if pointer else []:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return True
-    return node
+    return node_at(document, tokens(pointer), missing=True)
 
 
 def _required_at(document: Any, pointer: str) -> bool:
@@ -442,7 +419,7 @@ def _required_at(document: Any, pointer: str) -> bool:
     parent, _, name = pointer.rpartition("/")
     owner = _resolve(document, parent.removesuffix("/properties"))
     required = owner.get("required") if isinstance(owner, dict) else None
-    return isinstance(required, list) and name.replace("~1", "/").replace("~0", "~") in required
+    return isinstance(required, list) and unescape(name) in required
 
 
 # -- the walk ----------------------------------------------------------------------------
@@ -475,7 +452,7 @@ class _Differ:
         while self.queue:
             old_name, new_name, location, context = self.queue.popleft()
             self.owner = new_name
-            at = _At(f"/$defs/{_escape(old_name)}", f"/$defs/{_escape(new_name)}", location)
+            at = _At(f"/$defs/{escape(old_name)}", f"/$defs/{escape(new_name)}", location)
             self.node(self.old_defs[old_name], self.new_defs[new_name], at, context, 0)
 
     def moves(self) -> bool:
@@ -490,7 +467,7 @@ class _Differ:
             (c.location, c.name): c
             for c in self.changes
             if c.change in ("property-added", "required-added")
-            and c.pointer.endswith(f"/properties/{_escape(c.name)}")  # a new property
+            and c.pointer.endswith(f"/properties/{escape(c.name)}")  # a new property
         }
         pairs = [
             (gone, added.pop((gone.location, gone.name)))
@@ -558,7 +535,7 @@ class _Differ:
         target = defs.get(name)
         merged = dict(target) if isinstance(target, dict) else {}
         merged.update({k: v for k, v in node.items() if k != "$ref"})
-        return merged, f"/$defs/{_escape(name)}"
+        return merged, f"/$defs/{escape(name)}"
 
     def node(self, old: Any, new: Any, at: _At, context: Context, depth: int) -> None:
         if depth > 64:
@@ -911,7 +888,7 @@ def diff_versions(old: str | Path, new: str | Path) -> SchemaDiff:
         return diff_schema_sets(open_schema_set(old, workdir), open_schema_set(new, workdir))
 
 
-# -- command line --------------------------------------------------------------------------
+# -- text ----------------------------------------------------------------------------------
 _IMPACT_TEXT = {
     "breaking-for-clients": "breaking for clients",
     "breaking-for-recordings": "breaking for recordings",
@@ -947,45 +924,3 @@ def format_text(diff: SchemaDiff) -> str:
                 f"  {_IMPACT_TEXT[c.impact]:<{width}}  {c.where}: {c.detail}  [{c.schema}]"
             )
     return "\n".join(lines)
-
-
-def add_diff(actions: Any) -> None:
-    """Add ``diff`` to the ``schemas`` actions."""
-    parser = actions.add_parser(
-        "diff",
-        help=(
-            "list the changes between two schema versions, classified: POST /responses/compact, "
-            "POST /responses and every other kind a version has"
-        ),
-        description=(
-            "Compare every kind of schema A and B have (bundled version names or date prefixes, "
-            "derived folders, or OpenAPI spec files): the request, response and error bodies of "
-            "POST /responses/compact, the request, response object and stream event of POST "
-            f"/responses, and any other ({', '.join(KINDS)}). Each change is breaking for "
-            "clients (a valid request becomes invalid), breaking for recordings (a valid "
-            "response, event or error becomes invalid) or compatible. A kind only one version "
-            "has is reported as such, with the reason, and not compared. Exit 0 on success, 2 on "
-            "usage errors."
-        ),
-    )
-    parser.add_argument("old", metavar="A", help="the older version")
-    parser.add_argument("new", metavar="B", help="the newer version")
-    parser.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help=(
-            "text: a line per change, grouped by kind; json: the changes, a summary per kind and "
-            "the coverage of each kind (compared, or which version lacks it and why)"
-        ),
-    )
-    parser.set_defaults(handler=run_diff)
-
-
-def run_diff(args: argparse.Namespace) -> int:
-    diff = diff_versions(args.old, args.new)
-    if args.format == "json":
-        print(json.dumps(diff.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(format_text(diff))
-    return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .._data import as_data
 from ._versions import Kind
 
 
@@ -24,13 +25,7 @@ class Violation(NamedTuple):
         return self.message
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "message": self.message,
-            "schema_path": self.schema_path,
-            "item_type": self.item_type,
-            "keyword": self.keyword,
-        }
+        return as_data(self, "path message schema_path item_type keyword")
 
 
 class DriftNote(NamedTuple):
@@ -44,7 +39,7 @@ class DriftNote(NamedTuple):
         return self.message
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "message": self.message, "item_type": self.item_type}
+        return as_data(self, "path message item_type")
 
 
 class Report(NamedTuple):
@@ -60,10 +55,4 @@ class Report(NamedTuple):
         return not self.violations
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "version": self.version,
-            "valid": self.valid,
-            "violations": [v.as_dict() for v in self.violations],
-            "drift": [d.as_dict() for d in self.drift],
-        }
+        return as_data(self, "kind version valid violations drift")

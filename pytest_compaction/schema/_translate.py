@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._data import as_data
 from .._errors import SpecError
 from ._spec import SCHEMA_PREFIX, Spec
 
@@ -59,7 +60,7 @@ class Defect:
     detail: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "location": self.location, "detail": self.detail}
+        return as_data(self, "kind location detail")
 
 
 @dataclass(frozen=True)

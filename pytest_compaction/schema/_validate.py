@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import jsonschema_rs
 
 from .._errors import BodyError, CompactionError
+from .._pointer import escape
 from ._report import DriftNote, Report, Violation
 from ._versions import Kind, SchemaSet, available_versions, load_schema_set
 
@@ -77,7 +78,8 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest more than ``limit`` levels (no recursion)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
@@ -317,15 +319,23 @@ def json_type(value: Any) -> str:
     return "object"
 
 
+# The end of a cut-off quotation that is part of a longer token (a key, an id, base64).
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-.+/=~]+$")
+
+
 def _show(value: Any, limit: int = 60) -> str:
     if isinstance(value, str) and len(value) > limit:
         value = value[:limit]  # never serialise a huge string only to cut it
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    # A piece of a token is dropped, not shown: the piece of a key (or a JWT cut before its
+    # last part) is no longer key-shaped, so no mask of the message would catch it.
+    return _TOKEN_TAIL.sub("", text[: limit - 3]) + "..."
 
 
 def pointer(path: Iterable[str | int]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return "".join("/" + escape(p) for p in path)
 
 
 def _pointer_order(path: str) -> tuple[tuple[int, int | str], ...]:
@@ -453,7 +463,7 @@ class _DriftWalker:
         if isinstance(node, dict):
             self.pointers[id(node)] = where
             for key, value in node.items():
-                self._index(value, f"{where}/{key.replace('~', '~0').replace('/', '~1')}")
+                self._index(value, f"{where}/{escape(key)}")
         elif isinstance(node, list):
             for i, value in enumerate(node):
                 self._index(value, f"{where}/{i}")
@@ -666,7 +676,7 @@ class Validator:
         # recurses along the body, so only that path refuses absurd nesting.
         if self.backend == "rs" and self.is_clean(body):
             return Report(self.kind, self.version)
-        if _depth_exceeds(body, MAX_DEPTH):
+        if depth_exceeds(body, MAX_DEPTH):
             message = f"body: nesting deeper than {MAX_DEPTH} levels"
             return Report(self.kind, self.version, (Violation("", message, keyword="depth"),))
         seen: set[tuple[str, str]] = set()

@@ -11,7 +11,8 @@ import json
 from functools import cache
 from typing import Any
 
-from ..schema._validate import json_type
+from .._pointer import node_at, unescape
+from ..schema._validate import MAX_DEPTH, depth_exceeds, json_type
 from ..schema._versions import Kind, load_schema_set, resolve_version
 from ._apierror import api_type_word, bad_request
 from ._newer import CONFIGURATION_UPDATE, IMAGE, check_configuration_update, check_image
@@ -54,7 +55,7 @@ def _resolve(document: dict[str, Any], node: Any) -> Any:
         ref = node["$ref"]
         node = document
         for part in ref.removeprefix("#/").split("/") if ref.startswith("#/") else []:
-            node = node[part.replace("~1", "/").replace("~0", "~")]
+            node = node[unescape(part)]
         seen += 1
     return node
 
@@ -183,6 +184,14 @@ def _schema_check(
     from ..schema._validate import validate
 
     report = validate(kind, body, version=version)
+    if report.valid and depth_exceeds(body, MAX_DEPTH):
+        # The validator's native pass accepts any depth, but answering copies and encodes the
+        # body recursively: refused as the validator refuses a deep body that fails its schema.
+        raise bad_request(
+            f"Invalid '': body: nesting deeper than {MAX_DEPTH} levels",
+            param="",
+            code="invalid_value",
+        )
     violations = [v for v in report.violations if not _under(v.path, set_aside)]
     if report.valid or not violations:
         return
@@ -203,7 +212,7 @@ def _schema_check(
             code="missing_required_parameter",
         )
     param = _param(parts)
-    value = _lookup(body, parts)
+    value = node_at(body, parts)
     expected = _wrong_top_level_type(version, kind, parts[0], value) if len(parts) == 1 else None
     if expected is not None:
         wanted = " or ".join(_TYPE_NAMES.get(k, k) for k in sorted(expected - {"null"}))
@@ -248,7 +257,7 @@ def _last_keyword(schema_path: str) -> str:
 def _pointer_parts(pointer: str) -> list[str]:
     if not pointer or pointer == "/":
         return []
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+    return [unescape(p) for p in pointer.lstrip("/").split("/")]
 
 
 def _param(parts: list[str]) -> str:
@@ -260,18 +269,6 @@ def _param(parts: list[str]) -> str:
         else:
             text += f".{part}" if text else part
     return text
-
-
-def _lookup(body: Any, parts: list[str]) -> Any:
-    node = body
-    for part in parts:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return None
-    return node
 
 
 def _json_type(value: Any) -> str:

@@ -28,14 +28,18 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..schema._validate import MAX_DEPTH, depth_exceeds
 from ._apierror import bad_request
 from ._ids import IdSource
 from ._newer import IMAGE, effective_image
-from ._tokens import TokenError, canonical_json, seal, unseal
+from ._tokens import UNREADABLE, Sealer, StateTooLarge, TokenError, canonical_json
 
 STATE_VERSION = 1
 # Mirrors the real message: the token is shortened so errors stay readable.
 _TOKEN_PREVIEW = 8
+_OVER_WINDOW = (
+    "Your input exceeds the context window of this model. Please adjust your input and try again."
+)
 
 
 def estimate_tokens(value: object) -> int:
@@ -103,9 +107,8 @@ class Compactor:
         context_window: int,
         clock: Any,
     ) -> None:
-        self._key = key
+        self._sealer = Sealer(key, deterministic=deterministic)
         self._ids = ids
-        self._deterministic = deterministic
         self.context_window = context_window
         self._clock = clock
         self._store: dict[str, list[dict[str, Any]]] = {}
@@ -121,14 +124,32 @@ class Compactor:
         return int(self._clock())
 
     def seal_state(self, state: dict[str, Any], variant: int = 0) -> str:
-        """A compaction token for ``state`` (``variant``: another token for the same state)."""
-        return seal(state, self._key, deterministic=self._deterministic, variant=variant)
+        """A compaction token for ``state`` (``variant``: another token for the same state).
 
-    def stored(self, response_id: str) -> list[dict[str, Any]] | None:
-        """A copy of the items a later request continues from, or None for an unknown id."""
+        A state too large for a token is refused as a context over the model's window.
+        """
+        try:
+            return self._sealer.seal(state, now=self.now(), variant=variant)
+        except StateTooLarge:
+            raise bad_request(_OVER_WINDOW, param="input", code="context_length_exceeded") from None
+
+    def prior_items(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """A copy of the items a request continues from (``previous_response_id``; [] if none).
+
+        An id the server does not hold is refused as the API refuses it.
+        """
+        previous = body.get("previous_response_id")
+        if previous is None:
+            return []
         with self._lock:
-            items = self._store.get(response_id)
-        return copy.deepcopy(items) if items is not None else None
+            items = self._store.get(previous)
+        if items is None:
+            raise bad_request(
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        return copy.deepcopy(items)
 
     def remember(self, response_id: str, items: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -137,10 +158,16 @@ class Compactor:
     # -- tokens -----------------------------------------------------------------------------
 
     def open_token(self, token: str) -> dict[str, Any]:
-        """The state sealed in a compaction item's ``encrypted_content`` (TokenError if foreign)."""
-        state = unseal(token, self._key)
+        """The state sealed in a compaction item's ``encrypted_content`` (TokenError if foreign).
+
+        A state nests no deeper than the bodies it was made from (see ``_checks``): a deeper one
+        was forged by someone holding the key (deterministic mode's is public) and is refused.
+        """
+        state = self._sealer.open(token)
         if state.get("v") != STATE_VERSION or not isinstance(state.get("items"), list):
-            raise TokenError("Encrypted content could not be decrypted or parsed.")
+            raise TokenError(UNREADABLE)
+        if depth_exceeds(state, MAX_DEPTH):
+            raise TokenError(UNREADABLE)
         return state
 
     # -- the operation ----------------------------------------------------------------------
@@ -148,20 +175,9 @@ class Compactor:
     def compact(self, body: dict[str, Any]) -> dict[str, Any]:
         """Answer a request body that already passed validation (raises ApiError otherwise)."""
         ctx = _Context()
-        prior: list[dict[str, Any]] = []
-        previous = body.get("previous_response_id")
-        if previous is not None:
-            with self._lock:
-                stored = self._store.get(previous)
-            if stored is None:
-                raise bad_request(
-                    f"Previous response with id '{previous}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            prior = copy.deepcopy(stored)
-            for item in prior:
-                self._take(ctx, item, where=None)
+        prior = self.prior_items(body)
+        for item in prior:
+            self._take(ctx, item, where=None)
         cached_items = list(ctx.transcript)
 
         for index, item in enumerate(input_items(body.get("input"))):
@@ -174,12 +190,7 @@ class Compactor:
         counted = {"instructions": instructions, "items": ctx.transcript}
         input_tokens = estimate_tokens(counted)
         if input_tokens > self.context_window:
-            raise bad_request(
-                "Your input exceeds the context window of this model. "
-                "Please adjust your input and try again.",
-                param="input",
-                code="context_length_exceeded",
-            )
+            raise bad_request(_OVER_WINDOW, param="input", code="context_length_exceeded")
         cached = min(estimate_tokens({"items": cached_items}), input_tokens) if prior else 0
 
         state = {
@@ -191,7 +202,7 @@ class Compactor:
         compaction = {
             "id": self._ids.new("cmp"),
             "type": "compaction",
-            "encrypted_content": seal(state, self._key, deterministic=self._deterministic),
+            "encrypted_content": self.seal_state(state),
         }
         output = [*ctx.reissued, compaction]
         output_tokens = estimate_tokens(output)

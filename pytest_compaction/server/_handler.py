@@ -14,12 +14,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from .._errors import VersionError
-from .._listener import LoopbackServerMixin, address_family
+from .._listener import LoopbackHandler, LoopbackServer
 from ..contract._routes import is_beta, route_of
 from ..schema._versions import load_schema_set, resolve_version
 from ._apierror import ApiError
@@ -103,55 +102,19 @@ def request_kind(
     return "request"
 
 
-class CompactionHTTPServer(LoopbackServerMixin, ThreadingHTTPServer):
+class CompactionHTTPServer(LoopbackServer):
     daemon_threads = False  # stop() joins every handler thread
     block_on_close = True
-    allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], state: ServerState) -> None:
         self.state = state
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        self.address_family = address_family(address[0])
         super().__init__(address, CompactionHandler)
 
-    def close_connections(self) -> None:
-        """Wake handler threads blocked on idle keep-alive connections so they can end."""
-        with self.connections_lock:
-            connections = list(self.connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
-
-class CompactionHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: without TCP_NODELAY each answer
-    # waits ~40 ms on Nagle's algorithm and the client's delayed ACK.
-    disable_nagle_algorithm = True
+class CompactionHandler(LoopbackHandler):
     server_version = "pytest-compaction"
-    sys_version = ""
-    timeout = 120  # an idle keep-alive connection is closed after this many seconds
     server: CompactionHTTPServer
-
-    # -- connection bookkeeping -----------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass  # the peer or a fault already closed the socket
-        finally:
-            with self.server.connections_lock:
-                self.server.connections.discard(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
+    logger = log
 
     def version_string(self) -> str:
         return self.server_version
@@ -160,29 +123,6 @@ class CompactionHandler(BaseHTTPRequestHandler):
         if self.server.state.deterministic:
             return FIXED_HTTP_DATE
         return super().date_time_string(timestamp)
-
-    # -- methods ----------------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -297,6 +237,8 @@ class CompactionHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(status, payload, headers, started)
 
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
     def _record(self, raw: bytes, status: int | None, fault: Fault | None) -> None:
         state = self.server.state
         entry = RecordedRequest(
@@ -378,12 +320,16 @@ class CompactionHandler(BaseHTTPRequestHandler):
     ) -> None:
         self._send_bytes(status, _dump(payload), headers, started)
 
-    def _send_bytes(
-        self, status: int, data: bytes, headers: dict[str, str], started: float
-    ) -> None:
+    def _send_head(self, status: int, headers: dict[str, str], started: float) -> None:
+        """The status line, the common headers and ``headers`` (the head is not ended)."""
         self.send_response(status)
         for name, value in {**self._common_headers(started), **headers}.items():
             self.send_header(name, value)
+
+    def _send_bytes(
+        self, status: int, data: bytes, headers: dict[str, str], started: float
+    ) -> None:
+        self._send_head(status, headers, started)
         self.send_header("content-length", str(len(data)))
         if self.close_connection:
             self.send_header("connection", "close")
@@ -394,9 +340,7 @@ class CompactionHandler(BaseHTTPRequestHandler):
     def _send_truncated(
         self, status: int, data: bytes, headers: dict[str, str], started: float
     ) -> None:
-        self.send_response(status)
-        for name, value in {**self._common_headers(started), **headers}.items():
-            self.send_header(name, value)
+        self._send_head(status, headers, started)
         self.send_header("content-length", str(len(data)))  # more than what follows
         self.end_headers()
         self.wfile.write(data[: len(data) // 2])
@@ -411,14 +355,11 @@ class CompactionHandler(BaseHTTPRequestHandler):
         Faults: ``truncated`` ends the stream halfway without ``response.completed`` (the
         connection closes mid-body); ``malformed-json`` cuts one event's data line short.
         """
-        self.send_response(200)
         headers = {
-            **self._common_headers(started),
             "content-type": "text/event-stream; charset=utf-8",
             "transfer-encoding": "chunked",
         }
-        for name, value in headers.items():
-            self.send_header(name, value)
+        self._send_head(200, headers, started)
         self.end_headers()
         cut = len(stream) // 2 if fault is not None else -1
         try:

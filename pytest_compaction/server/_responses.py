@@ -104,17 +104,7 @@ class Responder:
             )
         items = input_items(body.get("input"))
         threshold, forced = self._policy(body, items)
-        prior: list[dict[str, Any]] = []
-        previous = body.get("previous_response_id")
-        if previous is not None:
-            stored = self._compactor.stored(previous)
-            if stored is None:
-                raise bad_request(
-                    f"Previous response with id '{previous}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
-            prior = stored
+        prior = self._compactor.prior_items(body)
         turns = [(i, item) for i, item in enumerate(items) if _item_type(item) != _TRIGGER]
         places: list[str | None] = [None] * len(prior) + [f"input[{i}]" for i, _ in turns]
         context = prior + [item for _, item in turns]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from .._errors import CompactionError, VersionError
-from .._listener import http_url, serve_in_background
+from .._listener import LocalService
 from ..contract._dialects import DIALECTS, DialectError, get_dialect
 from ..schema._versions import resolve_version
 from ._compact import Compactor
@@ -29,7 +27,7 @@ class ServerError(CompactionError):
     """The compaction server cannot be configured or started as asked."""
 
 
-class CompactionServer:
+class CompactionServer(LocalService[CompactionHTTPServer]):
     """An HTTP server answering ``POST /v1/responses/compact`` like the real API.
 
     It also answers ``POST /v1/responses`` with a stand-in model reply and server-side
@@ -47,8 +45,12 @@ class CompactionServer:
     without its output (see ``_faults``).
 
     Use as a context manager (``with CompactionServer() as server: ...``) or call
-    :meth:`start` and :meth:`stop`. ``base_url`` is what an OpenAI client takes.
+    :meth:`start` and :meth:`stop`. ``url`` is the root URL, ``base_url`` what an OpenAI client
+    takes.
     """
+
+    _role = "server"
+    _error = ServerError
 
     def __init__(
         self,
@@ -109,47 +111,22 @@ class CompactionServer:
             record=record_requests,
             compacting_events=compacting_events,
         )
-        self._httpd: CompactionHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle (start, stop, a with block: see LocalService) ------------------------------
 
-    def start(self) -> Self:
-        if self._httpd is not None:
-            return self
-        try:
-            httpd = CompactionHTTPServer((self._host, self._port), self._state)
-        except OSError as exc:
-            raise ServerError(f"cannot listen on {self._host}:{self._port}: {exc}") from None
-        self._httpd = httpd
+    def _listen(self) -> CompactionHTTPServer:
+        return CompactionHTTPServer((self._host, self._port), self._state)
+
+    def _started(self) -> None:
         self._state.stopping.clear()
-        self._thread = serve_in_background(httpd, f"compaction-server-{self.port}")
-        return self
 
-    def stop(self) -> None:
-        """Stop serving, end open connections, join every thread and close the socket."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
+    def _stopping(self) -> None:
         self._state.stopping.set()
-        httpd.shutdown()
-        if thread is not None:
-            thread.join()
+
+    def _close(self, httpd: CompactionHTTPServer) -> None:
+        """End open connections, join every handler thread and close the socket."""
         httpd.close_connections()
         httpd.server_close()  # joins the handler threads
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:
@@ -160,17 +137,6 @@ class CompactionServer:
     @property
     def host(self) -> str:
         return self._host
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise ServerError("the server is not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """The root URL, e.g. ``http://127.0.0.1:8123``."""
-        return http_url(self._host, self.port)
 
     @property
     def base_url(self) -> str:

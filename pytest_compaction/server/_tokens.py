@@ -1,18 +1,31 @@
 """Sealing and opening the ``encrypted_content`` of compaction items.
 
-A token is ``base64url(version || nonce || ciphertext || tag)`` where
+A token is a Fernet token, the format of the live API's tokens (``gAAAAAB…``, base64url with
+``=`` padding), made and verified by the ``cryptography`` package::
 
-- ``version`` is one byte (``0xC1``), so a token never starts like a real Fernet token (``gAAAAA``)
-  and cannot be mistaken for one;
-- ``nonce`` is 16 bytes, random, or derived from the plaintext in deterministic mode;
-- ``ciphertext`` is the zlib-compressed compact JSON of the folded state, XORed with a keystream
-  whose blocks are ``HMAC-SHA256(enc_key, nonce || counter)`` (counter mode over HMAC);
-- ``tag`` is ``HMAC-SHA256(mac_key, version || nonce || ciphertext)``.
+    base64url(0x80 || timestamp (8 bytes) || IV (16) || AES-128-CBC(PKCS7(plaintext)) || HMAC (32))
 
-``enc_key`` and ``mac_key`` are derived from the server key with HMAC, so one secret serves both
-purposes without reusing a key across them. Only the standard library is used: the point is an
-opaque token that is authenticated (tampering and foreign keys are detected) and that really
-carries the state, not secrecy against a determined attacker.
+The plaintext is the zlib-compressed canonical JSON of the folded state; the HMAC is
+HMAC-SHA256 over everything before it. The Fernet key and the key of deterministic IVs are
+derived from the server key with HKDF-SHA256, so one secret serves both purposes without reusing
+a key across them.
+
+- Normal mode: ``Fernet.encrypt_at_time`` (random IV), the timestamp from the server's clock.
+- Deterministic mode: the timestamp is the server's fixed clock and the IV is
+  ``HMAC-SHA256(iv_key, variant || plaintext)[:16]``, so the same state gives the same token
+  within one version of the package (zlib's output is part of it). Fernet's public API always
+  draws a random IV, so this mode builds the same format from cryptography's documented AES-CBC,
+  PKCS7 and HMAC primitives; ``Fernet.decrypt`` opens both alike.
+
+Opening accepts only a token exactly as issued: canonical base64url (the URL-safe alphabet,
+the padding the encoder writes, no whitespace, no stray bits: decoding and encoding again gives
+back the same text), then ``Fernet.decrypt`` (any flipped bit, truncation or foreign key fails
+the HMAC), then inflation with a hard bound of ``MAX_STATE_BYTES`` (a forged, highly compressible
+token is refused after at most that much output, never inflated whole), then a JSON object.
+Sealing refuses a state over the same bound (:class:`StateTooLarge`), so the server never issues
+a token it would not open. Anyone holding the key can forge tokens (deterministic mode's key is
+public), so opening trusts nothing a token holds: past this module, the compactor checks the
+state's shape and nesting (``_compact``).
 """
 
 from __future__ import annotations
@@ -22,34 +35,42 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
+import re
 import zlib
 from typing import Any
 
-VERSION = 0xC1
-NONCE_LEN = 16
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+FERNET_VERSION = 0x80
+IV_LEN = 16
 TAG_LEN = 32
+# version, timestamp, IV and HMAC around a ciphertext of whole AES blocks (at least one).
+_OVERHEAD = 1 + 8 + IV_LEN + TAG_LEN
+_BLOCK = 16
+# The largest canonical JSON a token carries: twenty times the default context window
+# (400,000 tokens of 4 bytes, about 1.6 MB), a conversation no model takes. It bounds what a
+# forged token costs to refuse; sealing more is answered as a context over the window.
+MAX_STATE_BYTES = 32 * 1024 * 1024
+_INFLATE_STEP = 1024 * 1024  # output per zlib call, so a bomb is stopped within one step
+HKDF_INFO = b"pytest-compaction encrypted_content"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 # The fixed key of deterministic mode: public on purpose, it only makes runs reproducible.
 DETERMINISTIC_KEY = hashlib.sha256(b"pytest-compaction deterministic key").digest()
+
+NOT_BASE64 = "Encrypted content is not valid base64url."
+UNREADABLE = "Encrypted content could not be decrypted or parsed."
 
 
 class TokenError(ValueError):
     """A token that does not decode, does not verify, or does not hold a state object."""
 
 
-def _subkey(key: bytes, label: bytes) -> bytes:
-    return hmac.new(key, b"pytest-compaction/" + label, hashlib.sha256).digest()
-
-
-def _keystream_xor(enc_key: bytes, nonce: bytes, data: bytes) -> bytes:
-    blocks = -(-len(data) // hashlib.sha256().digest_size)
-    stream = b"".join(
-        hmac.new(enc_key, nonce + counter.to_bytes(8, "big"), hashlib.sha256).digest()
-        for counter in range(blocks)
-    )[: len(data)]
-    # One big-integer XOR is far faster than a per-byte loop for multi-megabyte states.
-    mixed = int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")
-    return mixed.to_bytes(len(data), "big")
+class StateTooLarge(TokenError):
+    """A state whose canonical JSON is over ``MAX_STATE_BYTES``: it is not sealed."""
 
 
 def canonical_json(value: object) -> bytes:
@@ -57,45 +78,103 @@ def canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def seal(
-    state: dict[str, Any], key: bytes, *, deterministic: bool = False, variant: int = 0
-) -> str:
-    """Encrypt and authenticate ``state`` (a JSON object) into a URL-safe token.
+class Sealer:
+    """Seals states into tokens and opens them, under keys derived from one server key."""
 
-    In deterministic mode the nonce comes from the plaintext and ``variant``: the same state
-    sealed again under another variant gives another token (a stream re-encrypts its
-    compaction item for each event that carries it, as the live service does).
-    """
-    plaintext = zlib.compress(canonical_json(state), 6)
-    if deterministic:
+    def __init__(self, key: bytes, *, deterministic: bool = False) -> None:
+        derived = HKDF(hashes.SHA256(), length=64, salt=None, info=HKDF_INFO).derive(key)
+        self._signing_key, self._encryption_key = derived[:16], derived[16:32]
+        self._fernet = Fernet(base64.urlsafe_b64encode(derived[:32]))
+        self._iv_key = derived[32:]
+        self._deterministic = deterministic
+
+    def seal(self, state: dict[str, Any], *, now: int, variant: int = 0) -> str:
+        """Encrypt and authenticate ``state`` (a JSON object), timestamped ``now``.
+
+        In deterministic mode the IV comes from the plaintext and ``variant``: the same state
+        sealed again under another variant gives another token (a stream re-encrypts its
+        compaction item for each event that carries it, as the live service does).
+        """
+        document = canonical_json(state)
+        if len(document) > MAX_STATE_BYTES:
+            raise StateTooLarge(
+                f"the state is {len(document)} bytes, over the {MAX_STATE_BYTES} a token carries"
+            )
+        plaintext = zlib.compress(document, 6)
+        if not self._deterministic:
+            return self._fernet.encrypt_at_time(plaintext, now).decode("ascii")
         salt = variant.to_bytes(4, "big") if variant else b""
-        mac = hmac.new(_subkey(key, b"nonce"), salt + plaintext, hashlib.sha256)
-        nonce = mac.digest()[:NONCE_LEN]
-    else:
-        nonce = os.urandom(NONCE_LEN)
-    ciphertext = _keystream_xor(_subkey(key, b"enc"), nonce, plaintext)
-    head = bytes([VERSION]) + nonce + ciphertext
-    tag = hmac.new(_subkey(key, b"mac"), head, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(head + tag).decode("ascii")
+        iv = hmac.new(self._iv_key, salt + plaintext, hashlib.sha256).digest()[:IV_LEN]
+        return self._fernet_token(plaintext, now, iv)
+
+    def _fernet_token(self, plaintext: bytes, now: int, iv: bytes) -> str:
+        """The Fernet token of ``plaintext`` with the given timestamp and IV (the spec's steps)."""
+        padder = padding.PKCS7(algorithms.AES.block_size).padder()
+        padded = padder.update(plaintext) + padder.finalize()
+        encryptor = Cipher(algorithms.AES(self._encryption_key), modes.CBC(iv)).encryptor()
+        head = (
+            bytes([FERNET_VERSION])
+            + now.to_bytes(8, "big")
+            + iv
+            + encryptor.update(padded)
+            + encryptor.finalize()
+        )
+        mac = crypto_hmac.HMAC(self._signing_key, hashes.SHA256())
+        mac.update(head)
+        return base64.urlsafe_b64encode(head + mac.finalize()).decode("ascii")
+
+    def open(self, token: str) -> dict[str, Any]:
+        """Verify and decrypt a token sealed under this key; raise TokenError otherwise."""
+        raw = _strict_base64url(token)
+        if len(raw) < _OVERHEAD + _BLOCK or (len(raw) - _OVERHEAD) % _BLOCK:
+            raise TokenError(UNREADABLE)
+        if raw[0] != FERNET_VERSION:
+            raise TokenError(UNREADABLE)
+        try:
+            plaintext = self._fernet.decrypt(token)
+        except InvalidToken:
+            raise TokenError(UNREADABLE) from None
+        document = _inflate(plaintext, MAX_STATE_BYTES)
+        try:
+            state = json.loads(document)
+        except (ValueError, RecursionError):  # authentic but unreadable: a different format
+            raise TokenError(UNREADABLE) from None
+        if not isinstance(state, dict):
+            raise TokenError(UNREADABLE)
+        return state
 
 
-def unseal(token: str, key: bytes) -> dict[str, Any]:
-    """Verify and decrypt a token made by :func:`seal` under ``key``; raise TokenError otherwise."""
+def _strict_base64url(token: str) -> bytes:
+    """The bytes of a token in canonical padded base64url; TokenError for any other text."""
+    if len(token) % 4 or not _BASE64URL.fullmatch(token):
+        raise TokenError(NOT_BASE64)
     try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii"))
-    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise TokenError("Encrypted content is not valid base64url.") from exc
-    if len(raw) < 1 + NONCE_LEN + TAG_LEN or raw[0] != VERSION:
-        raise TokenError("Encrypted content could not be decrypted or parsed.")
-    head, tag = raw[:-TAG_LEN], raw[-TAG_LEN:]
-    expected = hmac.new(_subkey(key, b"mac"), head, hashlib.sha256).digest()
-    if not hmac.compare_digest(tag, expected):
-        raise TokenError("Encrypted content could not be decrypted or parsed.")
-    nonce, ciphertext = head[1 : 1 + NONCE_LEN], head[1 + NONCE_LEN :]
+        raw = base64.urlsafe_b64decode(token)
+    except binascii.Error:
+        raise TokenError(NOT_BASE64) from None
+    # Stray bits before the padding decode like zero bits: only the encoder's own text passes.
+    if base64.urlsafe_b64encode(raw).decode("ascii") != token:
+        raise TokenError(NOT_BASE64)
+    return raw
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """One whole zlib stream holding at most ``limit`` bytes; TokenError otherwise."""
+    inflater = zlib.decompressobj()
+    out = bytearray()
     try:
-        state = json.loads(zlib.decompress(_keystream_xor(_subkey(key, b"enc"), nonce, ciphertext)))
-    except (zlib.error, ValueError) as exc:  # authentic but unreadable: a different format
-        raise TokenError("Encrypted content could not be decrypted or parsed.") from exc
-    if not isinstance(state, dict):
-        raise TokenError("Encrypted content could not be decrypted or parsed.")
-    return state
+        chunk = inflater.decompress(data, _INFLATE_STEP)
+        while True:
+            out += chunk
+            if len(out) > limit:
+                raise TokenError(UNREADABLE)
+            if inflater.eof:
+                break
+            if not chunk and not inflater.unconsumed_tail:
+                raise TokenError(UNREADABLE)  # the stream stops before its end
+            chunk = inflater.decompress(inflater.unconsumed_tail, _INFLATE_STEP)
+    except zlib.error:
+        raise TokenError(UNREADABLE) from None
+    if inflater.unused_data:
+        raise TokenError(UNREADABLE)  # bytes after the stream: not what the server sealed
+    return bytes(out)

@@ -4,16 +4,32 @@ A live server on 127.0.0.1 counts the TCP connections it accepts. In record mode
 client tries to reach it; each must fail with an error that names the cause, and the server must
 have seen no connection at all. Positive controls show the same calls do connect once the guard
 is off, so the count is a real measurement.
+
+The bypasses a plain patch of ``socket.socket.connect`` misses are tried too, each in a replay
+through ``use_cassette`` and through a real pytest run with the plugin: connections opened before
+the replay (HTTP keep-alive, raw, TLS, asyncio, connected UDP), sockets made from the C type
+``_socket.socket``, UDP ``sendmsg``, and the other lookup functions. Servers counting
+connections, requests and datagrams must see nothing new, and each replay must fail with the
+refusal named, also when the code catches the error and carries on.
 """
 
 from __future__ import annotations
 
+import _socket
 import asyncio
+import contextlib
+import http.client
+import itertools
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,10 +46,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 
 class CountingServer:
-    """Answers every GET/POST with a small JSON body; counts accepted connections."""
+    """Answers every GET/POST with a small JSON body; counts accepted connections and requests.
 
-    def __init__(self) -> None:
+    With ``tls``, each accepted connection is wrapped (the handshake is done before it counts).
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.connections = 0
+        self.requests = 0
         owner = self
 
         class Handler(QuietHandler):
@@ -45,6 +65,7 @@ class CountingServer:
                 self._answer()
 
             def _answer(self) -> None:
+                owner.requests += 1
                 body = json.dumps({"object": "other", "path": self.path}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -57,9 +78,11 @@ class CountingServer:
                 pass  # raw clients hang up once they have read the status line
 
             def get_request(self) -> tuple[socket.socket, Any]:
-                request = super().get_request()
+                sock, address = super().get_request()
+                if tls is not None:
+                    sock = tls.wrap_socket(sock, server_side=True)
                 owner.connections += 1
-                return request
+                return sock, address
 
         self.loopback = Loopback(Handler, server_class=Server, poll_interval=0.05)
         self.port = self.loopback.port
@@ -316,3 +339,433 @@ def test_the_plugin_blocks_raw_sockets_during_a_replayed_test(
     )
     assert live.connections == 0
     assert not is_blocking()
+
+
+# -------------------------------------------------------------------------------------------------
+# Bypasses: connections opened before the replay, lookups and sockets the patches do not see,
+# and refusals the code swallows.
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: no certificate for a TLS server")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1")
+    subject = ("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    subprocess.run(
+        [openssl, "req", "-x509", *ec, *subject, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class DatagramCounter:
+    """A UDP socket on 127.0.0.1 that keeps every datagram it receives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port: int = self.sock.getsockname()[1]
+        self._received: list[bytes] = []
+        self._changed = threading.Condition()
+        self._markers = itertools.count()
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                continue
+            with self._changed:
+                self._received.append(data)
+                self._changed.notify_all()
+
+    def received(self) -> list[bytes]:
+        """What arrived, once every datagram sent before this call has (loopback keeps order)."""
+        marker = b"marker %d" % next(self._markers)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(marker, ("127.0.0.1", self.port))
+        with self._changed:
+            assert self._changed.wait_for(lambda: marker in self._received, timeout=5)
+            return [d for d in self._received if not d.startswith(b"marker ")]
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+
+
+@dataclass
+class Targets:
+    """The live servers a bypass tries to reach: HTTP, HTTPS and UDP, all on 127.0.0.1."""
+
+    tcp: CountingServer
+    tls: CountingServer
+    udp: DatagramCounter
+    client_tls: ssl.SSLContext
+
+    def snapshot(self) -> tuple[int, int, int, int, int]:
+        """What reached them so far (call it outside a replay: it sends a UDP marker)."""
+        tcp, tls = self.tcp, self.tls
+        return (
+            tcp.connections,
+            tcp.requests,
+            tls.connections,
+            tls.requests,
+            len(self.udp.received()),
+        )
+
+
+@pytest.fixture
+def targets(certificate: tuple[Path, Path]) -> Iterator[Targets]:
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(*certificate)
+    client_tls = ssl.create_default_context(cafile=str(certificate[0]))
+    with contextlib.ExitStack() as stack:
+        tcp = CountingServer()
+        stack.callback(tcp.close)
+        tls = CountingServer(tls=server_tls)
+        stack.callback(tls.close)
+        udp = DatagramCounter()
+        stack.callback(udp.close)
+        yield Targets(tcp, tls, udp, client_tls)
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "the server did not see the connection"
+        time.sleep(0.01)
+
+
+# A bypass is prepared before the replay (it may open a connection then) and returns the attempt
+# the replaying code makes. Each attempt that gets through completes an exchange, so the server
+# has counted it by the time the attempt returns.
+Attempt = Callable[[], object]
+Prepare = Callable[[Targets, contextlib.ExitStack], Attempt]
+UNRESOLVABLE = "compaction-replay.invalid"
+TEST_NET = "192.0.2.1"  # documentation range: no host has it
+
+
+def _http_client_kept_alive(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    conn = http.client.HTTPConnection("127.0.0.1", t.tcp.port, timeout=5)
+    stack.callback(conn.close)
+    conn.request("GET", "/before")
+    conn.getresponse().read()
+
+    def attempt() -> object:
+        conn.request("GET", "/during")
+        return conn.getresponse().read()
+
+    return attempt
+
+
+def _asyncio_stream_opened_earlier(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    seen = t.tcp.connections + 1
+    loop = asyncio.new_event_loop()
+    stack.callback(loop.close)
+    reader, writer = loop.run_until_complete(asyncio.open_connection("127.0.0.1", t.tcp.port))
+    stack.callback(writer.transport.abort)
+    _until(lambda: t.tcp.connections >= seen)
+
+    async def exchange() -> bytes:
+        writer.write(REQUEST)  # the transport sends with socket.send
+        await writer.drain()
+        return await reader.readexactly(5)
+
+    return lambda: loop.run_until_complete(exchange())
+
+
+def _socket_opened_earlier(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    seen = t.tcp.connections + 1
+    sock = stack.enter_context(socket.create_connection(("127.0.0.1", t.tcp.port), timeout=5))
+    _until(lambda: t.tcp.connections >= seen)
+
+    def attempt() -> object:
+        sock.sendall(REQUEST)
+        return sock.recv(5)
+
+    return attempt
+
+
+def _tls_socket_opened_earlier(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    seen = t.tls.connections + 1
+    raw = socket.create_connection(("127.0.0.1", t.tls.port), timeout=5)
+    sock = stack.enter_context(t.client_tls.wrap_socket(raw, server_hostname="127.0.0.1"))
+    _until(lambda: t.tls.connections >= seen)  # the server's side of the handshake may lag
+
+    def attempt() -> object:
+        sock.sendall(REQUEST)  # SSLSocket.sendall writes through SSLSocket.send
+        return sock.recv(5)
+
+    return attempt
+
+
+def _udp_connected_earlier(t: Targets, stack: contextlib.ExitStack) -> socket.socket:
+    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    sock.connect(("127.0.0.1", t.udp.port))
+    return sock
+
+
+def _udp_send_connected_earlier(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    sock = _udp_connected_earlier(t, stack)
+    return lambda: sock.send(b"datagram")
+
+
+def _udp_sendmsg_connected_earlier(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    sock = _udp_connected_earlier(t, stack)
+    return lambda: sock.sendmsg([b"datagram"])
+
+
+def _udp_sendmsg_to_address(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    return lambda: sock.sendmsg([b"datagram"], [], 0, ("127.0.0.1", t.udp.port))
+
+
+def _c_socket(stack: contextlib.ExitStack, kind: int) -> _socket.socket:
+    # _socket.socket is the C type: none of socket.socket's Python methods are in the way.
+    sock = _socket.socket(socket.AF_INET, kind)
+    stack.callback(sock.close)
+    sock.settimeout(5)
+    return sock
+
+
+def _c_socket_connect(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    def attempt() -> object:
+        sock = _c_socket(stack, socket.SOCK_STREAM)
+        sock.connect(("127.0.0.1", t.tcp.port))
+        sock.send(REQUEST)
+        return sock.recv(5)
+
+    return attempt
+
+
+def _c_socket_connect_ex(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    def attempt() -> object:
+        sock = _c_socket(stack, socket.SOCK_STREAM)
+        assert sock.connect_ex(("127.0.0.1", t.tcp.port)) == 0
+        sock.send(REQUEST)
+        return sock.recv(5)
+
+    return attempt
+
+
+def _c_socket_sendto(t: Targets, stack: contextlib.ExitStack) -> Attempt:
+    return lambda: _c_socket(stack, socket.SOCK_DGRAM).sendto(
+        b"datagram", ("127.0.0.1", t.udp.port)
+    )
+
+
+def _call(function: Callable[..., object], *args: object) -> Prepare:
+    return lambda t, stack: lambda: function(*args)
+
+
+def _send_to(server: str) -> Callable[[Targets], str]:
+    def what(t: Targets) -> str:
+        port = getattr(t, server).port
+        return f"a send to 127.0.0.1:{port} over a connection opened earlier"
+
+    return what
+
+
+def _connection_to(server: str) -> Callable[[Targets], str]:
+    return lambda t: f"a connection to 127.0.0.1:{getattr(t, server).port}"
+
+
+# (prepare, what the refusal names), by id
+BYPASSES: dict[str, tuple[Prepare, Callable[[Targets], str]]] = {
+    "http.client-kept-alive": (_http_client_kept_alive, _send_to("tcp")),
+    "asyncio-stream-opened-earlier": (_asyncio_stream_opened_earlier, _send_to("tcp")),
+    "socket-opened-earlier": (_socket_opened_earlier, _send_to("tcp")),
+    "tls-socket-opened-earlier": (_tls_socket_opened_earlier, _send_to("tls")),
+    "udp-send-connected-earlier": (_udp_send_connected_earlier, _send_to("udp")),
+    "udp-sendmsg-connected-earlier": (_udp_sendmsg_connected_earlier, _send_to("udp")),
+    "udp-sendmsg-to-address": (_udp_sendmsg_to_address, _connection_to("udp")),
+    "_socket-connect": (_c_socket_connect, _connection_to("tcp")),
+    "_socket-connect_ex": (_c_socket_connect_ex, _connection_to("tcp")),
+    "_socket-sendto": (_c_socket_sendto, _connection_to("udp")),
+    "gethostbyname": (
+        _call(socket.gethostbyname, UNRESOLVABLE),
+        lambda t: f"a DNS lookup of {UNRESOLVABLE!r}",
+    ),
+    "gethostbyname_ex": (
+        _call(socket.gethostbyname_ex, UNRESOLVABLE),
+        lambda t: f"a DNS lookup of {UNRESOLVABLE!r}",
+    ),
+    "_socket-getaddrinfo": (
+        _call(_socket.getaddrinfo, UNRESOLVABLE, 443),
+        lambda t: f"a DNS lookup of {UNRESOLVABLE!r}",
+    ),
+    "gethostbyaddr": (
+        _call(socket.gethostbyaddr, TEST_NET),
+        lambda t: f"a reverse DNS lookup of {TEST_NET!r}",
+    ),
+    "getnameinfo": (
+        _call(socket.getnameinfo, (TEST_NET, 443), 0),
+        lambda t: f"a reverse DNS lookup of {TEST_NET!r}",
+    ),
+}
+# asyncio hands a failed write to the protocol: the writer only sees "Connection lost".
+LOST = {"asyncio-stream-opened-earlier"}
+# Lookups reach no server that counts: they show they were stopped by raising NetworkBlocked
+# (unguarded, these names give the resolver's own error or answer).
+LOOKUPS = {
+    "gethostbyname",
+    "gethostbyname_ex",
+    "_socket-getaddrinfo",
+    "gethostbyaddr",
+    "getnameinfo",
+}
+
+
+def _refusal_lines(what: str, path: object) -> list[str]:
+    return [
+        f"compaction: {what} was refused while cassette {path} replayed (record mode 'none')",
+        "the test fails even when the code caught the error and carried on",
+        "record the cassette (record mode 'once' or 'new_episodes')",
+        "list the host in ignore_hosts (ignore_localhost for 127.0.0.1)",
+    ]
+
+
+def _swallowing(attempt: Attempt) -> None:
+    with contextlib.suppress(Exception):  # a library that falls back to a cache, say
+        attempt()
+
+
+@pytest.mark.parametrize("kind", sorted(BYPASSES))
+def test_each_bypass_is_refused_and_fails_the_replay_even_when_swallowed(
+    tmp_path: Path, targets: Targets, kind: str
+) -> None:
+    prepare, describe = BYPASSES[kind]
+    path = tmp_path / "c.yaml"
+    with contextlib.ExitStack() as stack:
+        raised, swallowed = prepare(targets, stack), prepare(targets, stack)
+        before = targets.snapshot()
+        with pytest.raises(Exception) as info, use_cassette(path, record_mode="none") as rec:
+            raised()
+        what = describe(targets)
+        if kind not in LOST:
+            # The error the code sees: the existing message, raised or wrapped by the client.
+            blocked = f"compaction: {what} was blocked: cassette {path} is replaying"
+            assert blocked in str(info.value)
+        assert all(line in "\n".join(rec.problems) for line in _refusal_lines(what, path))
+        with pytest.raises(ReplayError) as failed, use_cassette(path, record_mode="none") as rec:
+            _swallowing(swallowed)
+        assert all(line in str(failed.value) for line in _refusal_lines(what, path))
+        assert "Traceback" not in str(failed.value)
+        assert targets.snapshot() == before, "a replay reached a live server"
+        assert not is_blocking()
+        if kind not in LOOKUPS:
+            # Control: without the guard the same attempt does reach the server.
+            prepare(targets, stack)()
+            assert targets.snapshot() != before
+
+
+class _OpenedEarlier:
+    """A pytest plugin: a session fixture that prepares every bypass before any test replays."""
+
+    def __init__(self, targets: Targets) -> None:
+        self.targets = targets
+        self.before: tuple[int, ...] | None = None
+
+    @pytest.fixture(scope="session")
+    def bypass(self) -> Iterator[dict[tuple[str, str], Attempt]]:
+        with contextlib.ExitStack() as stack:
+            attempts = {
+                (kind, variant): BYPASSES[kind][0](self.targets, stack)
+                for kind in BYPASSES
+                for variant in ("raised", "swallowed")
+            }
+            self.before = self.targets.snapshot()
+            yield attempts
+
+
+PLUGIN_BYPASSES = """
+import pytest
+
+KINDS = {kinds!r}
+
+
+@pytest.mark.compaction
+@pytest.mark.parametrize("kind", KINDS)
+def test_raised(bypass, kind):
+    bypass[kind, "raised"]()
+
+
+@pytest.mark.compaction
+@pytest.mark.parametrize("kind", KINDS)
+def test_swallowed(bypass, kind):
+    try:
+        bypass[kind, "swallowed"]()
+    except Exception:
+        pass
+"""
+
+
+def test_the_plugin_fails_each_bypass_even_when_the_test_swallows_it(
+    pytester: pytest.Pytester, targets: Targets
+) -> None:
+    kinds = sorted(BYPASSES)
+    pytester.makepyfile(test_net=PLUGIN_BYPASSES.format(kinds=kinds))
+    plugin = _OpenedEarlier(targets)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", plugins=[plugin])
+    result.assert_outcomes(failed=2 * len(kinds))
+    reports = {r.nodeid: r.longreprtext for r in result.reprec.getfailures()}  # type: ignore[attr-defined]
+    for kind in kinds:
+        what = BYPASSES[kind][1](targets)
+        for test in ("test_raised", "test_swallowed"):
+            text = reports[f"test_net.py::{test}[{kind}]"]
+            assert "compaction: " + what + " was refused while cassette " in text, (kind, text)
+            assert all(line in text for line in _refusal_lines(what, "")[1:]), (kind, text)
+            assert "Traceback" not in text
+    assert plugin.before is not None
+    assert targets.snapshot() == plugin.before, "a replayed test reached a live server"
+    assert not is_blocking()
+
+
+def test_connections_opened_earlier_to_allowed_hosts_keep_working(
+    tmp_path: Path, targets: Targets
+) -> None:
+    with contextlib.ExitStack() as stack:
+        by_address = _http_client_kept_alive(targets, stack)
+        by_name = _http_client_kept_alive(targets, stack)  # 127.0.0.1, allowed as "localhost"
+        tls = _tls_socket_opened_earlier(targets, stack)
+        with use_cassette(tmp_path / "a.yaml", record_mode="none", ignore_localhost=True):
+            assert json.loads(bytes(by_address()))["path"] == "/during"  # type: ignore[arg-type]
+            assert tls() == b"HTTP/"
+        with use_cassette(tmp_path / "b.yaml", record_mode="none", ignore_hosts=["localhost"]):
+            assert json.loads(bytes(by_name()))["path"] == "/during"  # type: ignore[arg-type]
+    assert targets.tcp.requests == 4 and targets.tls.requests == 1
+
+
+def test_numeric_and_loopback_lookups_stay_allowed(tmp_path: Path) -> None:
+    with use_cassette(tmp_path / "c.yaml", record_mode="none") as rec:
+        numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        assert socket.getnameinfo((TEST_NET, 443), numeric) == (TEST_NET, "443")
+        assert socket.gethostbyname("127.0.0.1") == "127.0.0.1"
+        socket.gethostbyaddr("127.0.0.1")
+    assert rec.problems == []
+
+
+def test_a_refusal_swallowed_in_another_thread_fails_the_replay(
+    tmp_path: Path, targets: Targets
+) -> None:
+    path = tmp_path / "c.yaml"
+    with contextlib.ExitStack() as stack:
+        attempt = _socket_opened_earlier(targets, stack)
+        before = targets.snapshot()
+        with pytest.raises(ReplayError) as failed, use_cassette(path, record_mode="none"):
+            worker = threading.Thread(target=_swallowing, args=(attempt,))
+            worker.start()
+            worker.join()
+        assert targets.snapshot() == before
+    what = f"a send to 127.0.0.1:{targets.tcp.port} over a connection opened earlier"
+    assert all(line in str(failed.value) for line in _refusal_lines(what, path))

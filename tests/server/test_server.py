@@ -418,6 +418,26 @@ def test_body_that_is_not_an_object(http: httpx.Client) -> None:
     assert error_of(response)["code"] == "invalid_type"
 
 
+@pytest.mark.parametrize("path", ["/responses/compact", "/responses"])
+def test_a_valid_body_nested_past_the_validators_depth_is_a_400(
+    http: httpx.Client, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A tool's input schema is free-form JSON: the body is valid however deep it nests.
+    schema = '{"a":' * 600 + "1" + "}" * 600
+    tools = f'[{{"name": "t", "input_schema": {schema}}}]'
+    item = f'{{"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "s", "tools": {tools}}}'
+    body = f'{{"model": "m", "input": [{{"role": "user", "content": "hi"}}, {item}]}}'
+    response = http.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert error_of(response) == {
+        "message": "Invalid '': body: nesting deeper than 250 levels",
+        "type": "invalid_request_error",
+        "param": "",
+        "code": "invalid_value",
+    }
+    assert not [r for r in caplog.records if r.exc_info], "an error was logged with a traceback"
+
+
 def test_input_over_the_context_window() -> None:
     with CompactionServer(context_window=50) as small, httpx.Client(timeout=5) as client:
         fits = client.post(
@@ -566,7 +586,18 @@ def test_sdk_reports_a_dropped_connection(server: CompactionServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "spec", ["teapot", "200", "slow:abc", "500;times=0", "500;retry=1", "429;retry-after=-1"]
+    "spec",
+    [
+        "teapot",
+        "200",
+        "slow:abc",
+        "slow:1e308",
+        "slow:inf",
+        "500;times=0",
+        "500;retry=1",
+        "429;retry-after=-1",
+        "429;retry-after=1e308",
+    ],
 )
 def test_bad_fault_header_is_a_clear_400(http: httpx.Client, spec: str) -> None:
     response = compact(http, spec)
