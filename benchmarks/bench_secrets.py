@@ -11,7 +11,10 @@ Target: the 1 MB exchange costs at most 1.5x the base scan.
 When ``detect_secrets`` is importable, its regex plugins (no entropy or keyword plugins, which
 fire on every encrypted_content) are timed on the same strings for comparison.
 
-Run: python benchmarks/bench_secrets.py [--rounds 9] [--base HEAD] [--big-mb 50]
+Run: python benchmarks/bench_secrets.py [--rounds 9] [--base REV] [--big-mb 50]
+
+The default base is the last revision of the previous scan (the pattern table with a
+look-behind, before decoding and known credentials).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pytest_compaction.cassette._exchange import Exchange
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "pytest_compaction/cassette/_secrets.py"
+PREVIOUS_SCAN = "736bca1"  # the last revision of the previous scan
 TARGET = 1.5
 
 PROSE = (
@@ -233,7 +237,9 @@ def detect_secrets_scan() -> Callable[[Exchange], int] | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--base", default="HEAD", help="git revision of the scan to compare to")
+    parser.add_argument(
+        "--base", default=PREVIOUS_SCAN, help="git revision of the scan to compare to"
+    )
     parser.add_argument("--big-mb", type=float, default=50.0)
     args = parser.parse_args()
 
