@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from ..cassette._secrets import mask_secrets
 from ..check._report import format_junit, format_text
 from ..check._results import CheckResult
 from ..check._run import check_paths
@@ -77,5 +78,6 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
         dialect=args.dialect,
     )
-    print(_FORMATS[args.format](result))
+    # A violation quotes the offending value, which may be a key: mask it on the way out.
+    print(mask_secrets(_FORMATS[args.format](result)))
     return 0 if result.passed else 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CompactionError
+from ..cassette._secrets import mask_secrets
 from ..contract._dialects import DIALECTS, dialect_validator
 from ..schema._derive import derive_to
 from ..schema._diff import diff_versions, format_text
@@ -192,10 +193,10 @@ def run_validate(args: argparse.Namespace) -> int:
         payload = [
             {"file": name, "dialect": args.dialect, **report.as_dict()} for name, report in results
         ]
-        print(as_json(payload))
+        print(mask_secrets(as_json(payload)))
     else:
         for name, report in results:
-            print(_text(name, report, args.dialect))
+            print(mask_secrets(_text(name, report, args.dialect)))
     return 0 if all(report.valid for _, report in results) else 1
 
 

@@ -273,3 +273,42 @@ def test_a_50_mb_file_is_validated(tmp_path: Path) -> None:
         f"{bad_path}: 1 violation (request, {NEWEST})",
         "  error: input[9999] (type=function_call): missing required property 'call_id'",
     ]
+
+
+KEY = "sk-proj-" + "Q7xv2LmN9pRt4WzY8bKc3HdF6gJs1AeU"
+
+
+def test_a_key_quoted_by_a_violation_is_masked_in_text_and_json(tmp_path: Path) -> None:
+    path = write(tmp_path, "keyed.json", {**VALID, "service_tier": KEY})
+    for fmt in ("text", "json"):
+        result = run("validate", "--kind", "request", "--format", fmt, str(path))
+        assert result.returncode == 1
+        assert KEY not in result.stdout + result.stderr
+        assert KEY[:20] not in result.stdout + result.stderr
+        assert "<secret>" in result.stdout
+        assert "is not one of" in result.stdout
+
+
+def test_check_masks_a_key_quoted_by_a_violation(tmp_path: Path) -> None:
+    body = json.dumps({**VALID, "service_tier": KEY})
+    answer = json.dumps({"id": "cmp_1", "object": "response.compaction", "output": []})
+    cassette = tmp_path / "stock.yaml"
+    cassette.write_text(
+        "interactions:\n"
+        "- request:\n"
+        f"    body: {json.dumps(body)}\n"
+        "    headers: {}\n"
+        "    method: POST\n"
+        "    uri: https://api.openai.com/v1/responses/compact\n"
+        "  response:\n"
+        f"    body: {{string: {json.dumps(answer)}}}\n"
+        "    headers: {content-type: [application/json]}\n"
+        "    status: {code: 200, message: OK}\n"
+        "version: 1\n"
+    )
+    for fmt in ("text", "json", "junit"):
+        result = run("check", "--format", fmt, str(cassette))
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert KEY not in result.stdout + result.stderr
+        assert KEY[:20] not in result.stdout + result.stderr
+        assert "<secret>" in result.stdout
