@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -38,8 +39,9 @@ def _remove_stale_temps(target: Path) -> None:
                 os.unlink(target.parent / name)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader sees either the old file or the new one.
+def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes]) -> None:
+    """Replace ``path`` with ``data`` (bytes, or pieces written one after another, with no
+    copy joining them) so a reader sees either the old file or the new one.
 
     The data goes to ``.<name>.<pid>.<random>.tmp`` in the same directory, is flushed to disk,
     then renamed over ``path``. A writer killed half-way leaves only that hidden temp file,
@@ -53,7 +55,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     )
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for piece in (data,) if isinstance(data, bytes) else data:
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         if target.exists():

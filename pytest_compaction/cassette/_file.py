@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,14 @@ class _Literal(str):
 
 
 class Dumper(_SafeDumperBase):  # type: ignore[misc, valid-type, unused-ignore]
-    """The safe YAML dumper cassettes are written with (libyaml's when present)."""
+    """The safe YAML dumper cassettes are written with (libyaml's when present).
+
+    No anchors and aliases: a value shared by two exchanges is written out in each, so that
+    each interaction's text stands alone (see :func:`interaction_text`) and reads as it is.
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _represent_literal(dumper: Any, data: _Literal) -> Any:
@@ -225,48 +232,107 @@ def _interaction(ex: Exchange) -> dict[str, Any]:
     }
 
 
+def _head(
+    extra: Mapping[str, Any], schema_version: str | None, dialect: str | None
+) -> dict[str, Any]:
+    doc: dict[str, Any] = dict(extra)
+    doc["compaction"] = {"format": FORMAT, "schema_version": schema_version}
+    if dialect:
+        doc["compaction"]["dialect"] = dialect
+    return doc
+
+
+def _yaml(value: Any) -> str:
+    out: str = yaml.dump(value, Dumper=Dumper, allow_unicode=True, sort_keys=False, width=2**31 - 1)
+    return out
+
+
+def interaction_text(ex: Exchange, *, as_json: bool = False) -> str:
+    """One exchange as the cassette text holds it, for :func:`cassette_text` to join.
+
+    A writer that keeps adding exchanges to one cassette turns each into text once, so that
+    writing the file costs its bytes, not a new dump of every exchange.
+    """
+    item = _interaction(ex)
+    if not as_json:
+        text = _yaml([item])  # a block sequence item, as it stands under ``interactions:``
+        # After a ``|+`` block scalar the emitter may end the stream with an end-of-document
+        # marker; inside the cassette the next line ends the scalar, and the loader reads the
+        # document the same without one.
+        return text[: -len("...\n")] if text.endswith("\n...\n") else text
+    for part, key in ((item["request"], "body"), (item["response"]["body"], "string")):
+        value = part[key]
+        if isinstance(value, bytes):
+            raise CassetteError("a binary body cannot be stored in a JSON cassette; use .yaml")
+        part[key] = None if value is None else str(value)
+    text = json.dumps(item, indent=2, ensure_ascii=False)
+    return "\n".join("    " + line for line in text.split("\n"))
+
+
+def cassette_frame(
+    extra: Mapping[str, Any],
+    schema_version: str | None,
+    dialect: str | None,
+    count: int,
+    *,
+    as_json: bool = False,
+) -> tuple[str, str, str]:
+    """What goes before, between and after the ``count`` interaction texts of a cassette."""
+    head = _head(extra, schema_version, dialect)
+    if as_json:
+        text = json.dumps(head, indent=2, ensure_ascii=False)[: -len("\n}")]
+        if not count:
+            return f'{text},\n  "interactions": [],\n  "version": 1\n}}\n', "", ""
+        return f'{text},\n  "interactions": [\n', ",\n", '\n  ],\n  "version": 1\n}\n'
+    items = "interactions:\n" if count else "interactions: []\n"
+    return _yaml(head) + items, "", "version: 1\n"
+
+
+def cassette_text(
+    extra: Mapping[str, Any],
+    schema_version: str | None,
+    dialect: str | None,
+    interactions: Sequence[str],
+    *,
+    as_json: bool = False,
+) -> str:
+    """The text of a cassette whose interactions are ``interactions`` (see
+    :func:`interaction_text`): the same document as dumping it whole at once."""
+    before, between, after = cassette_frame(
+        extra, schema_version, dialect, len(interactions), as_json=as_json
+    )
+    return before + between.join(interactions) + after
+
+
 def dump_cassette(data: CassetteData) -> str:
     """The YAML text of a cassette (stock vcrpy layout + the ``compaction`` key)."""
-    doc: dict[str, Any] = dict(data.extra)
-    doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
-    if data.dialect:
-        doc["compaction"]["dialect"] = data.dialect
-    doc["interactions"] = [_interaction(ex) for ex in data.exchanges]
-    doc["version"] = 1
-    out: str = yaml.dump(doc, Dumper=Dumper, allow_unicode=True, sort_keys=False, width=2**31 - 1)
-    return out
+    texts = [interaction_text(ex) for ex in data.exchanges]
+    return cassette_text(data.extra, data.schema_version, data.dialect, texts)
 
 
 def dump_cassette_json(data: CassetteData) -> str:
     """The stock vcrpy JSON layout (for a ``.json`` cassette path), plus the ``compaction`` key."""
-    doc: dict[str, Any] = dict(data.extra)
-    doc["compaction"] = {"format": FORMAT, "schema_version": data.schema_version}
-    if data.dialect:
-        doc["compaction"]["dialect"] = data.dialect
-    interactions = []
-    for ex in data.exchanges:
-        item = _interaction(ex)
-        for part, key in ((item["request"], "body"), (item["response"]["body"], "string")):
-            value = part[key]
-            if isinstance(value, bytes):
-                raise CassetteError("a binary body cannot be stored in a JSON cassette; use .yaml")
-            part[key] = None if value is None else str(value)
-        interactions.append(item)
-    doc["interactions"] = interactions
-    doc["version"] = 1
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    texts = [interaction_text(ex, as_json=True) for ex in data.exchanges]
+    return cassette_text(data.extra, data.schema_version, data.dialect, texts, as_json=True)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace a cassette atomically (see ``_atomic``); failures are a CassetteError.
+def is_json_cassette(path: str | os.PathLike[str]) -> bool:
+    """A ``.json`` path holds the JSON layout; every other cassette is YAML."""
+    return str(path).endswith(".json")
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes]) -> None:
+    """Replace a cassette atomically (see ``_atomic``; ``data`` may come in pieces); failures
+    are a CassetteError.
 
     A cassette its loader would refuse (over :func:`max_cassette_bytes`) is not written: the
     same limit, at write time, so that what records also replays.
     """
     limit = max_cassette_bytes()
-    if len(data) > limit:
+    size = len(data) if isinstance(data, bytes) else sum(len(piece) for piece in data)
+    if size > limit:
         raise CassetteError(
-            f"cassette {path} would be {len(data) / 2**20:.0f} MB, over the "
+            f"cassette {path} would be {size / 2**20:.0f} MB, over the "
             f"{limit / 2**20:.0f} MB limit its loader accepts; set {MAX_SIZE_ENV} to record and "
             "load it (not written)"
         )
@@ -278,7 +344,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 def save_cassette(path: str | os.PathLike[str], data: CassetteData) -> None:
     """Write a cassette atomically, as JSON when the path ends in ``.json``, else YAML."""
-    text = dump_cassette_json(data) if str(path).endswith(".json") else dump_cassette(data)
+    text = dump_cassette_json(data) if is_json_cassette(path) else dump_cassette(data)
     write_atomic(path, text.encode("utf-8"))
 
 

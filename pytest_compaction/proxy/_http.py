@@ -130,6 +130,7 @@ class ProxyHandler(LoopbackHandler):
     server: ProxyHTTPServer
     logger = log
     _chunked = False
+    _left: int | None = None  # bytes of a sized answer still to send
 
     def _busy(self, busy: bool) -> None:
         with self.server.cond:
@@ -180,11 +181,10 @@ class ProxyHandler(LoopbackHandler):
         else:
             length_text = header(headers, "content-length")
             if length_text is not None:
-                try:
-                    length = int(length_text)
-                except ValueError:
+                if not length_text.strip().isdigit():  # no sign, no "1_000": int() takes both
                     self._refuse(400, f"content-length {length_text!r} is not a number")
                     return None
+                length = int(length_text)
                 if length > limit:
                     self._refuse(413, f"the request body is over the {limit // 2**20} MB limit")
                     return None
@@ -208,11 +208,11 @@ class ProxyHandler(LoopbackHandler):
         out = bytearray()
         while True:
             line = self.rfile.readline(65537)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or digits.strip(b"0123456789abcdefABCDEF"):  # int() takes "-5", "0x5"
                 self._refuse(400, "malformed chunked request body")
                 return None
+            size = int(digits, 16)
             if size == 0:
                 while self.rfile.readline(65537).strip():  # trailers
                     pass
@@ -261,7 +261,11 @@ class ProxyHandler(LoopbackHandler):
 
     def begin(self, status: int, reason: str, headers: RawHeaders, bodyless: bool) -> bool:
         """Send the status line and headers of an answer whose body follows in chunks."""
-        has_length = header(headers, "content-length") is not None
+        length = header(headers, "content-length")
+        has_length = length is not None
+        self._left = None
+        if has_length and not bodyless and (length or "").strip().isdigit():
+            self._left = int(length or "")
         self._chunked = not bodyless and not has_length and self.request_version == "HTTP/1.1"
         if not bodyless and not has_length and not self._chunked:
             self.close_connection = True  # an HTTP/1.0 client reads to the end
@@ -291,9 +295,25 @@ class ProxyHandler(LoopbackHandler):
             return False
         return True
 
-    def finish_body(self) -> None:
-        if self._chunked:
-            with contextlib.suppress(OSError):
+    def hold_last(self, data: bytes) -> tuple[bytes, bytes]:
+        """Split what is to be sent into what goes now and what waits for :meth:`finish_body`:
+        the answer's last byte, when its length says this is it (a chunked answer ends with
+        its terminator instead, which always waits)."""
+        if self._left is None:
+            return data, b""
+        if len(data) < self._left:
+            self._left -= len(data)
+            return data, b""
+        cut = max(self._left - 1, 0)
+        self._left = 0
+        return data[:cut], data[cut:]
+
+    def finish_body(self, held: bytes = b"") -> None:
+        """End an answer begun with :meth:`begin`: what was held back, then the terminator."""
+        with contextlib.suppress(OSError):
+            if held:
+                self.write_chunk(held)
+            if self._chunked:
                 self.wfile.write(b"0\r\n\r\n")
 
     def abort(self) -> None:

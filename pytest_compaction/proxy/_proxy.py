@@ -17,7 +17,10 @@ Recorded exchanges are filtered and scanned for secrets as the pytest plugin doe
 credentials clients sent are remembered and searched for in every byte; ``allow_secrets``
 lets fake keys through), validated
 when they are ``/responses/compact`` or ``/responses`` calls (see :mod:`._judge`), and written
-atomically to the cassette in the same format after each exchange. An exchange that violates
+atomically to the cassette in the same format: each exchange is scanned and turned into cassette
+text once, and is in the file before its client has read the answer to its end (see
+:mod:`._writer`), so a proxy killed with SIGKILL loses no exchange a client saw answered in full.
+An exchange that violates
 the schemas, or still holds a secret-looking value, is answered but not written: it is
 reported in the log and the summary (``failure()``), and with ``fail_on_violation`` the client
 gets that status instead of the answer. A request the cassette cannot answer gets
@@ -27,6 +30,7 @@ request, never a pass-through.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 import threading
@@ -40,8 +44,8 @@ from .._errors import CompactionError
 from .._listener import LocalService
 from ..cassette._body import MAX_SIZE_ENV, decode_body, max_cassette_bytes
 from ..cassette._document import scan_document
-from ..cassette._exchange import CassetteData, CassetteError, Exchange
-from ..cassette._file import CassetteNotFound, load_cassette, save_cassette
+from ..cassette._exchange import CassetteError, Exchange
+from ..cassette._file import CassetteNotFound, interaction_text, load_cassette
 from ..cassette._find import cassette_file
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
@@ -51,7 +55,7 @@ from ..cassette._redact import (
     redact_exchange,
     redact_query,
 )
-from ..cassette._secrets import scan_exchange
+from ..cassette._secrets import Finding, scan_exchange
 from ..contract._dialects import (
     Dialect,
     all_auth_headers,
@@ -77,6 +81,7 @@ from ._http import (
     end_to_end,
     error_body,
 )
+from ._writer import CassetteWriter, Snapshot
 
 log = logging.getLogger("pytest_compaction.proxy")
 
@@ -90,6 +95,16 @@ _Verdict = tuple[Report | None, Judged]  # what the schemas found in a request a
 
 class ProxyError(CompactionError):
     """The proxy cannot be configured or started as asked."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What keeping a recorded exchange takes time to find, found before the lock is taken."""
+
+    verdict: _Verdict | None  # None: not a validated route
+    findings: list[Finding]  # secret-looking places (exchange index still to be set)
+    text: bytes | None  # its cassette text (UTF-8), when it may be written
+    failure: str | None  # why it cannot be written at all
 
 
 @dataclass
@@ -220,6 +235,14 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         self._matchers = [matchers[name] for name in DEFAULT_MATCH_ON]
         self._stored = [self._req_of(ex) for ex in self.data]
         self._reports: dict[int, _Verdict] = {}
+        # The cassette text of each recorded exchange (loaded ones: at the first write), the
+        # dialect each compact exchange names, and the loaded exchanges that ``all`` replaced.
+        self._texts: list[bytes | None] = [None] * len(self.data)
+        self._compact_dialects = [self._compact_dialect(ex) for ex in self.data]
+        self._replaced: set[int] = set()
+        self._loaded_texts: list[bytes] | None = None
+        self._kept = 0  # exchanges kept so far: what a write must reach
+        self._writer = CassetteWriter(path, self._snapshot)
 
         self.session: list[ProxyRecord] = []
         self.recorded = 0
@@ -228,10 +251,8 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         self.tally = Tally()
         self.misses: list[str] = []
         self.problems: list[str] = []
-        self.written = False  # the cassette file was written by this proxy
         self.save_error: str | None = None  # why the last write failed
         self._reported = 0
-        self._dirty = False
         self._lock = threading.RLock()
         self._client: Any = None
         self._closed = False
@@ -266,8 +287,9 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         httpd.server_close()
         with self._lock:
             self._closed = True
-            self._save()
+            kept = self._kept
             client, self._client = self._client, None
+        self._flush(kept)
         if client is not None:
             client.close()
         log.info("stopped")  # the command prints summary_text() itself, once
@@ -283,7 +305,12 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
     def exchanges(self) -> list[Exchange]:
         """What the cassette holds now (what is, or will be, written)."""
         with self._lock:
-            return list(self._to_write())
+            return [self.data[i] for i in self._to_write()]
+
+    @property
+    def written(self) -> bool:
+        """The cassette file was written by this proxy."""
+        return self._writer.written
 
     def failure(self) -> str | None:
         """Problems not reported yet, as one message (then they count as reported)."""
@@ -347,34 +374,28 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
                 return index
         return None
 
-    def _to_write(self) -> list[Exchange]:
-        if self.record_mode != "all":
-            return self.data
-        recorded = self._stored[self.loaded_count :]
-        kept = [
-            ex
-            for ex, req in zip(self.data, self._stored[: self.loaded_count], strict=False)
-            if not any(self._matches(new, req) for new in recorded)
-        ]
-        return kept + self.data[self.loaded_count :]
+    def _to_write(self) -> list[int]:
+        """The indices of the exchanges the cassette holds (``all``: less those replaced)."""
+        return [i for i in range(len(self.data)) if i not in self._replaced]
 
-    def _dialect_to_store(self, exchanges: Sequence[Exchange]) -> str | None:
+    def _compact_dialect(self, ex: Exchange) -> str | None:
+        return dialect_for(ex.uri).name if is_compact_path(ex.uri) else None
+
+    def _dialect_to_store(self, indices: Sequence[int]) -> str | None:
         if self.dialect:
             return get_dialect(self.dialect).name
-        found = {dialect_for(ex.uri).name for ex in exchanges if is_compact_path(ex.uri)}
+        found = {self._compact_dialects[i] for i in indices} - {None}
         return found.pop() if len(found) == 1 else None
 
-    def _save(self) -> None:
-        """Write the cassette when something was recorded; called with the lock held."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        exchanges = [
-            redact_exchange(ex, self.filter_headers, self.filter_query) for ex in self._to_write()
-        ]
-        path = str(self.cassette_path)
-        policy = self._credentials.policy()
-        try:
+    def _loaded(self) -> list[bytes]:
+        """The loaded exchanges' texts, filtered and scanned once, at the first write."""
+        if self._loaded_texts is None:
+            exchanges = [
+                redact_exchange(ex, self.filter_headers, self.filter_query)
+                for ex in self.data[: self.loaded_count]
+            ]
+            path = str(self.cassette_path)
+            policy = self._credentials.policy()
             try:
                 check_no_secrets(path, exchanges, policy)
                 found = scan_document(self.extra, policy)
@@ -382,16 +403,36 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
                     raise SecretFound(path, found)
             except SecretFound as exc:
                 raise refusal(exc, PROXY_ADVICE) from None
-            data = CassetteData(
-                exchanges, self.version, self.extra, dialect=self._dialect_to_store(exchanges)
+            as_json = self._writer.as_json
+            self._loaded_texts = [
+                interaction_text(ex, as_json=as_json).encode("utf-8") for ex in exchanges
+            ]
+        return self._loaded_texts
+
+    def _snapshot(self) -> Snapshot:
+        """What the next write holds (called by the writer, one write at a time)."""
+        loaded = self._loaded() if self.loaded_count else []
+        with self._lock:
+            indices = self._to_write()
+            texts = [loaded[i] if i < self.loaded_count else self._texts[i] for i in indices]
+            return Snapshot(
+                self._kept,
+                self.extra,
+                self.version,
+                self._dialect_to_store(indices),
+                [text for text in texts if text is not None],
             )
-            save_cassette(path, data)
-        except CompactionError as exc:
-            self.save_error = str(exc)
-            self._problem(f"compaction proxy: {exc}")
-            return
-        self.save_error = None
-        self.written = True
+
+    def _flush(self, generation: int) -> None:
+        """Return once the file holds the exchanges kept up to ``generation`` (or say why not)."""
+        error = self._writer.flush(generation)
+        with self._lock:
+            if error is None:
+                if self._writer.written:
+                    self.save_error = None
+                return
+            self.save_error = error
+            self._problem(f"compaction proxy: {error}")
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -619,7 +660,12 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
             response.close()
 
     def _relay(self, handler: ProxyHandler, incoming: Incoming, response: Any, label: str) -> None:
-        """Pass the answer on (chunk by chunk unless it must be judged first), then record it."""
+        """Pass the answer on (chunk by chunk unless it must be judged first), then record it.
+
+        The end of the answer (its last byte, or the last chunk's terminator) waits until the
+        exchange is in the cassette file: a client that has read an answer to its end finds it
+        recorded, whatever happens to the proxy after.
+        """
         import httpx
 
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
@@ -637,16 +683,20 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
             bodyless = incoming.method == "HEAD" or status in NO_BODY_STATUSES or status < 200
             if not handler.begin(status, reason, out_headers, bodyless):
                 return
+        held = b""  # the last byte of a sized answer, sent once the exchange is written
         try:
             for chunk in response.iter_raw():
                 if not too_large or not sent:  # an answer held back is needed whole
                     chunks += chunk
                     too_large = len(chunks) > limit
-                if sent and not handler.write_chunk(chunk):
-                    log.warning(
-                        "%s: the client went away before the answer ended; not recorded", label
-                    )
-                    return
+                if sent:
+                    chunk, held = handler.hold_last(held + chunk)
+                    if not handler.write_chunk(chunk):
+                        log.warning(
+                            "%s: the client went away before the answer ended; not recorded",
+                            label,
+                        )
+                        return
         except httpx.HTTPError as exc:
             message = self._credentials.mask(
                 f"compaction proxy: {label}: the upstream answer broke off: {exc}"
@@ -660,28 +710,31 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
                     502, error_body(message, "upstream_error", "upstream_broke_off"), {}
                 )
             return
-        if sent:
-            handler.finish_body()
         ex, failure = self._exchange(
             incoming, status, reason, raw_headers, bytes(chunks), too_large
         )
+        prepared = self._prepare(ex, failure)
+        kept: int | None = None
         with self._lock:
             if self._closed:
                 log.warning("%s ended after the proxy stopped; not recorded", label)
                 lines: list[str] = []
             else:
-                lines = self._keep(ex, failure, label)
-        if not sent:
-            if lines and self.fail_on_violation is not None:
-                handler.send_plain(
-                    self.fail_on_violation,
-                    self._violation_body(label, lines, status),
-                    {PROXY_HEADER: "violation"},
-                )
-            else:
-                out_headers = end_to_end(raw_headers, PROXY_HEADER, "content-length")
-                out_headers.append((PROXY_HEADER, "recorded"))
-                handler.send_whole(status, reason, out_headers, bytes(chunks))
+                lines, kept = self._keep(ex, prepared, label)
+        if kept is not None:
+            self._flush(kept)
+        if sent:
+            handler.finish_body(held)
+        elif lines and self.fail_on_violation is not None:
+            handler.send_plain(
+                self.fail_on_violation,
+                self._violation_body(label, lines, status),
+                {PROXY_HEADER: "violation"},
+            )
+        else:
+            out_headers = end_to_end(raw_headers, PROXY_HEADER, "content-length")
+            out_headers.append((PROXY_HEADER, "recorded"))
+            handler.send_whole(status, reason, out_headers, bytes(chunks))
 
     def _exchange(
         self,
@@ -721,15 +774,36 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         )
         return redact_exchange(ex, self.filter_headers, self.filter_query), None
 
-    def _keep(self, ex: Exchange | None, failure: str | None, label: str) -> list[str]:
-        """Judge a recorded exchange and add it to the cassette if it is clean (lock held)."""
-        self.recorded += 1
+    def _prepare(self, ex: Exchange | None, failure: str | None) -> _Prepared:
+        """Validate, scan and turn into cassette text a recorded exchange, once, outside the
+        lock: the time it takes is that exchange's, and other requests go on meanwhile."""
         if ex is None:
-            self._problem(f"compaction proxy: {label} was not recorded: {failure}")
-            return []
+            return _Prepared(None, [], None, failure)
+        verdict = self._validate(ex) if route_of(ex.method, ex.uri) is not None else None
+        findings = scan_exchange(ex, 0, self._credentials.policy())
+        if findings:
+            return _Prepared(verdict, findings, None, None)
+        try:
+            text = interaction_text(ex, as_json=self._writer.as_json).encode("utf-8")
+        except CassetteError as exc:
+            return _Prepared(verdict, [], None, str(exc))
+        return _Prepared(verdict, [], text, None)
+
+    def _keep(
+        self, ex: Exchange | None, prepared: _Prepared, label: str
+    ) -> tuple[list[str], int | None]:
+        """Count a recorded exchange and add it to the cassette if it is clean (lock held).
+
+        Returns the violation lines, and the generation the file must reach for it to be
+        written (None when it is not kept).
+        """
+        self.recorded += 1
+        if ex is None or prepared.failure is not None:
+            self._problem(f"compaction proxy: {label} was not recorded: {prepared.failure}")
+            return [], None
         index = len(self.data)
-        lines, drift = self._judge(ex, f"exchange {index} ({label})", "recorded")
-        findings = scan_exchange(ex, index, self._credentials.policy())
+        lines, drift = self._judge(ex, f"exchange {index} ({label})", "recorded", prepared.verdict)
+        findings = [dataclasses.replace(f, exchange=index) for f in prepared.findings]
         if findings:
             shown = [f"  {f}" for f in findings[:20]]
             self._problem(
@@ -750,10 +824,19 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
             ex.status,
             f" as exchange {index}" if kept else " (not written)",
         )
-        if kept:
-            self.data.append(ex)
-            self.play_counts.append(0)
-            self._stored.append(self._req_of(ex))
-            self._dirty = True
-            self._save()
-        return lines
+        if not kept:
+            return lines, None
+        req = self._req_of(ex)
+        if self.record_mode == "all":  # it replaces the loaded exchanges it matches
+            self._replaced.update(
+                i
+                for i in range(self.loaded_count)
+                if i not in self._replaced and self._matches(req, self._stored[i])
+            )
+        self.data.append(ex)
+        self.play_counts.append(0)
+        self._stored.append(req)
+        self._texts.append(prepared.text)
+        self._compact_dialects.append(self._compact_dialect(ex))
+        self._kept += 1
+        return lines, self._kept

@@ -107,6 +107,31 @@ def test_the_server_answers_400_to_a_negative_length(head: bytes) -> None:
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Length: -1\r\n\r\n",
+        b"Content-Length: +5\r\n\r\nhello",
+        b"Transfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n",
+        b"Transfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+    ],
+    ids=["negative content-length", "signed content-length", "negative chunk", "0x chunk"],
+)
+def test_the_proxy_answers_400_to_a_length_that_is_not_one(tmp_path: Path, head: bytes) -> None:
+    from pytest_compaction import CompactionServer
+    from pytest_compaction.proxy._proxy import CompactionProxy
+
+    cassette = tmp_path / "c.yaml"
+    with (
+        CompactionServer() as server,
+        CompactionProxy(server.base_url, cassette, record_mode="all") as proxy,
+    ):
+        request = b"POST /responses/compact HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head
+        answer = raw_exchange(proxy.url, request)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert not cassette.exists()  # nothing was forwarded, so nothing recorded
+
+
 def test_a_ca_file_that_cannot_be_used_stops_the_proxy_before_it_starts(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     done = run(
