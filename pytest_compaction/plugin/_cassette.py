@@ -15,7 +15,14 @@ import pytest
 
 from .._errors import CompactionError
 from .._settings import OPTION_NAMES
-from ._options import SHARED, allowed_secrets, cassette_path, marker_args, rerun_hint, settings
+from ._options import (
+    allowed_secrets,
+    cassette_path,
+    marker_args,
+    refuse_shared,
+    rerun_hint,
+    settings,
+)
 from ._summary import remember
 
 if TYPE_CHECKING:
@@ -52,14 +59,7 @@ def compaction_cassette(
     )
 
     path = cassette_path(item, compaction_cassette_dir, args.get("cassette"))
-    sharing = config.stash.get(SHARED, {}).get(str(path), [])
-    if sharing and chosen["record_mode"] != "none" and hasattr(config, "workerinput"):
-        others = ", ".join(n for n in sharing if n != item.nodeid)
-        pytest.fail(
-            f"cassette {path} is shared with {others}: recording it from several xdist workers "
-            "could lose exchanges. Record these tests without -n, or give each its own cassette.",
-            pytrace=False,
-        )
+    refuse_shared(item, path, chosen["record_mode"])
     nodeid = item.nodeid
     try:
         from ..replay._recorder import use_cassette

@@ -209,23 +209,51 @@ def cassette_path(item: pytest.Item, base: Path, cassette: str | None = None) ->
     return cassette_file(base / Path(str(item.path)).stem / (cassette or _default_name(item)))
 
 
-def _uses_cassette(item: pytest.Item) -> bool:
+def _cassette_marker(item: pytest.Item) -> str | None:
+    """The marker whose cassette ``item`` records to: ``compaction`` or ``compaction_proxy``."""
     names = getattr(item, "fixturenames", ())
-    return item.get_closest_marker("compaction") is not None or "compaction_cassette" in names
+    if item.get_closest_marker("compaction") is not None or "compaction_cassette" in names:
+        return "compaction"
+    proxied = {"compaction_proxy", "compaction_proxy_server"} & set(names)
+    if item.get_closest_marker("compaction_proxy") is not None or proxied:
+        return "compaction_proxy"
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from ._proxy_fixture import _MARKER_KEYS as PROXY_KEYS
+
     shared: dict[str, list[str]] = {}
     base = base_dir(config)
     for item in items:
-        if _uses_cassette(item):
-            try:
-                args = marker_args(item)
-            except pytest.UsageError:
-                continue  # reported when the test runs
-            key = str(cassette_path(item, base, args.get("cassette")))
-            shared.setdefault(key, []).append(item.nodeid)
+        marker = _cassette_marker(item)
+        if marker is None:
+            continue
+        try:
+            keys = _MARKER_KEYS if marker == "compaction" else PROXY_KEYS
+            args = marker_args(item, marker, keys)
+        except pytest.UsageError:
+            continue  # reported when the test runs
+        key = str(cassette_path(item, base, args.get("cassette")).resolve())
+        shared.setdefault(key, []).append(item.nodeid)
     config.stash[SHARED] = {k: v for k, v in shared.items() if len(v) > 1}
+
+
+def refuse_shared(item: pytest.Item, path: Path, record_mode: str) -> None:
+    """Fail a test that would record, under xdist, a cassette other tests use too.
+
+    Paths are compared resolved (``../shared`` from two modules is one file), over the
+    cassettes of the ``compaction`` marker and of the proxy fixture alike.
+    """
+    config = item.config
+    sharing = config.stash.get(SHARED, {}).get(str(path.resolve()), [])
+    if sharing and record_mode != "none" and hasattr(config, "workerinput"):
+        others = ", ".join(n for n in sharing if n != item.nodeid)
+        pytest.fail(
+            f"cassette {path} is shared with {others}: recording it from several xdist workers "
+            "could lose exchanges. Record these tests without -n, or give each its own cassette.",
+            pytrace=False,
+        )
 
 
 class Settings(TypedDict):

@@ -95,7 +95,7 @@ def compaction_proxy_server(
     compaction_proxy_upstream: str,
 ) -> Iterator[CompactionProxy]:
     """The running :class:`CompactionProxy` of this test (counts, ``session``, ``summary()``)."""
-    from ._options import allowed_secrets, cassette_path, rerun_hint, settings
+    from ._options import allowed_secrets, cassette_path, refuse_shared, rerun_hint, settings
     from ._summary import remember
 
     item = request.node
@@ -124,12 +124,14 @@ def compaction_proxy_server(
     if repeats is None:
         repeats = compaction_config.get("allow_playback_repeats", False)
     nodeid = item.nodeid
+    path = cassette_path(item, compaction_cassette_dir, args.get("cassette"))
+    refuse_shared(item, path, chosen["record_mode"])
     try:
         from ..proxy._proxy import CompactionProxy
 
         proxy = CompactionProxy(
             args.get("upstream") or compaction_proxy_upstream,
-            cassette_path(item, compaction_cassette_dir, args.get("cassette")),
+            path,
             **chosen,
             filter_headers=filter_headers,
             filter_query_parameters=filter_query,

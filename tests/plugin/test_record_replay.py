@@ -361,6 +361,51 @@ def test_b():
     pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=2)
 
 
+def test_a_cassette_shared_by_its_resolved_path_or_through_the_proxy_is_refused_under_xdist(
+    pytester: pytest.Pytester, upstream: Upstream
+) -> None:
+    pytest.importorskip("xdist")
+    # "../common" from two modules is one file; so is a proxy test's cassette of the same name.
+    for module in ("test_one", "test_two"):
+        pytester.makepyfile(
+            **{
+                module: """
+import pytest
+
+
+@pytest.mark.compaction("../common")
+def test_marked():
+    pass
+"""
+            }
+        )
+    pytester.makepyfile(
+        test_proxied=f"""
+import pytest
+
+
+@pytest.mark.compaction_proxy("p", upstream="{upstream.base_url}")
+def test_first(compaction_proxy):
+    pass
+
+
+@pytest.mark.compaction_proxy("p", upstream="{upstream.base_url}")
+def test_second(compaction_proxy):
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "--compaction-record=once")
+    result.assert_outcomes(errors=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_one*common.yaml is shared with test_two.py::test_marked*",
+            "*test_proxied*p.yaml is shared with test_proxied.py::test_*",
+        ],
+        consecutive=False,
+    )
+    pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=4)  # replay may share
+
+
 def test_reference_recordings_replay_through_the_openai_sdk(
     pytester: pytest.Pytester, reference: Path
 ) -> None:
