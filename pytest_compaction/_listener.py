@@ -9,6 +9,8 @@ keeps one up until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import logging
 import signal
 import socket
@@ -20,9 +22,52 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
+from urllib.parse import urlsplit
 
 # How often serve_forever looks for shutdown(): short, so that stopping a service is quick.
 POLL_INTERVAL = 0.05
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, a ``*.localhost`` name (RFC 6761) or a loopback address literal."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def foreign_origin(headers: Any, also: str = "") -> str | None:
+    """Why a request to a loopback listener may come from a web page, else None.
+
+    A page on another site can reach ``127.0.0.1`` by DNS rebinding (its own name resolving
+    to the loopback address; the browser then sends that name as ``Host``) or by a plain
+    cross-site request (the browser sends the page's ``Origin``). Clients that are not
+    browsers send the loopback name they dialled and no ``Origin``. ``also``: one more name
+    allowed (the one the listener was given, when it resolves to a loopback address).
+    """
+
+    def allowed(name: str | None) -> bool:
+        return name is not None and (is_loopback(name) or name == also.lower())
+
+    host = headers.get("host")
+    if host is not None and not allowed(_hostname("//" + host)):
+        return f"Host {host!r} is not a loopback name"
+    origin = headers.get("origin")
+    if origin is not None and not allowed(_hostname(origin)):
+        return f"Origin {origin!r} is not a loopback origin"
+    return None
+
+
+def _hostname(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # an invalid IPv6 literal in brackets
+        return None
 
 
 def http_url(host: str, port: int) -> str:
@@ -36,9 +81,11 @@ class LoopbackServer(ThreadingHTTPServer):
 
     The backlog is the system's maximum, so that a burst of parallel clients is queued rather
     than reset; a client that resets or drops its connection mid-exchange is its own business,
-    not a traceback on the terminal. The listener knows its open connections and which are in
-    an exchange (``connections``, guarded by ``cond``; see :class:`LoopbackHandler`), so that
-    stopping can end idle keep-alive connections at once.
+    not a traceback on the terminal. Listening on a loopback address, it answers only requests
+    that name a loopback host and come from no foreign origin (see :func:`foreign_origin`).
+    The listener knows its open connections and which are in an exchange (``connections``,
+    guarded by ``cond``; see :class:`LoopbackHandler`), so that stopping can end idle
+    keep-alive connections at once.
     """
 
     request_queue_size = socket.SOMAXCONN
@@ -49,6 +96,8 @@ class LoopbackServer(ThreadingHTTPServer):
         self.cond = threading.Condition()
         self.address_family = address_family(address[0])
         super().__init__(address, handler)
+        self.name = address[0]  # as given: a name that resolves to loopback is allowed as Host
+        self.loopback_only = is_loopback(str(self.server_address[0]))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):  # reset, broken pipe, aborted
@@ -96,6 +145,38 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         self.logger.debug("%s - %s", self.address_string(), format % args)
+
+    def parse_request(self) -> bool:
+        """Read the request line and headers; refuse (403) what a web page may have sent."""
+        if not super().parse_request():
+            return False
+        server = self.server
+        why = foreign_origin(self.headers, server.name) if server.loopback_only else None
+        if why is None:
+            return True
+        message = (
+            f"{why}: a web page may have sent this request (DNS rebinding or a cross-site "
+            "request), so it is refused; clients name 127.0.0.1, ::1 or localhost. To serve "
+            "another name, listen with it as --host."
+        )
+        self.logger.warning("%s", message)
+        doc = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "host_not_allowed",
+            }
+        }
+        body = json.dumps(doc).encode("utf-8")
+        self.close_connection = True
+        self.send_response_only(403)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        return False
 
 
 def address_family(host: str) -> socket.AddressFamily:
@@ -195,6 +276,11 @@ class LocalService(Generic[L]):
     def url(self) -> str:
         """Where it listens, e.g. ``http://127.0.0.1:8123``."""
         return http_url(self._host, self.port)
+
+    @property
+    def beyond_loopback(self) -> bool:
+        """It listens where other machines can reach it (``0.0.0.0``, a network address)."""
+        return self._httpd is not None and not self._httpd.loopback_only
 
 
 @contextmanager

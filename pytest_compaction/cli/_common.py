@@ -75,5 +75,13 @@ def serve_until_signalled(
     except CompactionError as exc:
         usage_error(command, exc)
         return None
+    if getattr(service, "beyond_loopback", False):
+        print(
+            f"pytest-compaction {command}: warning: listening on {url(service)}, beyond "
+            "loopback: anyone who can reach this address can send requests through it and "
+            "read what it answers (recorded conversations included)",
+            file=sys.stderr,
+            flush=True,
+        )
     run_until_signal(url(service), service.stop)
     return service

@@ -634,7 +634,7 @@ def exchange_bytes(server: CompactionServer) -> list[bytes]:
         data = json.dumps(payload).encode()
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(
-                b"POST /v1/responses/compact HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+                b"POST /v1/responses/compact HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
                 b"content-type: application/json\r\ncontent-length: "
                 + str(len(data)).encode()
                 + b"\r\n\r\n"
