@@ -1,7 +1,7 @@
 """``pytest-compaction check``: recorded exchanges judged against a schema version.
 
-Exit 0 when every exchange and every chaining rule passes, 1 when one fails or a cassette
-cannot be read, 2 on usage errors.
+Exit 0 when every exchange and every chaining rule passes, 1 when one fails, 2 on usage errors
+and unreadable cassettes (as ``scan`` and ``import``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def register(commands: Any) -> None:
             "Validate every /responses/compact and /responses exchange of every cassette under "
             "the paths (this project's cassettes, stock vcrpy YAML/JSON, pydantic-ai's) and the "
             "chaining of compaction outputs into later requests. Exit 0 when all pass, 1 when "
-            "any fails or a cassette cannot be read, 2 on usage errors."
+            "any fails, 2 on usage errors and unreadable cassettes."
         ),
     )
     add_paths(parser)
@@ -80,4 +80,6 @@ def run(args: argparse.Namespace) -> int:
     )
     # A violation quotes the offending value, which may be a key: mask it on the way out.
     print(mask_secrets(_FORMATS[args.format](result)))
+    if any(c.error is not None for c in result.cassettes):
+        return 2
     return 0 if result.passed else 1

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from .._errors import CompactionError
 from ..check._import import ExchangeVerdict, ImportResult, import_paths
 from ..schema._versions import resolve_version
 from ._common import add_format, add_judging, add_names, add_paths, as_json
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.force,
         filter_headers=args.filter_header,
     )
+    if not results:
+        raise CompactionError(f"no cassettes found under {', '.join(args.paths)}")
     if args.format == "json":
         print(as_json([r.as_dict() for r in results]))
     else:

@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from .._errors import CompactionError
 from ..cassette._scan import ScanResult, scan_paths
 from ._common import add_format, add_names, add_paths, as_json
 
@@ -74,6 +75,8 @@ def _text_report(results: Sequence[ScanResult]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     results = scan_paths(args.paths, fix=args.fix, headers=args.header, query=args.query)
+    if not results:
+        raise CompactionError(f"no cassettes found under {', '.join(args.paths)}")
     if args.format == "json":
         payload = {
             "cassettes": [r.as_dict() for r in results],

@@ -381,7 +381,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     code, out = _run(capsys, str(other))
     assert code == 2 and "not a cassette" in out
     code, out = _run(capsys, str(tmp_path))  # in a folder, other files are skipped
-    assert code == 0 and "scanned 0 cassette(s)" in out
+    assert code == 2 and "no cassettes found" in out
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("interactions: [\n")

@@ -328,19 +328,19 @@ def test_unreadable_and_foreign_files(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "x.yaml").write_text("interactions: [unclosed\n")
     code, out, _ = run(capsys, str(tmp_path))
-    assert code == 1
+    assert code == 2
     assert "ERROR " in out and "broken.yaml: not valid YAML" in out
     assert "x.yaml" not in out and "settings.json" not in out
     assert "0 exchange(s) in 1 cassette(s): 0 passed, 0 failed, 1 cassette(s) unreadable" in out
 
     code, out, _ = run(capsys, str(tmp_path / "broken.yaml"), "--format", "junit")
-    assert code == 1
+    assert code == 2
     error = ET.fromstring(out).find("testsuite/testcase/error")
     assert error is not None and "not valid YAML" in error.get("message", "")
 
     # named explicitly, a file that is not a cassette is reported, not skipped
     code, out, _ = run(capsys, str(tmp_path / "settings.json"))
-    assert code == 1 and "not a cassette" in out
+    assert code == 2 and "not a cassette" in out
 
 
 def test_cassette_recording_an_unknown_version(
@@ -353,7 +353,7 @@ def test_cassette_recording_an_unknown_version(
         )
     )
     code, out, _ = run(capsys, str(path))
-    assert code == 1
+    assert code == 2  # a cassette that cannot be judged, as an unreadable one
     assert "unknown schema version '2030-01-01'" in out
 
 
