@@ -236,6 +236,7 @@ def test_a_burst_of_200_clients_is_recorded_whole_and_sigint_stops_promptly(
     assert results.count(True) == 200, f"{results.count(True)} of 200 answered"
     assert process.returncode == 0, stderr
     assert stopped < 30, f"SIGINT took {stopped:.1f} s"
+    print(f"\nproxy SIGINT after 200 parallel exchanges: stopped in {stopped:.2f} s")
     tags = {tag_of(ex.request_body) for ex in load_cassette(cassette).exchanges}
     assert tags == {f"tag-{n}" for n in range(200)}
     assert "summary: 200 exchange(s) recorded" in stderr
