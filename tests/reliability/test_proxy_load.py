@@ -240,3 +240,52 @@ def test_a_burst_of_200_clients_is_recorded_whole_and_sigint_stops_promptly(
     tags = {tag_of(ex.request_body) for ex in load_cassette(cassette).exchanges}
     assert tags == {f"tag-{n}" for n in range(200)}
     assert "summary: 200 exchange(s) recorded" in stderr
+
+
+def test_stop_is_bounded_while_an_upstream_never_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    cassette = tmp_path / "silent.yaml"
+    with (
+        CompactionServer() as server,
+        CompactionProxy(server.base_url, cassette, record_mode="once") as proxy,
+    ):
+        assert request(httpx.Client(), proxy.url, "tag-kept", stream=False)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    upstream = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+    proxy = CompactionProxy(upstream, cassette, record_mode="new_episodes", drain_timeout=1.0)
+    proxy.start()
+    outcome: list[BaseException | bool] = []
+
+    def hung_client() -> None:
+        try:
+            outcome.append(request(httpx.Client(timeout=30), proxy.url, "tag-hung", stream=False))
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    client = threading.Thread(target=hung_client)
+    client.start()
+    deadline = time.monotonic() + 10
+    while not accepted and time.monotonic() < deadline:  # the exchange is in flight upstream
+        time.sleep(0.01)
+    assert accepted, "the proxy never reached the upstream"
+    started = time.monotonic()
+    try:
+        with caplog.at_level("WARNING", logger="pytest_compaction"):
+            proxy.stop()
+        stopped = time.monotonic() - started
+    finally:
+        silent.close()
+        for sock in accepted:
+            sock.close()
+    client.join(30)
+    print(f"\nproxy stop with an exchange hung upstream, 1 s drain: {stopped:.2f} s")
+    assert stopped < 8, f"stop took {stopped:.1f} s with a 1 s drain"
+    assert "exchanges still in flight after 1 s were cut off" in caplog.text
+    assert outcome and outcome[0] is not True  # the cut-off client saw no answer
+    tags = [tag_of(ex.request_body) for ex in load_cassette(cassette).exchanges]
+    assert tags == ["tag-kept"]  # what was recorded before stays, the cut-off one is not added
