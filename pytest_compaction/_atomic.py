@@ -71,3 +71,40 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes]) ->
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def create_atomic(path: str | os.PathLike[str], data: bytes) -> bool:
+    """Write ``data`` to ``path`` only if no file is there: True when written, False when kept.
+
+    Like :func:`write_atomic`, a reader sees no file or the whole one: the data goes to a
+    hidden temp file first, which is then linked to ``path``. Linking fails when ``path``
+    exists, so a file that is there, or that another writer puts there meanwhile, is kept.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: create exclusively instead
+            try:
+                with target.open("xb") as handle:
+                    handle.write(data)
+            except FileExistsError:
+                return False
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

@@ -17,3 +17,8 @@ class VersionError(CompactionError):
 
 class BodyError(CompactionError):
     """A body that is not JSON at all (bytes that do not decode or parse)."""
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 exchange``, ``2 exchanges``: a count in a message, in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -7,7 +7,7 @@ vcrpy, the dialect profiles, the checks) load only when a run uses them.
 
 from __future__ import annotations
 
-RECORD_MODES = ("none", "once", "new_episodes", "all")
+RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
 # Options of use_cassette that go to vcrpy unchanged.
 VCR_PASSTHROUGH = (
     "allow_playback_repeats",
@@ -33,6 +33,7 @@ OPTION_NAMES = frozenset(
         "match_on",
         "check_chain",
         "allow_secrets",
+        "keep_volatile_headers",
     }
 )
 # The gateway dialects' names, in the order of their profiles in ``_dialects`` (a test guards

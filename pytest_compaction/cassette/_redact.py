@@ -32,6 +32,24 @@ DEFAULT_FILTER_HEADERS: tuple[str, ...] = (
 
 DEFAULT_FILTER_QUERY: tuple[str, ...] = ("api-key", "api_key", "key", "subscription-key")
 
+# Request headers that never count for matching or judging and change from client to client
+# and run to run: not written unless asked (``keep_volatile_headers``), so that a cassette
+# stays close to its bodies and a re-record's diff shows what changed.
+VOLATILE_REQUEST_HEADERS: tuple[str, ...] = (
+    "user-agent",
+    "accept-encoding",
+    "connection",
+    "keep-alive",
+    "idempotency-key",
+)
+VOLATILE_PREFIXES: tuple[str, ...] = ("x-stainless-",)
+
+
+def is_volatile_header(name: str) -> bool:
+    lower = name.lower()
+    return lower in VOLATILE_REQUEST_HEADERS or lower.startswith(VOLATILE_PREFIXES)
+
+
 # Response and request headers that carry a URL, whose query is redacted like the request's.
 URL_HEADERS: tuple[str, ...] = ("location", "content-location", "referer")
 
@@ -95,15 +113,23 @@ def redact_url_headers(headers: Mapping[str, Any], names: Iterable[str]) -> dict
 
 
 def redact_exchange(
-    ex: Exchange, headers: Iterable[str], query: Iterable[str] = DEFAULT_FILTER_QUERY
+    ex: Exchange,
+    headers: Iterable[str],
+    query: Iterable[str] = DEFAULT_FILTER_QUERY,
+    *,
+    keep_volatile_headers: bool = False,
 ) -> Exchange:
-    """A copy of ``ex`` with filtered headers and query parameters replaced by the placeholder."""
+    """A copy of ``ex`` with filtered headers and query parameters replaced by the placeholder,
+    and the volatile request headers left out (unless ``keep_volatile_headers``)."""
     names = tuple(headers)
     params = tuple(query)
+    request_headers = ex.request_headers
+    if not keep_volatile_headers:
+        request_headers = {k: v for k, v in request_headers.items() if not is_volatile_header(k)}
     return Exchange(
         method=ex.method,
         uri=redact_query(ex.uri, params),
-        request_headers=redact_url_headers(redact_headers(ex.request_headers, names), params),
+        request_headers=redact_url_headers(redact_headers(request_headers, names), params),
         request_body=ex.request_body,
         status=ex.status,
         reason=ex.reason,

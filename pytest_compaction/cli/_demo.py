@@ -87,6 +87,19 @@ def _table(results: list[Result]) -> list[str]:
     return [line((*head, "cassette")), *(line(row) for row in rows)]
 
 
+# What each column counts (``validated`` is the tally of ``contract._tally``: an exchange counts
+# each time it is judged, and it is judged when recorded and again when replayed).
+LEGEND = (
+    "",
+    "  recorded    exchanges (a request and its answer) recorded while the server ran",
+    "  replayed    exchanges answered from the cassette with the server stopped",
+    "  validated   times an exchange's request and answer (response, error or each stream",
+    "              event) were checked against the schema: when recorded, again when replayed",
+    "  violations  schema violations found; drift: properties the schema does not declare",
+    "  replay      whether the SDK objects the replay gave equal the recorded ones",
+)
+
+
 def summary(run: DemoRun, out: Path) -> list[str]:
     results = run.results
     lines = [
@@ -102,6 +115,7 @@ def summary(run: DemoRun, out: Path) -> list[str]:
         lines += [f"  {r.scenario.name}: violation: {v}" for v in r.violations]
         lines += [f"  {r.scenario.name}: drift: {d}" for d in r.drift]
         lines += [f"  {r.scenario.name}: problem: {p}" for p in r.problems]
+    lines += LEGEND
     lines.append("")
     attempts = len(run.connection_attempts)
     lines.append(
@@ -113,13 +127,16 @@ def summary(run: DemoRun, out: Path) -> list[str]:
         "(authorization and api-key headers redacted, every write scanned)"
     )
     lines += [f"  secret: {f}" for f in run.secret_findings]
+    if run.gitignore:
+        lines.append(f"git       {run.gitignore}")
     recorded = sum(r.recorded for r in results)
     replayed = sum(r.replayed for r in results)
     validated = sum(r.validated for r in results)
     violations = sum(len(r.violations) for r in results)
     totals = (
         f"{len(results)} scenarios, {recorded} exchanges recorded, {replayed} replayed offline, "
-        f"{validated} validations, {violations} violations"
+        f"{validated} checks against the schema (each exchange at record and at replay), "
+        f"{violations} violations"
     )
     if run.ok:
         lines.append(f"OK: {totals}; cassettes in {out.resolve()}")

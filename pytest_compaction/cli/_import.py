@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import CompactionError
+from .._errors import CompactionError, counted
 from ..check._import import ExchangeVerdict, ImportResult, import_paths
 from ..schema._versions import resolve_version
 from ._common import add_format, add_judging, add_names, add_paths, as_json
@@ -68,7 +68,7 @@ def _text_report(results: Sequence[ImportResult]) -> list[str]:
         validated = sum(v.validated for v in r.exchanges)
         how = " (newest version accepting every exchange)" if r.version_chosen else ""
         lines.append(
-            f"{r.source}{arrow}: {r.outcome} ({r.layout}, {len(r.exchanges)} exchanges, "
+            f"{r.source}{arrow}: {r.outcome} ({r.layout}, {counted(len(r.exchanges), 'exchange')}, "
             f"{validated} validated against {r.version}{how}; "
             f"{r.redacted} header value(s) redacted)"
         )

@@ -86,6 +86,11 @@ def register(commands: Any) -> None:
         "(repeatable)",
     )
     parser.add_argument(
+        "--keep-volatile-headers",
+        action="store_true",
+        help="write the request headers that never count (x-stainless-*, user-agent, ...)",
+    )
+    parser.add_argument(
         "--allow-playback-repeats",
         action="store_true",
         help="let a recorded exchange answer more than one request",
@@ -133,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                         for p in args.allow_secret_pattern
                     ),
                 ],
+                keep_volatile_headers=args.keep_volatile_headers,
             ).start(),
             lambda proxy: proxy.url,
         )

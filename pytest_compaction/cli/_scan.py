@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import CompactionError
+from .._errors import CompactionError, counted
 from ..cassette._scan import ScanResult, scan_paths
 from ._common import add_format, add_names, add_paths, as_json
 
@@ -49,7 +49,7 @@ def _text_report(results: Sequence[ScanResult]) -> list[str]:
         if not r.findings:
             continue
         count = len(r.findings)
-        head = f"{r.path} ({r.layout}, {r.exchanges} exchanges): {count} finding(s)"
+        head = f"{r.path} ({r.layout}, {counted(r.exchanges, 'exchange')}): {count} finding(s)"
         if r.fixed:
             head += (
                 "; redacted in place"

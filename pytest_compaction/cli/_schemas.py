@@ -46,12 +46,29 @@ def add_schemas(commands: Any) -> None:
     )
     derive.add_argument("--out", default="schemas", help="output folder (default: schemas)")
     derive.add_argument(
+        "--source-date",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help=(
+            "the date of the spec, recorded in the manifest and shown by schemas list (default: "
+            "the date the spec's file name starts with, as in 2026-08-21_f85dbe223d40_openapi.yaml)"
+        ),
+    )
+    derive.add_argument(
         "--name",
         default=None,
         help="version name (default: from the file name, or the overlay's evidence)",
     )
     derive.set_defaults(handler=run_derive)
-    listing = sub.add_parser("list", help="list the bundled schema versions")
+    listing = sub.add_parser(
+        "list",
+        help="list the schema versions: the date and source of each, and the default",
+        description=(
+            "One line per schema version, oldest first: its name, the date of its source, the "
+            "source (the OpenAPI spec file it was derived from, or the SDK release whose types "
+            "an overlay carries over that spec) and which version is the default (the newest)."
+        ),
+    )
     listing.set_defaults(handler=run_list)
     _add_diff(sub)
 
@@ -112,9 +129,13 @@ def add_validate(commands: Any) -> None:
 
 
 def run_derive(args: argparse.Namespace) -> int:
-    target = derive_to(args.spec, args.out, args.name, args.overlay)
+    target = derive_to(args.spec, args.out, args.name, args.overlay, args.source_date)
     manifest = json.loads((target / "manifest.json").read_bytes())
-    print(f"wrote {target} (spec {manifest['info_version']}, {len(manifest['defects'])} defects)")
+    date = manifest["source"].get("date") or UNDATED
+    print(
+        f"wrote {target} (spec {manifest['source']['file']} of {date}, info.version "
+        f"{manifest['info_version']}, {len(manifest['defects'])} defects)"
+    )
     for overlay in manifest.get("overlays", []):
         print(f"  overlay {overlay['file']}: {len(overlay['actions'])} action(s) applied")
     for defect in manifest["defects"]:
@@ -132,15 +153,49 @@ def run_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+# No date known: a spec file named without one and no --source-date, or a folder derived
+# before manifests recorded the date.
+UNDATED = "undated"
+
+
+def _spec_source(source: Any) -> tuple[str, str]:
+    """(date, "spec FILE") of a manifest's ``source``."""
+    source = source if isinstance(source, dict) else {}
+    date = source.get("date") or UNDATED
+    return str(date), f"spec {source.get('file') or '?'}"
+
+
+def source_of(manifest: dict[str, Any]) -> tuple[str, str]:
+    """(date, description) of the source a version was derived from.
+
+    A plain version: the spec's date and file. A version with overlays: the release date of
+    the newest evidence they carry (an SDK's types, ``covers``) and that evidence, over the
+    spec with its own date.
+    """
+    date, spec = _spec_source(manifest.get("source"))
+    overlays = [o for o in manifest.get("overlays") or () if isinstance(o, dict)]
+    if not overlays:
+        return date, spec
+    files = ", ".join(str(o.get("file", "?")) for o in overlays)
+    covers = manifest.get("covers")
+    if isinstance(covers, dict) and covers.get("package") and covers.get("version"):
+        released = str(covers.get("released") or UNDATED)
+        evidence = f"{covers['package']} {covers['version']} SDK types"
+        return released, f"{evidence} (overlay {files}) over {spec} ({date})"
+    return date, f"{spec} + overlay {files}"
+
+
 def run_list(args: argparse.Namespace) -> int:
     versions = available_versions()
     newest = versions[-1] if versions else None
+    rows = [("version", "source date", "source", "")]
     for name in versions:
-        manifest = load_schema_set(name).manifest
-        mark = "  (newest, default)" if name == newest else ""
-        overlays = [o.get("file", "?") for o in manifest.get("overlays") or ()]
-        over = f" + overlay {', '.join(overlays)}" if overlays else ""
-        print(f"{name}  spec {manifest.get('info_version', '?')}{over}{mark}")
+        date, source = source_of(load_schema_set(name).manifest)
+        rows.append((name, date, source, "newest, default" if name == newest else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, date, source, mark in rows:
+        line = f"{name.ljust(widths[0])}  {date.ljust(widths[1])}  {source}"
+        print(f"{line}  ({mark})" if mark else line)
     return 0
 
 

@@ -50,6 +50,16 @@ checked:
    (the live API answered it), the openai SDK's final response carries the ``completed`` one.
    A compaction item without an id, whose token no response returned, standing where rule 1 or
    2 expects the returned compaction item, is reported under this rule too.
+5. **compaction-id**: a compaction item passed back with the ``encrypted_content`` an answer
+   returned keeps the ``id`` that answer gave it, or carries none. The token is bound to its
+   item: the live API refuses another id with "Encrypted content item_id did not match the
+   target item id" (Soju06/codex-lb#1316: a proxy that re-minted compaction item ids). For
+   rules 1 and 2 such an item stands where it is, as the returned one.
+6. **unstored-previous**: ``previous_response_id`` does not name a response of the cassette
+   created with ``store: false``. The API keeps no such response and answers ``400
+   previous_response_not_found`` ("Previous response with id '...' not found.";
+   maximhq/bifrost#2441, bigduu/Bamboo-agent#64). Its ``source_pointer`` is ``/store`` in that
+   exchange's request.
 
 Which earlier answer a request continues, among the successful (2xx) ``POST /responses`` and
 ``/responses/compact`` exchanges before it, is decided once per request (see :mod:`._links`),
@@ -100,6 +110,8 @@ RULES: dict[int, str] = {
     2: "stateless-chain",
     3: "stateful-chain",
     4: "encrypted-content",
+    5: "compaction-id",
+    6: "unstored-previous",
 }
 
 
@@ -225,7 +237,7 @@ class _Chain:
                 continue
             used.add(q)
             last = q
-            if not identical(entry.item, items[q], loose=loose):
+            if not identical(entry.item, self.restored(entry.item, items[q]), loose=loose):
                 self.modified(rule, turn, q, entry, what, loose=loose)
         self.check_order(rule, turn, tail, positions, what)
         found = [q for q in positions if q is not None]
@@ -365,8 +377,14 @@ class _Chain:
                 continue  # left out: the compaction item carries it
             used.add(q)
             last = q
-            if not identical(entry.item, items[q], loose=loose):
+            if not identical(entry.item, self.restored(entry.item, items[q]), loose=loose):
                 self.modified(rule, turn, q, entry, what, loose=loose)
+
+    def restored(self, returned: Any, passed: Any) -> Any:
+        """``passed`` with the id ``returned`` had, when only its id was changed (rule 5's)."""
+        if self.links.renamed(returned, passed):
+            return {**passed, "id": id_of(returned)}
+        return passed
 
     # -- rule 3 -----------------------------------------------------------------------------------
     def stateful(self, turn: Turn, resent: dict[int, Entry]) -> None:
@@ -391,6 +409,8 @@ class _Chain:
             if item_id is None or item_id not in self.links.tokens:
                 continue
             token = item.get("encrypted_content")
+            if self.renamed_from(item) is not None:
+                continue  # another item's token under this id: rule 5 says so
             source, known = self.links.returned_for(item_id, link)
             if isinstance(token, str) and token in known:
                 continue
@@ -409,8 +429,55 @@ class _Chain:
                 source,
             )
 
+    # -- rule 5 -----------------------------------------------------------------------------------
+    def renamed_from(self, item: Any) -> Entry | None:
+        """The returned compaction item whose token ``item`` carries under another id, if any."""
+        token = item.get("encrypted_content") if isinstance(item, dict) else None
+        if kind_of(item) != "compaction" or id_of(item) is None or not isinstance(token, str):
+            return None
+        source = self.links.by_token.get(token)
+        if source is None or not self.links.renamed(source.item, item):
+            return None
+        return source
+
+    def ids_kept(self, turn: Turn) -> None:
+        for q, item in enumerate(turn.input):
+            source = self.renamed_from(item)
+            if source is None:
+                continue
+            self.report(
+                5,
+                turn,
+                f"/input/{q}/id",
+                f"compaction {id_of(item)} carries the encrypted_content exchange "
+                f"{source.exchange} returned for compaction {id_of(source.item)} "
+                f"({_readable(source.pointer)}): the token is bound to its item id, and the API "
+                'refuses another ("Encrypted content item_id did not match the target item id"); '
+                "pass the item with the id it was returned with, or without an id",
+                source,
+            )
+
+    # -- rule 6 -----------------------------------------------------------------------------------
+    def stored_previous(self, turn: Turn) -> None:
+        index = self.links.unstored.get(turn.previous) if turn.previous is not None else None
+        if index is None or index >= turn.index:
+            return
+        self.report(
+            6,
+            turn,
+            "/previous_response_id",
+            f"previous_response_id {turn.previous} names the response of exchange {index}, "
+            "which was created with store: false: the API keeps no such response and answers "
+            f"400 previous_response_not_found (\"Previous response with id '{turn.previous}' not "
+            'found."); send the conversation in input instead (stateless chaining), or create '
+            "that response with store: true",
+            Entry(None, index, "/store"),
+        )
+
     # -- the request against the answer it continues ----------------------------------------------
     def check(self, turn: Turn) -> None:
+        self.stored_previous(turn)
+        self.ids_kept(turn)
         previous = self.links.by_response.get(turn.previous) if turn.previous is not None else None
         resent = self.links.resent(turn, previous) if previous is not None else {}
         source = self.links.link(turn, previous, resent)

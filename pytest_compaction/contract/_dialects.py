@@ -23,6 +23,15 @@ Overlay files declare how they apply with a top-level ``"x-overlay"`` keyword:
     ``code``, ``param``), and Azure's errors, whose own layer answers ``{"error": {"code",
     "message"}}`` without ``type`` or ``param``. A replacing root must be a single ``$ref``, so
     that the strict variant closes the object it names.
+
+Beside the merged keywords, a definition (or the root) of an extending overlay may carry
+``"x-optional": [names]``: those properties are no longer required by that definition (its own
+``required`` and those of its inline ``allOf``/``anyOf``/``oneOf`` parts; referenced definitions
+are left alone). This is the one way an overlay relaxes the spec, used where a gateway drops
+properties the spec requires; naming a property the definition does not require is an error.
+
+``stream_done``: the gateway ends every event stream with ``data: [DONE]``, which is then no
+finding; anywhere else the line is still noted as data that is not JSON.
 """
 
 from __future__ import annotations
@@ -38,7 +47,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .._errors import CompactionError
 from ..schema._strict import closed
-from ..schema._versions import KINDS, Kind, SchemaSet, load_schema_set, resolve_version
+from ..schema._versions import (
+    KINDS,
+    RESPONSES_KINDS,
+    Kind,
+    SchemaSet,
+    load_schema_set,
+    resolve_version,
+)
 from ._routes import COMPACT_SUFFIX, request_path
 
 if TYPE_CHECKING:
@@ -47,6 +63,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DIALECT = "openai"
 _OVERLAY_KEY = "x-overlay"
+_OPTIONAL_KEY = "x-optional"
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", _OVERLAY_KEY})
 # Host names only Azure OpenAI serves from.
 _AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
@@ -67,6 +84,7 @@ class Dialect:
     auth_headers: tuple[str, ...]  # credentials this gateway accepts, never written to cassettes
     overlay_kinds: tuple[Kind, ...] = ()  # kinds with an overlays/<name>.<kind>.json file
     signature_paths: tuple[str, ...] = ()  # compaction paths no other gateway serves
+    stream_done: bool = False  # event streams end with ``data: [DONE]``
 
     def __str__(self) -> str:
         return self.name
@@ -120,7 +138,9 @@ _DIALECTS: dict[str, Dialect] = {
                 "x-goog-api-key",
                 "ocp-apim-subscription-key",
             ),
-            overlay_kinds=("response", "error"),
+            # Its streams are re-serialized (responses.event overlay) and end with [DONE].
+            overlay_kinds=("response", "error", "responses.response", "responses.event"),
+            stream_done=True,
         ),
         Dialect(
             name="truefoundry",
@@ -216,12 +236,37 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
     """Merge ``extra`` into ``base`` in place (the rules in the module docstring)."""
     for key, value in extra.items():
         here = base.get(key)
+        if key == _OPTIONAL_KEY:
+            continue  # applied by _relax, once the definition is merged
         if key == "required" and isinstance(here, list) and isinstance(value, list):
             base[key] = [*here, *(v for v in value if v not in here)]
         elif isinstance(here, dict) and isinstance(value, dict):
             _merge(here, value)
         else:
             base[key] = copy.deepcopy(value)
+
+
+def _relax(node: dict[str, Any], names: Any, where: str) -> None:
+    """Drop ``names`` from the ``required`` lists of ``node`` and its inline composition parts."""
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise DialectError(f"{where}: {_OPTIONAL_KEY} must be a list of property names")
+    found: set[str] = set()
+
+    def visit(part: Any) -> None:
+        if not isinstance(part, dict):
+            return
+        required = part.get("required")
+        if isinstance(required, list):
+            found.update(n for n in names if n in required)
+            part["required"] = [n for n in required if n not in names]
+        for key in ("allOf", "anyOf", "oneOf"):
+            for sub in part.get(key, []):
+                visit(sub)
+
+    visit(node)
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise DialectError(f"{where}: {_OPTIONAL_KEY} names {unknown}, which it does not require")
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -257,12 +302,16 @@ def overlaid_document(base: dict[str, Any], overlay: dict[str, Any], where: str)
         if name in defs:
             _merge(defs[name], schema)
         else:
-            defs[name] = copy.deepcopy(schema)
+            defs[name] = {k: copy.deepcopy(v) for k, v in schema.items() if k != _OPTIONAL_KEY}
+        if _OPTIONAL_KEY in schema:
+            _relax(defs[name], schema[_OPTIONAL_KEY], f"{where}: $defs/{name}")
     if root:
         target = str(base.get("$ref", "")).rsplit("/", 1)[-1]
         if target not in defs:
             raise DialectError(f"{where}: the derived document has no root definition to extend")
         _merge(defs[target], root)
+        if _OPTIONAL_KEY in root:
+            _relax(defs[target], root[_OPTIONAL_KEY], f"{where}: $defs/{target}")
     return document
 
 
@@ -282,7 +331,9 @@ class _OverlaidSchemaSet(SchemaSet):
         key = (kind, strict)
         if key not in self._merged:
             if strict:
-                self._merged[key] = closed(self.document(kind))
+                # As the version's own strict documents: Response is closed as one assembly.
+                assembled = kind in RESPONSES_KINDS
+                self._merged[key] = closed(self.document(kind), assembled=assembled)
             else:
                 where = f"dialect {self._dialect.name}, {kind} overlay on {self.name}"
                 self._merged[key] = overlaid_document(self._base.document(kind), overlay, where)

@@ -18,6 +18,10 @@ A ``response.completed`` (or ``response.incomplete``) event whose ``response`` c
 does; a note says so. An empty ``output`` beside done events is valid as it stands; a note says
 that the output is the done events' items, which is what the chaining rules read.
 
+Under a dialect the events are validated through its ``responses.event`` overlay, and a gateway
+that ends its streams with ``data: [DONE]`` (the dialect's ``stream_done``) gets no note for that
+last line.
+
 Nothing here compares events with each other beyond ``sequence_number`` and that output: a real
 stream re-encrypts, so a compaction item's ``encrypted_content`` differs between
 ``response.output_item.added``, ``response.output_item.done`` and ``response.completed``.
@@ -31,12 +35,14 @@ from typing import Any, cast
 
 from .._errors import CompactionError
 from ..cassette._sse import Event, parse_stream
+from ._dialects import Dialect, dialect_validator, get_dialect
 
 TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
 # Terminal events whose response's output a client rebuilds from the done events when absent.
 _REBUILT = ("response.completed", "response.incomplete")
 EVENT_KIND = "responses.event"
 _SHOWN = 5  # event indexes listed per grouped finding
+DONE = "[DONE]"  # the data of the line some gateways end their streams with
 
 
 @dataclass
@@ -159,23 +165,27 @@ def check_stream(
     strict: bool = False,
     schema: bool = True,
     aside: Callable[[str], bool] | None = None,
+    dialect: str | Dialect | None = None,
 ) -> StreamCheck:
     """Check one stream; ``schema=False`` reports only what clients would misread.
 
     Violations at the JSON pointers (into an event's data) for which ``aside`` is true go to
-    ``outside`` instead of ``violations``.
+    ``outside`` instead of ``violations``. ``dialect``: the gateway profile judged under.
     """
     events = parse_stream(body)
     result = StreamCheck(events=sum(not e.is_blank for e in events))
+    profile = get_dialect(dialect)
     validator: Any = None
     if schema:
-        from ..schema._validate import get_validator
-        from ..schema._versions import Kind
+        from ..schema._versions import Kind, resolve_version
 
         try:
-            validator = get_validator(cast(Kind, EVENT_KIND), version)
+            validator = dialect_validator(
+                cast(Kind, EVENT_KIND), resolve_version(version), profile.name
+            )
         except CompactionError as exc:
             result.notes.append(f"events not validated: {exc}")
+    final = max((i for i, e in enumerate(events) if not e.is_blank), default=None)
     violations: dict[tuple[str, str], list[str]] = {}
     outside: dict[tuple[str, str], list[str]] = {}
     keywords: dict[tuple[str, str], str] = {}
@@ -193,6 +203,8 @@ def check_stream(
             continue
         is_json, value = event.json()
         label = _label(index, event, value)
+        if not is_json and profile.stream_done and event.data == DONE and index == final:
+            continue  # the gateway's end-of-stream line
         if not is_json:
             text = event.data if len(event.data) <= 60 else event.data[:60] + "..."
             result.notes.append(f"{label} (line {event.line}): the data is not JSON: {text!r}")

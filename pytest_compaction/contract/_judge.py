@@ -9,6 +9,9 @@ One rule for everything that reads exchanges (the recorder, the proxy, ``check``
 - ``POST .../responses``: the request as ``responses.request``; a 2xx JSON answer as
   ``responses.response``, any other as ``error``; an event stream event by event as
   ``responses.event`` (see :mod:`._events`).
+- A compaction request's parameters the compact endpoint rejects (``include``, ``store``...) are
+  violations, not drift; a successful answer's compaction items get notes: not exactly one, or
+  none where the input passed the request's ``compact_threshold`` (see :mod:`._reported`).
 - Anything else is not validated. An event stream there is still read for what a client would
   misread (notes only).
 
@@ -37,6 +40,7 @@ from ..cassette._sse import asks_for_stream, is_event_stream, looks_like_stream
 from ..schema._report import DriftNote, Report, Violation
 from ..schema._versions import Kind, load_schema_set
 from ._dialects import Dialect, validate_with_dialect
+from ._reported import answer_notes, reject_parameters
 from ._routes import Route, is_beta, route_of
 
 STREAM_KIND: Kind = "responses.event"
@@ -163,7 +167,8 @@ def judge_request(
         return missing
     if _empty(body):
         return Report(kind, version, (_EMPTY,))
-    return validate_with_dialect(kind, body, dialect=dialect, version=version, strict=strict)
+    report = validate_with_dialect(kind, body, dialect=dialect, version=version, strict=strict)
+    return reject_parameters(report) if route == "compact" else report
 
 
 def judge_response(
@@ -183,10 +188,42 @@ def judge_response(
 
     ``request_headers``: the request's, which can ask for the beta contract; ``request_body``:
     the request's, whose ``"stream": true`` marks a stream whose content-type was scrubbed.
+    A successful answer's compaction items are read too (see ``_reported``): notes only.
     """
+    judged = _judge_body(
+        method,
+        uri,
+        status,
+        headers,
+        body,
+        version=version,
+        dialect=dialect,
+        strict=strict,
+        request_headers=request_headers,
+        request_body=request_body,
+    )
+    stream = is_stream(headers, body=body, request_body=request_body)
+    noted = answer_notes(route_of(method, uri), status, request_body, body, stream=stream)
+    return judged._replace(notes=(*judged.notes, *noted)) if noted else judged
+
+
+def _judge_body(
+    method: str,
+    uri: str,
+    status: int,
+    headers: Mapping[str, Any],
+    body: Any,
+    *,
+    version: str,
+    dialect: str | Dialect | None = None,
+    strict: bool = False,
+    request_headers: Mapping[str, Any] | None = None,
+    request_body: Any = None,
+) -> Judged:
+    """:func:`judge_response` without the notes on the answer's compaction items."""
     route = route_of(method, uri)
     if is_stream(headers, body=body, request_body=request_body):
-        return _judge_stream(route, body, version=version, strict=strict)
+        return _judge_stream(route, body, version=version, strict=strict, dialect=dialect)
     if route is None:
         return Judged(None)
     kind = response_kind(route, status, is_beta(uri, request_headers))
@@ -206,13 +243,25 @@ def judge_response(
     return Judged(report._replace(violations=kept), notes)
 
 
-def _judge_stream(route: Route | None, body: Any, *, version: str, strict: bool) -> Judged:
+def _judge_stream(
+    route: Route | None,
+    body: Any,
+    *,
+    version: str,
+    strict: bool,
+    dialect: str | Dialect | None = None,
+) -> Judged:
     from ._events import check_stream
 
     raw = body if isinstance(body, bytes) else str(body or "").encode()
     aside = None if strict else functools.partial(outside_contract, event=True)
     found = check_stream(
-        raw, version=version, strict=strict, schema=route == "responses", aside=aside
+        raw,
+        version=version,
+        strict=strict,
+        schema=route == "responses",
+        aside=aside,
+        dialect=dialect,
     )
     notes = (*found.notes, *(line + _ASIDE for line in found.outside))
     if not found.validated:

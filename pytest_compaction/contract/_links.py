@@ -44,6 +44,7 @@ class Links:
         self.tokens: dict[str, dict[int, set[str]]] = {}
         self.by_token: dict[str, Entry] = {}
         self.made: dict[Any, set[int]] = {}  # essence of a model-produced output item -> exchanges
+        self.unstored: dict[str, int] = {}  # id of a response created with store: false -> exchange
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def versions(self, item: Any) -> set[str]:
@@ -58,6 +59,8 @@ class Links:
 
     def register(self, turn: Turn) -> None:
         self.turns[turn.index] = turn
+        if turn.store is False and not turn.compact and turn.response_id is not None:
+            self.unstored[turn.response_id] = turn.index
         if turn.output is None:
             return
         if turn.response_id is not None:
@@ -98,7 +101,9 @@ class Links:
             return False
         rid, pid = id_of(returned), id_of(passed)
         if rid is not None and pid is not None:
-            return rid == pid
+            # A compaction item renamed around its token is still the returned one (so that the
+            # rules read it in place); the renaming is a violation of its own (rule 5).
+            return rid == pid or self.renamed(returned, passed)
         if kind_of(returned) != kind_of(passed):
             return False
         token = passed.get("encrypted_content")
@@ -107,6 +112,20 @@ class Links:
         if rid is not None and not loose:
             return False  # passed "as returned" means with its id
         return bool(essence(returned) == essence(passed))
+
+    def renamed(self, returned: Any, passed: Any) -> bool:
+        """Whether ``passed`` is the compaction item ``returned``, its token under another id."""
+        if kind_of(returned) != "compaction" or kind_of(passed) != "compaction":
+            return False
+        rid, pid = id_of(returned), id_of(passed)
+        token = passed.get("encrypted_content") if isinstance(passed, dict) else None
+        return (
+            rid is not None
+            and pid is not None
+            and rid != pid
+            and isinstance(token, str)
+            and token in self.versions(returned)
+        )
 
     @staticmethod
     def _order(start: int, stop: int, wrap: bool) -> Iterable[int]:

@@ -50,6 +50,9 @@ class Turn:
     response_id: str | None = None
     output: list[Any] | None = None  # None: nothing a later request can continue
     streamed: dict[str, set[str]] = field(default_factory=dict)  # id -> every token streamed
+    store: bool | None = None  # the request's ``store`` (None: not set)
+    threshold: int | None = None  # the lowest ``compact_threshold`` of ``context_management``
+    input_tokens: int | None = None  # the answer's ``usage.input_tokens``
 
 
 def sse_events(text: str) -> list[tuple[str, Any]]:
@@ -133,6 +136,10 @@ def from_response(turn: Turn, body: Any) -> None:
         turn.response_id = body["id"]
     if isinstance(body.get("output"), list):
         turn.output = list(body["output"])
+    usage = body.get("usage")
+    tokens = usage.get("input_tokens") if isinstance(usage, dict) else None
+    if isinstance(tokens, int) and not isinstance(tokens, bool):
+        turn.input_tokens = tokens
 
 
 def _input_of(body: Mapping[str, Any]) -> list[Any]:
@@ -151,13 +158,29 @@ def kind_of_path(path: str) -> bool | None:
 def new_turn(index: int, compact: bool, body: Mapping[str, Any]) -> Turn:
     previous = body.get("previous_response_id")
     managed = body.get("context_management")
+    store = body.get("store")
     return Turn(
         index=index,
         compact=compact,
         input=_input_of(body),
         previous=previous if isinstance(previous, str) else None,
         managed=isinstance(managed, list) and bool(managed),
+        store=store if isinstance(store, bool) else None,
+        threshold=_threshold(managed),
     )
+
+
+def _threshold(managed: Any) -> int | None:
+    """The lowest integer ``compact_threshold`` of the ``compaction`` entries, else None."""
+    found = [
+        entry["compact_threshold"]
+        for entry in (managed if isinstance(managed, list) else [])
+        if isinstance(entry, dict)
+        and entry.get("type") == "compaction"
+        and isinstance(entry.get("compact_threshold"), int)
+        and not isinstance(entry.get("compact_threshold"), bool)
+    ]
+    return min(found) if found else None
 
 
 def turn_of_exchange(index: int, exchange: Exchange) -> Turn | None:

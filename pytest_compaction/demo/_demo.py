@@ -3,7 +3,9 @@
 The embedded server (deterministic mode) answers the official openai SDK while every exchange
 is recorded to a cassette and validated; then the server stops, sockets are blocked, and each
 scenario runs again from its cassette. The replayed SDK objects must equal the recorded ones.
-:func:`run_demo` returns what happened as data; the command prints it.
+The folder gets a ``.gitignore`` of ``*`` (:func:`ignore_folder`), so that the demo leaves
+nothing new in ``git status``. :func:`run_demo` returns what happened as data; the command
+prints it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+from .._atomic import create_atomic
 
 # Light: the network guard is standard library only.
 from ..replay._netguard import block_network
@@ -339,6 +343,43 @@ def _compare(recorded: list[Outcome], replayed: list[Outcome]) -> str | None:
     return None
 
 
+GITIGNORE = ".gitignore"
+GITIGNORE_TEXT = b"# Written by pytest-compaction demo: its cassettes stay out of git.\n*\n"
+# What the demo leaves in its folder: cassettes, and the hidden files of its writes and checks.
+_OWN_PREFIXES = (".recording-", ".write-check.", f"{GITIGNORE}.")
+
+
+def _demo_writes(name: str) -> bool:
+    return (
+        name in {f"{s.name}.yaml" for s in SCENARIOS}
+        or name == GITIGNORE
+        or name.startswith(_OWN_PREFIXES)
+    )
+
+
+def ignore_folder(out: Path) -> str:
+    """Keep the demo's folder out of ``git status``: a ``.gitignore`` of ``*`` in ``out``.
+
+    Written atomically, and only where it hides nothing else: when ``out`` holds no more than
+    what the demo writes. A ``.gitignore`` already there is kept as it is; a folder with other
+    files (a project's own folder, a repository's root) gets none. Written inside or outside a
+    repository alike. Returns the line the summary prints about it.
+    """
+    target = out / GITIGNORE
+    try:
+        others = sorted(name for name in os.listdir(out) if not _demo_writes(name))
+        if others:
+            return (
+                f"no {GITIGNORE} written: {out} holds files the demo did not write "
+                f"({', '.join(others[:3])}{', ...' * (len(others) > 3)}), which * would hide"
+            )
+        if not create_atomic(target, GITIGNORE_TEXT) and target.read_bytes() != GITIGNORE_TEXT:
+            return f"{target} kept as it was (not the demo's own)"
+    except OSError as exc:
+        return f"{target} not written: {exc.strerror or exc}"
+    return f"{target} (*) keeps the cassettes out of git status"
+
+
 @dataclass
 class DemoRun:
     results: list[Result]
@@ -347,6 +388,7 @@ class DemoRun:
     sdk_version: str
     connection_attempts: list[str]
     secret_findings: list[str]
+    gitignore: str = ""  # what :func:`ignore_folder` did
 
     @property
     def ok(self) -> bool:
@@ -358,7 +400,7 @@ class DemoRun:
 
 
 def run_demo(out: Path) -> DemoRun:
-    """Record every scenario into ``out``, stop the server, replay offline, validate."""
+    """Record every scenario into ``out`` (a folder), stop the server, replay offline, validate."""
     from importlib.metadata import version
 
     from ..cassette._exchange import CassetteError
@@ -366,6 +408,7 @@ def run_demo(out: Path) -> DemoRun:
     from ..cassette._secrets import scan_exchange
     from ..server import CompactionServer
 
+    ignored = ignore_folder(out)
     results = [Result(s, out / f"{s.name}.yaml") for s in SCENARIOS]
     recorded: dict[str, list[Outcome]] = {}
     # Recorded into a staging folder and moved into place only when complete and valid, so a
@@ -433,4 +476,5 @@ def run_demo(out: Path) -> DemoRun:
         sdk_version=version("openai"),
         connection_attempts=attempts,
         secret_findings=findings,
+        gitignore=ignored,
     )

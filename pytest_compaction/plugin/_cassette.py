@@ -8,6 +8,7 @@ the test itself raised because of it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,14 +16,16 @@ import pytest
 
 from .._errors import CompactionError
 from .._settings import OPTION_NAMES
+from ._fixtures import replay_environment
 from ._options import (
     allowed_secrets,
     cassette_path,
-    marker_args,
     refuse_shared,
     rerun_hint,
     settings,
+    setup_marker_args,
 )
+from ._recording import enter_vcr_first, network_for_recording
 from ._summary import remember
 
 if TYPE_CHECKING:
@@ -40,11 +43,15 @@ def compaction_cassette(
     """The active cassette: path, exchanges, counts, ``assert_all_played()``."""
     config = request.config
     item = request.node
-    args = marker_args(item)
+    args = setup_marker_args(item)
     options: dict[str, Any] = dict(compaction_config)
     unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
-        pytest.fail(f"compaction_config: unknown option(s) {', '.join(unknown)}", pytrace=False)
+        pytest.fail(
+            f"compaction_config: unknown option(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(OPTION_NAMES))}",
+            pytrace=False,
+        )
     options.update({k: v for k, v in args.items() if k in OPTION_NAMES})
 
     chosen = settings(config, args, compaction_config)
@@ -61,6 +68,11 @@ def compaction_cassette(
     path = cassette_path(item, compaction_cassette_dir, args.get("cassette"))
     refuse_shared(item, path, chosen["record_mode"])
     nodeid = item.nodeid
+    enter_vcr_first(request, str(path))
+    stack = ExitStack()
+    stack.enter_context(network_for_recording(request, chosen["record_mode"]))
+    if chosen["record_mode"] == "none":
+        stack.enter_context(replay_environment(request))
     try:
         from ..replay._recorder import use_cassette
 
@@ -69,6 +81,7 @@ def compaction_cassette(
         )
         recording = context.__enter__()
     except CompactionError as exc:
+        stack.close()
         pytest.fail(f"compaction: {exc}", pytrace=False)
     item.stash[_RECORDING] = recording
     error: BaseException | None = None
@@ -78,7 +91,10 @@ def compaction_cassette(
         error = exc
         raise
     finally:
-        context.__exit__(None if error is None else type(error), error, None)
+        try:
+            context.__exit__(None if error is None else type(error), error, None)
+        finally:
+            stack.close()
         remember(config, nodeid, recording.path, recording)
     message = recording.failure()
     if message is not None:
@@ -102,7 +118,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             raise
         if str(exc) not in message:
             message += f"\n\n(the test raised {type(exc).__name__}: {exc})"
-        raise pytest.fail.Exception(message, pytrace=False) from exc
+        # The test's own error is the same miss: printed once, its text kept in the message.
+        raise pytest.fail.Exception(message, pytrace=False) from None
     recording = item.stash.get(_RECORDING, None)
     message = recording.failure() if recording is not None else None
     if message is not None:

@@ -1,6 +1,7 @@
 """Cassettes as test items: ``pytest --compaction-check-cassettes``.
 
-Every cassette under the cassette directory becomes a collector with one item per
+Every cassette under the cassette directories (the configured one, else each ``cassettes``
+folder: beside a test module, or at the rootdir) becomes a collector with one item per
 ``POST /responses/compact`` or ``POST /responses`` exchange, which validates the exchange like
 ``pytest-compaction check`` does. A downstream suite thus runs its regression checks with
 plain ``pytest`` (and in parallel under xdist, since items are ordinary items). Cassettes that
@@ -18,7 +19,7 @@ import pytest
 
 from .._errors import CompactionError
 from ..cassette._find import has_cassette_suffix, hidden_below, walk
-from ._options import base_dir
+from ._options import CASSETTES, cassette_roots, configured_dir
 
 if TYPE_CHECKING:
     from ..cassette._exchange import CassetteData, Exchange
@@ -52,8 +53,18 @@ def _enabled(config: pytest.Config) -> bool:
     return bool(option) if option is not None else bool(config.getini("compaction_check_cassettes"))
 
 
-def _base_dir(config: pytest.Config) -> Path:
-    return base_dir(config).resolve()
+def _root_of(resolved: Path, config: pytest.Config) -> Path | None:
+    """The cassette directory ``resolved`` lies in: the configured one, else the deepest
+    ``cassettes`` folder of its path below the rootdir."""
+    configured = configured_dir(config)
+    if configured is not None:
+        base = configured.resolve()
+        return base if resolved.is_relative_to(base) else None
+    rootdir = config.rootpath.resolve()
+    if not resolved.is_relative_to(rootdir):
+        return None
+    parents = [p for p in resolved.parents if p.is_relative_to(rootdir) and p.name == CASSETTES]
+    return parents[0] if parents else None
 
 
 def _named(config: pytest.Config) -> set[Path]:
@@ -72,8 +83,8 @@ def _is_candidate(path: Path, config: pytest.Config) -> bool:
     resolved = path.resolve()
     named = _named(config)
     if resolved not in named:
-        base = _base_dir(config)
-        if not resolved.is_relative_to(base):
+        base = _root_of(resolved, config)
+        if base is None:
             return False
         roots = [root for root in (base, *named) if resolved.is_relative_to(root)]
         if hidden_below(resolved, max(roots, key=lambda root: len(root.parts))):
@@ -100,11 +111,10 @@ def pytest_collection_modifyitems(
 ) -> None:
     if not _enabled(config) or config.args_source == pytest.Config.ArgsSource.ARGS:
         return
-    base = _base_dir(config)
-    if not base.is_dir():
-        return
+    modules = {Path(str(item.path)) for item in items}
     seen = config.stash.setdefault(_SEEN, set())
-    for path in walk(base):
+    found = (path for base in cassette_roots(config, modules) for path in walk(base))
+    for path in found:
         if path.resolve() in seen or not _is_candidate(path, config):
             continue
         seen.add(path.resolve())

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .._errors import CompactionError
-from ._options import base_dir, cassette_path, marker_args
+from ._options import cassette_path, module_cassette_dir, setup_marker_args
 
 if TYPE_CHECKING:
     from ..replay._fixtures import RecordedExchange
@@ -21,10 +23,51 @@ def compaction_config() -> dict[str, Any]:
     return {}
 
 
+# What clients read from the environment before any request is made: in replay nothing is
+# sent, but the openai SDK refuses to build a client without a key.
+REPLAY_ENV = {"OPENAI_API_KEY": "compaction-replay-placeholder"}
+
+
+@pytest.fixture(scope="session")
+def compaction_replay_env() -> dict[str, str]:
+    """Environment variables set, when unset, while a test replays (record mode ``none``).
+
+    By default a placeholder ``OPENAI_API_KEY``, so that a client built in the test works in a
+    CI job without a key. Override in a conftest to add others (``AZURE_OPENAI_API_KEY``...)
+    or return ``{}`` to set none. Recording never sets them: it needs a real key.
+    """
+    return dict(REPLAY_ENV)
+
+
+@contextmanager
+def replay_environment(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``compaction_replay_env``'s variables that are unset, set for the block."""
+    wanted = request.getfixturevalue("compaction_replay_env")
+    added = {k: str(v) for k, v in dict(wanted).items() if not os.environ.get(k)}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name, value in added.items():
+            if os.environ.get(name) == value:
+                del os.environ[name]
+
+
+@pytest.fixture(scope="session")
+def compaction_server() -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:PORT/v1``) of the embedded compaction server, one for
+    the session: record against it with no key and no network."""
+    from ..server import CompactionServer
+
+    with CompactionServer() as server:
+        yield server.base_url
+
+
 @pytest.fixture
 def compaction_cassette_dir(request: pytest.FixtureRequest) -> Path:
-    """Directory cassettes live in; override in a conftest to move them."""
-    return base_dir(request.config)
+    """The directory of this test's cassettes (``<dir>/<module>/<test>.yaml``): by default
+    ``cassettes`` beside the test module; override in a conftest to move them."""
+    return module_cassette_dir(request.config, Path(str(request.path)))
 
 
 @pytest.fixture
@@ -44,7 +87,7 @@ def compaction_exchanges(
     if param is not None:
         name: str | None = os.fspath(param)
     elif item.get_closest_marker("compaction") is not None:
-        raw = marker_args(item).get("cassette")
+        raw = setup_marker_args(item).get("cassette")
         name = None if raw is None else str(raw)
     else:
         pytest.fail(

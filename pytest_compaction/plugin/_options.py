@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -21,7 +22,7 @@ from .._errors import CompactionError
 from .._settings import DIALECT_NAMES as DIALECTS
 from .._settings import OPTION_NAMES, RECORD_MODES
 
-SHARED = pytest.StashKey[dict[str, list[str]]]()
+SHARED = pytest.StashKey[dict[str, list["Claim"]]]()
 ALLOWED = pytest.StashKey[list[str | re.Pattern[str]]]()
 PATTERN_PREFIX = "re:"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]=,+]")
@@ -41,7 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--compaction-cassette-dir",
         dest="compaction_cassette_dir",
         default=None,
-        help="directory of cassettes, relative to the rootdir (default: cassettes)",
+        help="one directory of cassettes for every module, relative to the rootdir (default: "
+        "a cassettes folder beside each test module)",
     )
     group.addoption(
         "--compaction-version",
@@ -76,7 +78,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("compaction_record_mode", "default record mode", default="none")
     parser.addini(
-        "compaction_cassette_dir", "cassette directory (rootdir-relative)", default="cassettes"
+        "compaction_cassette_dir",
+        "one cassette directory for every module (rootdir-relative; default: a cassettes "
+        "folder beside each test module)",
+        default="",
     )
     parser.addini("compaction_version", "schema version to validate against", default="")
     parser.addini(
@@ -184,14 +189,53 @@ def marker_args(
     unknown = sorted(set(kwargs) - keys)
     if unknown:
         raise pytest.UsageError(
-            f"{item.nodeid}: unknown {name} marker argument(s) {', '.join(unknown)}"
+            f"{item.nodeid}: unknown {name} marker argument(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(keys))}"
         )
     return kwargs
 
 
-def base_dir(config: pytest.Config) -> Path:
+def setup_marker_args(
+    item: pytest.Item, name: str = "compaction", keys: frozenset[str] = _MARKER_KEYS
+) -> dict[str, Any]:
+    """:func:`marker_args` for a test being set up: a bad argument fails it in one line."""
+    try:
+        return marker_args(item, name, keys)
+    except pytest.UsageError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+CASSETTES = "cassettes"
+
+
+def configured_dir(config: pytest.Config) -> Path | None:
+    """The one cassette directory named by option or ini key, or None (beside each module)."""
     raw = config.getoption("compaction_cassette_dir") or config.getini("compaction_cassette_dir")
-    return Path(config.rootpath, str(raw))
+    text = str(raw or "").strip()
+    return Path(config.rootpath, text) if text else None
+
+
+def module_cassette_dir(config: pytest.Config, module: Path) -> Path:
+    """Where a module's tests keep cassettes: the configured directory, else
+    ``<module folder>/cassettes`` (pytest-recording's layout), so that same-named modules in
+    two folders never share one."""
+    return configured_dir(config) or Path(module).parent / CASSETTES
+
+
+def cassette_roots(config: pytest.Config, modules: Iterable[Path] = ()) -> list[Path]:
+    """The folders that hold this run's cassettes: the configured one, else ``cassettes``
+    beside each module given and at the rootdir (resolved, existing, each once)."""
+    configured = configured_dir(config)
+    if configured is not None:
+        candidates = [configured]
+    else:
+        candidates = [config.rootpath / CASSETTES, *(Path(m).parent / CASSETTES for m in modules)]
+    out: dict[Path, None] = {}
+    for folder in candidates:
+        resolved = folder.resolve()
+        if resolved.is_dir():
+            out.setdefault(resolved)
+    return list(out)
 
 
 def _default_name(item: pytest.Item) -> str:
@@ -220,11 +264,19 @@ def _cassette_marker(item: pytest.Item) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A collected test's use of a cassette file: who, from which module, by which name."""
+
+    nodeid: str
+    module: str
+    named: bool  # the cassette was named (marker argument), not the test's default
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from ._proxy_fixture import _MARKER_KEYS as PROXY_KEYS
 
-    shared: dict[str, list[str]] = {}
-    base = base_dir(config)
+    claims: dict[str, list[Claim]] = {}
     for item in items:
         marker = _cassette_marker(item)
         if marker is None:
@@ -234,21 +286,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             args = marker_args(item, marker, keys)
         except pytest.UsageError:
             continue  # reported when the test runs
+        module = Path(str(item.path))
+        base = module_cassette_dir(config, module)
         key = str(cassette_path(item, base, args.get("cassette")).resolve())
-        shared.setdefault(key, []).append(item.nodeid)
-    config.stash[SHARED] = {k: v for k, v in shared.items() if len(v) > 1}
+        claim = Claim(item.nodeid, str(module), args.get("cassette") is not None)
+        claims.setdefault(key, []).append(claim)
+    config.stash[SHARED] = {k: v for k, v in claims.items() if len(v) > 1}
+
+
+def _collision(item: pytest.Item, sharing: list[Claim]) -> list[Claim]:
+    """The other tests whose cassette is ``item``'s by accident: same file, another module,
+    one of the two by its default name (two tests that name one cassette share it on purpose)."""
+    mine = next((c for c in sharing if c.nodeid == item.nodeid), None)
+    if mine is None:
+        return []
+    return [
+        c
+        for c in sharing
+        if c.nodeid != item.nodeid and c.module != mine.module and not (c.named and mine.named)
+    ]
 
 
 def refuse_shared(item: pytest.Item, path: Path, record_mode: str) -> None:
-    """Fail a test that would record, under xdist, a cassette other tests use too.
+    """Fail a test whose cassette another test's is by accident, or that would record, under
+    xdist, a cassette other tests use too.
 
     Paths are compared resolved (``../shared`` from two modules is one file), over the
     cassettes of the ``compaction`` marker and of the proxy fixture alike.
     """
     config = item.config
     sharing = config.stash.get(SHARED, {}).get(str(path.resolve()), [])
+    clash = _collision(item, sharing)
+    if clash:
+        others = ", ".join(c.nodeid for c in clash)
+        pytest.fail(
+            f"cassette {path} belongs to {item.nodeid} and also to {others}: test modules with "
+            "the same name share one cassette folder under compaction_cassette_dir. Name this "
+            "test's cassette (@pytest.mark.compaction('name')), or unset "
+            "compaction_cassette_dir to keep cassettes beside each module.",
+            pytrace=False,
+        )
     if sharing and record_mode != "none" and hasattr(config, "workerinput"):
-        others = ", ".join(n for n in sharing if n != item.nodeid)
+        others = ", ".join(c.nodeid for c in sharing if c.nodeid != item.nodeid)
         pytest.fail(
             f"cassette {path} is shared with {others}: recording it from several xdist workers "
             "could lose exchanges. Record these tests without -n, or give each its own cassette.",

@@ -52,6 +52,7 @@ _MARKER_KEYS = frozenset(
         "filter_headers",
         "filter_query_parameters",
         "allow_secrets",
+        "keep_volatile_headers",
     }
 )
 
@@ -73,9 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _marker_args(item: pytest.Item) -> dict[str, Any]:
-    from ._options import marker_args
+    from ._options import setup_marker_args
 
-    return marker_args(item, "compaction_proxy", _MARKER_KEYS)
+    return setup_marker_args(item, "compaction_proxy", _MARKER_KEYS)
 
 
 @pytest.fixture
@@ -140,6 +141,9 @@ def compaction_proxy_server(
             hint=rerun_hint(item),
             allow_secrets=allowed_secrets(
                 config, compaction_config.get("allow_secrets"), args.get("allow_secrets")
+            ),
+            keep_volatile_headers=bool(
+                args.get("keep_volatile_headers", compaction_config.get("keep_volatile_headers"))
             ),
         ).start()
     except CompactionError as exc:

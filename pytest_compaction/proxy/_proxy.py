@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from .._errors import CompactionError
+from .._errors import CompactionError, counted
 from .._listener import LocalService
 from ..cassette._body import MAX_SIZE_ENV, decode_body, max_cassette_bytes
 from ..cassette._document import scan_document
@@ -66,7 +66,7 @@ from ..contract._judge import Judged, judge_exchange
 from ..contract._routes import is_compact_path, normalize_path, route_of
 from ..contract._tally import Tallied, Tally, does_not_conform, totals
 from ..replay._credentials import PROXY_ADVICE, Credentials, advice_lines, refusal
-from ..replay._match import BodyCache, closest, closest_lines, make_matchers
+from ..replay._match import BodyCache, closest, closest_lines, make_matchers, rerecord_line
 from ..replay._recorder import DEFAULT_MATCH_ON, check_record_mode
 from ..schema._report import Report
 from ..schema._versions import resolve_version
@@ -186,8 +186,10 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         drain_timeout: float = 30.0,
         hint: Callable[[str], str] | None = None,
         allow_secrets: Any = None,
+        keep_volatile_headers: bool = False,
     ) -> None:
         self.upstream = _check_upstream(upstream)
+        self.keep_volatile_headers = keep_volatile_headers
         self.record_mode = check_record_mode(record_mode)
         self.cassette_path = path = cassette_file(cassette)
         if fail_on_violation is not None and not 400 <= fail_on_violation <= 599:
@@ -240,6 +242,8 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         self._texts: list[bytes | None] = [None] * len(self.data)
         self._compact_dialects = [self._compact_dialect(ex) for ex in self.data]
         self._replaced: set[int] = set()
+        if self.record_mode == "rewrite":  # the file will hold this run's exchanges only
+            self._replaced.update(range(self.loaded_count))
         self._loaded_texts: list[bytes] | None = None
         self._kept = 0  # exchanges kept so far: what a write must reach
         self._writer = CassetteWriter(path, self._snapshot)
@@ -347,7 +351,7 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
             f"{totals(s['validated'], len(s['violations']), len(s['drift']))}, "
             f"{s['misses']} request(s) not in the cassette, "
             f"{s['problems']} problem(s); cassette {s['cassette']} "
-            f"({s['exchanges_in_cassette']} exchanges) {state}"
+            f"({counted(s['exchanges_in_cassette'], 'exchange')}) {state}"
         )
 
     # -- the cassette ---------------------------------------------------------------------------
@@ -364,7 +368,9 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
 
     def _find(self, live: _Req) -> int | None:
         """The exchange to replay for ``live`` (marked played), as vcrpy chooses it."""
-        if self.record_mode == "all" or not (self.rewound or self.allow_playback_repeats):
+        if self.record_mode in ("all", "rewrite") or not (
+            self.rewound or self.allow_playback_repeats
+        ):
             return None
         for index, stored in enumerate(self._stored):
             if self._matches(live, stored) and (
@@ -391,7 +397,12 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         """The loaded exchanges' texts, filtered and scanned once, at the first write."""
         if self._loaded_texts is None:
             exchanges = [
-                redact_exchange(ex, self.filter_headers, self.filter_query)
+                redact_exchange(
+                    ex,
+                    self.filter_headers,
+                    self.filter_query,
+                    keep_volatile_headers=self.keep_volatile_headers,
+                )
                 for ex in self.data[: self.loaded_count]
             ]
             path = str(self.cassette_path)
@@ -549,7 +560,7 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         else:
             lines = [f"{head} (record mode {self.record_mode!r})."]
             lines.append(
-                f"Cassette: {self.cassette_path} ({len(self.data)} exchanges, "
+                f"Cassette: {self.cassette_path} ({counted(len(self.data), 'exchange')}, "
                 f"{sum(self.play_counts)} replayed)"
             )
             matching = [i for i, s in enumerate(self._stored) if self._matches(live, s)]
@@ -579,7 +590,7 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
                         "uri": stored.uri,
                         "diff": diff,
                     }
-            lines.append(f"To record it: {self.hint('new_episodes')}")
+            lines.append(rerecord_line(((r.method, r.uri) for r in self._stored), self.hint))
         details["reason"] = reason
         # The path, the query and the body diff quote the request: keys are masked.
         message = self._credentials.mask("\n".join(lines))
@@ -772,7 +783,12 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
             response_headers=response_headers,
             response_body=body,
         )
-        return redact_exchange(ex, self.filter_headers, self.filter_query), None
+        return redact_exchange(
+            ex,
+            self.filter_headers,
+            self.filter_query,
+            keep_volatile_headers=self.keep_volatile_headers,
+        ), None
 
     def _prepare(self, ex: Exchange | None, failure: str | None) -> _Prepared:
         """Validate, scan and turn into cassette text a recorded exchange, once, outside the

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from .._pointer import escape
 from ..cassette._body import parse_json_bytes
-from ..contract._routes import normalize_path
+from ..contract._routes import normalize_path, route_of
 
 MAX_DIFF_LINES = 20
 _VALUE_WIDTH = 80
@@ -240,3 +240,13 @@ def describe_difference(
                 "in this request (not both JSON)"
             )
     return lines
+
+
+def rerecord_line(requests: Iterable[tuple[str, str]], hint: Callable[[str], str]) -> str:
+    """How a replay miss says to record: ``new_episodes`` adds the request to what is there,
+    but compaction exchanges are a chain whose ids and tokens a live server issued, and a
+    request recorded later against a restarted or newer one carries state it does not know
+    (a 400 recorded into the chain). Such a cassette is recorded again whole, ``rewrite``."""
+    if any(route_of(method, uri) is not None for method, uri in requests):
+        return f"To record the chain again, whole: {hint('rewrite')}"
+    return f"To record it: {hint('new_episodes')}"

@@ -38,7 +38,7 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 from vcr.persisters.filesystem import CassetteNotFoundError as _VcrNotFound
 from vcr.request import Request as _VcrRequest
 
-from .._errors import CompactionError
+from .._errors import CompactionError, counted
 from .._settings import OPTION_NAMES as OPTION_NAMES
 from .._settings import RECORD_MODES as RECORD_MODES
 from .._settings import VCR_PASSTHROUGH as _VCR_PASSTHROUGH
@@ -62,7 +62,7 @@ from ..contract._judge import STREAM_KIND, Judged, is_stream
 from ..contract._routes import is_compact_path, normalize_path, route_of
 from ..contract._tally import Tallied, Tally, does_not_conform
 from ._credentials import RECORDER_ADVICE, Credentials, refusal
-from ._match import BodyCache, closest, closest_lines, make_matchers
+from ._match import BodyCache, closest, closest_lines, make_matchers, rerecord_line
 from ._netguard import replay_guard
 
 # Key of a replayed vcrpy response dict: its body cut into one chunk per event.
@@ -127,7 +127,12 @@ class Recording(Tallied):
         """The exchanges now in the cassette (loaded and recorded), as they would be written."""
         if self._cassette is None:
             return []
-        return [_exchange_of(req, resp) for req, resp in self._cassette.data]
+        replaced = self._replaced()
+        return [
+            _exchange_of(req, resp)
+            for i, (req, resp) in enumerate(self._cassette.data)
+            if i not in replaced
+        ]
 
     @property
     def play_count(self) -> int:
@@ -158,17 +163,39 @@ class Recording(Tallied):
         return found.pop() if len(found) == 1 else None
 
     def assert_all_played(self) -> None:
-        """Fail unless every recorded exchange was replayed (or recorded) in this run."""
+        """Fail unless every exchange the cassette holds was replayed or recorded in this run.
+
+        Under ``all`` a loaded exchange that a recorded one replaces is not counted (the file
+        will not hold it); under ``rewrite`` nothing was loaded.
+        """
         if self._cassette is None:
             raise AssertionError(f"cassette {self.path} is not in use")
         counts = self._cassette.play_counts
         loaded = self._cassette._loaded_count
-        unplayed = [i for i in range(loaded) if counts[i] == 0]
+        replaced = self._replaced()
+        unplayed = [i for i in range(loaded) if counts[i] == 0 and i not in replaced]
         if unplayed:
             data = self._cassette.data
             lines = [f"cassette {self.path}: {len(unplayed)} exchange(s) never replayed:"]
             lines += [f"  exchange {i}: {data[i][0].method} {data[i][0].uri}" for i in unplayed]
             raise AssertionError("\n".join(lines))
+
+    def _replaced(self) -> set[int]:
+        """Under ``all``: the loaded exchanges a request recorded in this run matches (vcrpy
+        writes the recorded ones in their place)."""
+        cassette = self._cassette
+        if cassette is None or self.record_mode != "all":
+            return set()
+        from vcr.matchers import requests_match
+
+        loaded = cassette._loaded_count
+        requests = [req for req, _ in cassette.data]
+        fresh = requests[loaded:]
+        return {
+            i
+            for i in range(loaded)
+            if any(requests_match(new, requests[i], cassette._match_on) for new in fresh)
+        }
 
     def failure(self) -> str | None:
         """Problems not reported yet, as one message (then they count as reported)."""
@@ -337,12 +364,17 @@ def _vcr_pair(ex: Exchange) -> tuple[Any, dict[str, Any]]:
 class _Persister:
     """Reads every supported layout; writes this project's format atomically, secrets refused."""
 
-    def __init__(self, recording: Recording, filter_headers: Sequence[str]) -> None:
+    def __init__(
+        self, recording: Recording, filter_headers: Sequence[str], keep_volatile: bool = False
+    ) -> None:
         self.recording = recording
         self.filter_headers = tuple(filter_headers)
+        self.keep_volatile = keep_volatile
         self.extra: dict[str, Any] = {}
 
     def load_cassette(self, cassette_path: Any, serializer: Any = None) -> tuple[Any, ...]:
+        if self.recording.record_mode == "rewrite":  # the file will hold this run's exchanges
+            raise _VcrNotFound()
         try:
             data = load_cassette(cassette_path)
         except CassetteNotFound:
@@ -355,8 +387,15 @@ class _Persister:
 
     def save_cassette(self, cassette_path: Any, cassette_dict: Any, serializer: Any = None) -> None:
         pairs = zip(cassette_dict["requests"], cassette_dict["responses"], strict=True)
+        # Under ``all`` vcrpy hands over what the file keeps: recorded exchanges in place of
+        # the loaded ones they match.
         exchanges = [
-            redact_exchange(_exchange_of(req, resp), self.filter_headers) for req, resp in pairs
+            redact_exchange(
+                _exchange_of(req, resp),
+                self.filter_headers,
+                keep_volatile_headers=self.keep_volatile,
+            )
+            for req, resp in pairs
         ]
         path = str(cassette_path)
         extra = dict(self.extra)
@@ -432,7 +471,8 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
             )
         lines = [head + f" (record mode {rec.record_mode!r})."]
         lines.append(
-            f"Cassette: {rec.path} ({len(self.data)} exchanges, {self.play_count} replayed)"
+            f"Cassette: {rec.path} ({counted(len(self.data), 'exchange')}, "
+            f"{self.play_count} replayed)"
         )
         matching = [i for i, _ in self._responses(request)]
         if matching:
@@ -446,17 +486,70 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
             reason = "no_match"
             found = closest(live, self.requests, self._bodies, self._canonical_path)
             lines += closest_lines(found, self.requests)
-        lines.append(f"To record it again: {rec.hint('new_episodes')}")
+        lines.append(rerecord_line(((r.method, r.uri) for r in self.requests), rec.hint))
         return rec._credentials.mask("\n".join(lines)), reason  # test logs are often public
 
     def _save(self, force: bool = False) -> None:
         if self._recording._block_save:
             return
         try:
-            super()._save(force=force)
+            # ``rewrite`` writes even when this run recorded nothing: the file holds that.
+            super()._save(force=force or self._recording.record_mode == "rewrite")
         except CompactionError as exc:
             # Raised later, once vcrpy has removed its patches.
             self._recording.save_error = exc
+
+
+@contextmanager
+def _foreign_cassettes(recording: Recording) -> Iterator[None]:
+    """Count the compaction exchanges another vcrpy cassette takes while ``recording`` is open.
+
+    Another cassette entered inside this one (``vcr.use_cassette`` in the test, a second
+    plugin's marker) receives the traffic in its place: those exchanges are neither recorded
+    here nor validated, and the test must not pass as if they were.
+    """
+    original = _VcrCassette.append, _VcrCassette.play_response, _VcrCassette._load
+    taken: dict[str, int] = {}
+
+    def note(cassette: Any, request: Any) -> None:
+        if isinstance(cassette, _CompactionCassette) or getattr(cassette, "_cp_loading", False):
+            return
+        if route_of(request.method, request.uri) is not None:
+            where = str(getattr(cassette, "_path", "<cassette>"))
+            taken[where] = taken.get(where, 0) + 1
+
+    def append(self: Any, request: Any, response: Any) -> Any:
+        note(self, request)
+        return original[0](self, request, response)
+
+    def play_response(self: Any, request: Any) -> Any:
+        note(self, request)
+        return original[1](self, request)
+
+    def load(self: Any) -> Any:
+        self._cp_loading = True
+        try:
+            return original[2](self)
+        finally:
+            self._cp_loading = False
+
+    _VcrCassette.append, _VcrCassette.play_response, _VcrCassette._load = (
+        append,
+        play_response,
+        load,
+    )
+    try:
+        yield
+    finally:
+        _VcrCassette.append, _VcrCassette.play_response, _VcrCassette._load = original
+    for where, count in taken.items():
+        recording._problem(
+            f"compaction: {count} compaction exchange(s) went through another vcrpy cassette, "
+            f"{where}, instead of {recording.path}: they were neither recorded here nor "
+            "validated. Use one cassette: remove the inner vcr.use_cassette(...) or "
+            "@pytest.mark.vcr from this test, or check that cassette with "
+            f"pytest-compaction check {where}."
+        )
 
 
 def _request_hook(
@@ -540,7 +633,9 @@ def use_cassette(
 
     ``record_mode``: ``none`` (replay only; the default: nothing reaches the network),
     ``once`` (record when the cassette does not exist), ``new_episodes`` (replay what matches,
-    record the rest), ``all`` (record everything again). ``version`` pins the schema version
+    record the rest), ``all`` (record everything again; a recorded exchange replaces the
+    stored ones it matches, the others stay), ``rewrite`` (record everything; the cassette
+    then holds exactly this block's exchanges). ``version`` pins the schema version
     (default: the one stored in the cassette, else the newest). ``strict`` makes undocumented
     fields violations. ``dialect`` (``openai``, ``azure``, ``litellm``, ``truefoundry``,
     ``bifrost``) validates under that gateway's profile and filters its credential headers;
@@ -551,7 +646,8 @@ def use_cassette(
     (names among method, path, query, body, host, port, scheme), ``check_chain`` (default
     true: the cassette's exchanges must keep the chaining contract, see ``check_chain``),
     ``allow_secrets`` (fake keys recorded on purpose: exact strings, ``re.compile(...)``
-    patterns), and vcrpy's
+    patterns), ``keep_volatile_headers`` (write ``x-stainless-*``, ``user-agent`` and the other
+    request headers that never count; default false), and vcrpy's
     ``allow_playback_repeats``, ``drop_unused_requests``, ``record_on_exception``,
     ``skip_patchers``, ``custom_patches``.
 
@@ -612,8 +708,8 @@ def use_cassette(
     vcr_kwargs: dict[str, Any] = {k: options[k] for k in _VCR_PASSTHROUGH if k in options}
     context = cassette_class.use(
         path=str(path),
-        persister=_Persister(recording, filter_headers),
-        record_mode=record_mode,
+        persister=_Persister(recording, filter_headers, bool(options.get("keep_volatile_headers"))),
+        record_mode="all" if record_mode == "rewrite" else record_mode,
         match_on=[known[m] for m in match_on],
         before_record_request=_request_hook(
             filter_headers,
@@ -631,7 +727,10 @@ def use_cassette(
     cassette = context.__enter__()
     recording._cassette = cassette
     try:
-        with replay_guard(record_mode, ignore, path, recording._problem):
+        with (
+            _foreign_cassettes(recording),
+            replay_guard(record_mode, ignore, path, recording._problem),
+        ):
             yield recording
     except BaseException as exc:
         error = exc

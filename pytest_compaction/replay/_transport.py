@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import httpx
 
-from .._errors import CompactionError
+from .._errors import CompactionError, counted
 from ..cassette._exchange import CassetteData, Exchange
 from ..cassette._file import load_cassette
 from ..contract._dialects import dialect_for
@@ -186,7 +186,7 @@ class CassetteReplayer(Tallied):
     def _explain(self, live: _Request, matching: list[int]) -> tuple[str, int | None]:
         lines = [
             f"compaction: {live.method} {live.uri} has no recorded answer in {self.source} "
-            f"({len(self.exchanges)} exchanges, {self.play_count} replayed)."
+            f"({counted(len(self.exchanges), 'exchange')}, {self.play_count} replayed)."
         ]
         if matching:
             lines.append(

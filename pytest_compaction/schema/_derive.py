@@ -5,14 +5,16 @@ response object and one stream event, in ``responses.*.schema.json``.
 
 This module chooses the components each operation's bodies start from, has ``_translate``
 turn each into a document (with its strict variant), and writes the version folder and its
-manifest, which records every spec defect worked around. The same spec always gives
-byte-identical files.
+manifest, which records the spec it came from (file, sha256 and date) and every spec defect
+worked around. The same spec always gives byte-identical files.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from ._spec import SCHEMA_PREFIX, Spec, load_spec
 from ._strict import closed
 from ._translate import Defect, Translator, check_document, translate, union_values
 
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"  # 6: the manifest's source records the spec's date
 SCHEMA_FILES = ("request.schema.json", "response.schema.json", "error.schema.json")
 # POST /responses, the operation that compacts server-side (``context_management``): its
 # request, its response object and its stream events. Absent when the spec has no such operation.
@@ -60,6 +62,34 @@ class Derived:
 
     name: str
     files: dict[str, bytes]
+
+
+_DATE_PREFIX = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[_.-]|$)")
+
+
+def check_date(text: str, what: str) -> str:
+    """``text`` when it is a calendar date written ``YYYY-MM-DD``; else an error naming ``what``."""
+    try:
+        if len(text) == 10:
+            return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise CompactionError(f"{what}: {text!r} is not a date written YYYY-MM-DD")
+
+
+def spec_date(spec_path: str | Path) -> str | None:
+    """The date a spec file's name starts with, None when it starts with none.
+
+    The reference specs are named ``DATE_COMMIT_openapi.yaml`` (the spec as of that date), as
+    in ``2026-08-21_f85dbe223d40_openapi.yaml``.
+    """
+    match = _DATE_PREFIX.match(Path(spec_path).name)
+    if match is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(match.group(1)).isoformat()
+    except ValueError:  # shaped like a date, but not one (2026-13-40_...)
+        return None
 
 
 def _dump(document: Any) -> bytes:
@@ -199,12 +229,17 @@ def _overlaid(spec: Spec, overlays: Sequence[Overlay]) -> Spec:
     return Spec(spec.source, spec.sha256, document) if overlays else spec
 
 
-def derive(spec: Spec, name: str, overlays: Sequence[Overlay] = ()) -> Derived:
+def derive(
+    spec: Spec, name: str, overlays: Sequence[Overlay] = (), source_date: str | None = None
+) -> Derived:
     """Derive the schemas of every operation the spec has (see the module docstring).
 
     ``overlays`` (OpenAPI Overlay 1.0, see ``_overlay``) are applied to the spec first, in
     order; the manifest records each one and the evidence of each of its actions.
+    ``source_date`` (``YYYY-MM-DD``) is the date of the spec, recorded as the source's
+    ``date``; by default the date its file name starts with (:func:`spec_date`), else null.
     """
+    date = spec_date(spec.source) if source_date is None else check_date(source_date, "source_date")
     spec = _overlaid(spec, overlays)
     operation = spec.compact_operation()
     compact = _roots(spec, "/responses/compact", operation)
@@ -268,7 +303,7 @@ def derive(spec: Spec, name: str, overlays: Sequence[Overlay] = ()) -> Derived:
     manifest: dict[str, Any] = {
         "name": name,
         "generator_version": GENERATOR_VERSION,
-        "source": {"file": Path(spec.source).name, "sha256": spec.sha256},
+        "source": {"file": Path(spec.source).name, "sha256": spec.sha256, "date": date},
         "info_version": spec.info_version,
         "operation": {
             "path": "/responses/compact",
@@ -313,11 +348,18 @@ def derive_to(
     out_dir: str | Path,
     name: str | None = None,
     overlays: Sequence[str | Path] = (),
+    source_date: str | None = None,
 ) -> Path:
-    """Load a spec (and overlays), derive its schemas and write them to ``out_dir/name``."""
+    """Load a spec (and overlays), derive its schemas and write them to ``out_dir/name``.
+
+    ``source_date``: the spec's date when its file name does not start with it (see
+    :func:`derive`).
+    """
+    if source_date is not None:
+        check_date(source_date, "--source-date")  # before the slow load of the spec
     spec = load_spec(spec_path)
     loaded = [load_overlay(path) for path in overlays]
-    derived = derive(spec, name or default_name(spec_path, loaded), loaded)
+    derived = derive(spec, name or default_name(spec_path, loaded), loaded, source_date)
     target = Path(out_dir) / derived.name
     for filename, data in derived.files.items():
         try:

@@ -695,11 +695,12 @@ class Validator:
         notes = list(dict.fromkeys(notes))
         if self.hints:
             violations, notes = self._newer(body, violations, notes)
-        if strict:
+        if strict:  # a finding counts once: under strict, drift is a violation and no longer drift
             violations += [
                 Violation(n.path, n.message + " (strict)", item_type=n.item_type, keyword="drift")
                 for n in notes
             ]
+            notes = []
         violations.sort(key=lambda v: _pointer_order(v.path))
         return Report(self.kind, self.version, tuple(violations), tuple(notes))
 

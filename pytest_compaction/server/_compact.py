@@ -170,6 +170,14 @@ class Compactor:
             raise TokenError(UNREADABLE)
         return state
 
+    def issued(self, token: str) -> bool:
+        """Whether ``token`` is one this server sealed: it opens under the server's key."""
+        try:
+            self.open_token(token)
+        except TokenError:
+            return False
+        return True
+
     # -- the operation ----------------------------------------------------------------------
 
     def compact(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,10 @@ Syntax (header ``x-compaction-fault``, or a server-wide / next-N option)::
                                                       ``output: []``, ``output: null`` or no
                                                       ``output``; the items come only from the
                                                       ``response.output_item.done`` events
+           | invalid-encrypted-content                400 ``invalid_encrypted_content`` for a
+                                                      compaction item whose token this server
+                                                      issued (as after a key rotation, or sent
+                                                      to another organization)
 
 ``times=N`` fails only the first N attempts of a request: the attempt number is the
 ``x-stainless-retry-count`` header when present (what the openai SDK sends), otherwise a count
@@ -21,6 +25,16 @@ body, fault). So a client that retries the same request eventually succeeds.
 
 ``completed-output`` changes streamed ``POST /responses`` answers only; any other answer is sent
 as usual.
+
+``invalid-encrypted-content`` refuses a request (``/responses`` or ``/responses/compact``) whose
+``input`` holds a compaction item with a token the server can open, as the live API refuses a
+token sealed under a key it no longer holds: openai/codex#36704 (a thread broken after a key
+rotation), openai/codex#8145 (the error body). The body is the API's: ``{"error": {"message":
+"The encrypted content for item cmp_... could not be verified. Reason: Encrypted content could
+not be decrypted or parsed.", "type": "invalid_request_error", "param": null, "code":
+"invalid_encrypted_content"}}`` (an item without an id is named by its shortened token). A
+request without such an item is answered as usual, so the recovery an application takes (drop
+the compaction item, or start over from the full history) succeeds under the same fault.
 """
 
 from __future__ import annotations
@@ -29,7 +43,9 @@ import hashlib
 import math
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ._apierror import ApiError
 
@@ -37,6 +53,8 @@ FAULT_HEADER = "x-compaction-fault"
 _KINDS = ("slow", "malformed-json", "truncated", "drop")
 COMPLETED_OUTPUT = "completed-output"
 COMPLETED_OUTPUT_FORMS = ("empty", "null", "missing")
+INVALID_ENCRYPTED_CONTENT = "invalid-encrypted-content"
+_TOKEN_SHOWN = 4  # characters of a token kept at each end when it names an item without id
 
 
 class FaultSyntaxError(ValueError):
@@ -46,7 +64,9 @@ class FaultSyntaxError(ValueError):
 @dataclass(frozen=True)
 class Fault:
     spec: str
-    kind: str  # "status", "slow", "malformed-json", "truncated", "drop" or "completed-output"
+    # "status", "slow", "malformed-json", "truncated", "drop", "completed-output" or
+    # "invalid-encrypted-content"
+    kind: str
     status: int = 0
     form: str = ""  # completed-output: "empty", "null" or "missing"
     seconds: float = 0.0
@@ -75,6 +95,35 @@ class Fault:
             message = f"Fault injected on request: HTTP {self.status}."
         kind = "server_error" if self.status >= 500 else "invalid_request_error"
         return ApiError(self.status, message, param=None, code=None, type=kind, headers=headers)
+
+    def refusal(self, body: Any, issued: Callable[[str], bool]) -> ApiError | None:
+        """An ``invalid-encrypted-content`` fault's answer to ``body``, or None to answer it.
+
+        ``issued`` tells whether a token is one the server can open. The first compaction item
+        of the input carrying such a token is refused.
+        """
+        if self.kind != INVALID_ENCRYPTED_CONTENT or not isinstance(body, dict):
+            return None
+        items = body.get("input")
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or item.get("type") != "compaction":
+                continue
+            token = item.get("encrypted_content")
+            if not isinstance(token, str) or not issued(token):
+                continue
+            item_id = item.get("id")
+            if isinstance(item_id, str):
+                subject = f"for item {item_id}"
+            else:
+                subject = f"{token[:_TOKEN_SHOWN]}...{token[-_TOKEN_SHOWN:]}"
+            return ApiError(
+                400,
+                f"The encrypted content {subject} could not be verified. "
+                "Reason: Encrypted content could not be decrypted or parsed.",
+                param=None,
+                code="invalid_encrypted_content",
+            )
+        return None
 
 
 def parse_fault(text: str) -> Fault:
@@ -115,6 +164,8 @@ def parse_fault(text: str) -> Fault:
         return Fault(spec, "slow", seconds=float(seconds), times=times)
     if lowered in _KINDS and lowered != "slow":
         return Fault(spec, lowered, times=times)
+    if lowered == INVALID_ENCRYPTED_CONTENT:
+        return Fault(spec, lowered, times=times)
     if lowered.startswith((f"{COMPLETED_OUTPUT}:", f"{COMPLETED_OUTPUT}=")):
         form = lowered[len(COMPLETED_OUTPUT) + 1 :]
         if form not in COMPLETED_OUTPUT_FORMS:
@@ -125,7 +176,8 @@ def parse_fault(text: str) -> Fault:
         return Fault(spec, COMPLETED_OUTPUT, form=form, times=times)
     raise FaultSyntaxError(
         f"unknown fault {head!r}; expected a 4xx/5xx status, 'slow:SECONDS', "
-        "'malformed-json', 'truncated', 'drop' or 'completed-output:empty|null|missing'"
+        "'malformed-json', 'truncated', 'drop', 'completed-output:empty|null|missing' or "
+        f"'{INVALID_ENCRYPTED_CONTENT}'"
     )
 
 

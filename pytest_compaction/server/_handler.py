@@ -27,7 +27,7 @@ from ._compact import Compactor
 from ._faults import FAULT_HEADER, Fault, FaultPlan, FaultSyntaxError
 from ._responses import Responder
 from ._stream import COMPACTING, encode, events
-from ._wire import ALL_ROUTES, Call, GatewayError, Wire
+from ._wire import ALL_ROUTES, Call, GatewayError, PlainText, Wire
 
 log = logging.getLogger("pytest_compaction.server")
 
@@ -184,6 +184,9 @@ class CompactionHandler(LoopbackHandler):
                     return
                 if fault.kind == "status":
                     raise fault.error()
+                refused = fault.refusal(body, state.compactor.issued)
+                if refused is not None:
+                    raise refused
                 if fault.kind == "slow" and state.stopping.wait(fault.seconds):
                     status = 0
                     self._drop()  # shutting down: do not hold the server for a slow answer
@@ -318,6 +321,10 @@ class CompactionHandler(LoopbackHandler):
     def _send_json(
         self, status: int, payload: Any, headers: dict[str, str], started: float
     ) -> None:
+        if isinstance(payload, PlainText):  # a gateway answering outside any JSON envelope
+            text_headers = {**headers, "content-type": PlainText.CONTENT_TYPE}
+            self._send_bytes(status, payload.encode("utf-8"), text_headers, started)
+            return
         self._send_bytes(status, _dump(payload), headers, started)
 
     def _send_head(self, status: int, headers: dict[str, str], started: float) -> None:

@@ -42,7 +42,8 @@ class CompactionServer(LocalService[CompactionHTTPServer]):
     progress events (True), or not (False); None, the default, sends them when the schema
     version in force declares them (the newest does: the API sends them today).
     The fault ``completed-output:empty|null|missing`` sends a stream's ``response.completed``
-    without its output (see ``_faults``).
+    without its output; ``invalid-encrypted-content`` refuses a compaction item the server
+    issued, as the API refuses one after a key rotation (see ``_faults``).
 
     Use as a context manager (``with CompactionServer() as server: ...``) or call
     :meth:`start` and :meth:`stop`. ``url`` is the root URL, ``base_url`` what an OpenAI client
@@ -107,7 +108,7 @@ class CompactionServer(LocalService[CompactionHTTPServer]):
             deterministic=deterministic,
             schema_version=schema_version,
             dialect=profile.name,
-            wire=make_wire(profile.name),
+            wire=make_wire(profile.name, key=key, deterministic=deterministic),
             record=record_requests,
             compacting_events=compacting_events,
         )

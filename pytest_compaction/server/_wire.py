@@ -10,11 +10,19 @@ way the gateway returns them:
 - ``azure``: ``/openai/v1/responses/compact``; an ``api-key`` header or a bearer token is
   required (401 in Azure's ``{"error": {"code", "message"}}`` otherwise); ``api-version`` is
   optional and, when given, one of ``v1``, ``preview``, ``latest``; ``model`` is a deployment.
-- ``litellm``: ``/v1``, bare and ``/openai/v1`` paths; ``openai/`` model prefixes are routed to
-  the upstream; response ids become ``resp_`` + base64 of
-  ``litellm:custom_llm_provider:openai;model_id:<id>;response_id:<upstream id>`` (decoded again
-  when sent back as ``previous_response_id``); errors carry the HTTP status as ``code`` and
-  upstream messages are prefixed ``litellm.<Exception>: OpenAIException - ``.
+- ``litellm``: as the LiteLLM proxy 1.108.7 with a master key (and no database) answers:
+  ``/v1``, bare and ``/openai/v1`` paths; a request without credentials gets a plain-text
+  ``500 Internal Server Error``; ``openai/`` model prefixes are routed to the upstream; response
+  ids are ``resp_`` + base64 of
+  ``litellm:custom_llm_provider:openai;model_id:<id>;response_id:<upstream id>``, and by default
+  (response id security, on whenever the proxy has a master key) that id is sealed again into an
+  opaque ``resp_`` + URL-safe base64 token (see :func:`seal_litellm_id`); either form is opened
+  again when sent back as ``previous_response_id``. Errors carry the HTTP status as ``code`` and
+  ``param: null``; an upstream error arrives as ``litellm.<Exception>: OpenAIException - `` and
+  the upstream's whole error body as JSON text, then LiteLLM's hint for encrypted content that
+  did not verify, then ``LiteLLM: model group '<model>' failed with the error above. No fallback
+  was attempted.``; the proxy's own refusals add ``provider_specific_fields: {"error": <message>}``
+  (a request without ``model``: ``<route>: Invalid model name passed in model=None. ...``).
 - ``truefoundry``: ``/api/llm/responses/compact``; ``model`` must be ``<account>/<model>``.
 - ``bifrost``: ``/openai/v1`` and ``/v1`` paths (``/v1`` needs ``provider/model``); ``fallbacks``
   accepted; answers add ``model``, ``extra_fields``, ``usage.cost`` and cached read/write
@@ -30,9 +38,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import json
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..contract._dialects import Dialect, get_dialect
 from ._apierror import ApiError
@@ -52,6 +66,40 @@ INPUT_PRICE = 1.25  # dollars per million input tokens (Bifrost dialect)
 OUTPUT_PRICE = 10.0  # dollars per million output tokens (Bifrost dialect)
 LITELLM_ID_FORMAT = "litellm:custom_llm_provider:{};model_id:{};response_id:{}"
 _LITELLM_PREFIX = "litellm:custom_llm_provider:"
+# What LiteLLM seals into a response id under response id security, and who a master key is.
+LITELLM_MANAGED_ID_FORMAT = "litellm_proxy:responses_api:response_id:{};user_id:{};team_id:{}"
+LITELLM_MASTER_USER = "default_user_id"
+_SEAL_NONCE = 24  # LiteLLM's sealed ids: nonce (24 bytes), tag (16), then the ciphertext
+_SEAL_TAG = 16
+_SEAL_CONTEXT = b"pytest-compaction litellm response id"
+# Appended by LiteLLM to an upstream error about encrypted content that did not verify.
+LITELLM_ENCRYPTED_CONTENT_HINT = (
+    "\n\n This error occurs when load balancing Responses API across deployments with different "
+    "API keys.\n"
+    "   Encrypted content is tied to the organization that created it and cannot be decrypted "
+    "by other organizations.\n\n"
+    "   Solution: Enable 'encrypted_content_affinity' to route follow-up requests to the correct "
+    "deployment:\n\n"
+    "   router_settings:\n"
+    "     enable_pre_call_checks: true\n"
+    "     optional_pre_call_checks:\n"
+    "       - encrypted_content_affinity\n\n"
+    "   Learn more: https://docs.litellm.ai/docs/response_api#encrypted-content-affinity-multi-"
+    "region-load-balancing"
+)
+LITELLM_NO_FALLBACK = (
+    "\n\nLiteLLM: model group '{}' failed with the error above. No fallback was attempted."
+)
+LITELLM_INVALID_MODEL = (
+    "{}: Invalid model name passed in model={}. Call `/v1/models` to view available models for "
+    "your key."
+)
+
+
+class PlainText(str):
+    """An answer a gateway sends as ``text/plain`` rather than in a JSON envelope."""
+
+    CONTENT_TYPE: ClassVar[str] = "text/plain; charset=utf-8"
 
 
 class GatewayError(ApiError):
@@ -71,6 +119,7 @@ class Call:
     path: str
     model: str | None = None  # the model as the client named it
     latency_ms: int = 0
+    ids: dict[str, str] = field(default_factory=dict)  # id as answered -> id as the gateway shows
 
 
 class Wire:
@@ -78,8 +127,10 @@ class Wire:
 
     name: ClassVar[str] = "openai"
 
-    def __init__(self) -> None:
+    def __init__(self, *, key: bytes = b"", deterministic: bool = False) -> None:
         self.profile: Dialect = get_dialect(self.name)
+        self.key = key  # the server's key: gateways that seal what they hand out use it
+        self.deterministic = deterministic
 
     @property
     def routes(self) -> frozenset[str]:
@@ -163,41 +214,84 @@ class LiteLLMWire(Wire):
         503: "ServiceUnavailableError",
     }
 
+    def __init__(
+        self, *, key: bytes = b"", deterministic: bool = False, id_security: bool = True
+    ) -> None:
+        super().__init__(key=key, deterministic=deterministic)
+        # LiteLLM's response id security (``disable_responses_id_security`` turns it off).
+        self.id_security = id_security
+
     @property
     def routes(self) -> frozenset[str]:
         return _with_responses(self.profile.compact_paths)
 
+    def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
+        if not any(headers.get(name) for name in self.profile.auth_headers):
+            # What 1.108.7 answers without a database when no key comes with the request.
+            raise PlainTextError(500, "Internal Server Error")
+
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
         model = body.get("model")
+        if model is None:
+            route = "/responses" if self.is_responses(call.path) else "/responses/compact"
+            raise _litellm_refusal(400, LITELLM_INVALID_MODEL.format(route, None))
         if isinstance(model, str) and model.startswith("openai/"):
             body["model"] = model.removeprefix("openai/")
         previous = body.get("previous_response_id")
         if isinstance(previous, str):
-            body["previous_response_id"] = decode_litellm_id(previous) or previous
+            opened = open_litellm_id(previous, self.key) or previous
+            body["previous_response_id"] = decode_litellm_id(opened) or opened
         return body
 
     def response(self, call: Call, payload: dict[str, Any]) -> dict[str, Any]:
-        model_id = hashlib.sha256(str(call.model).encode("utf-8")).hexdigest()
-        return {**payload, "id": encode_litellm_id(payload["id"], model_id)}
+        upstream = payload["id"]
+        shown = call.ids.get(upstream)
+        if shown is None:  # a stream's events all show the id its first one did
+            model_id = hashlib.sha256(str(call.model).encode("utf-8")).hexdigest()
+            shown = encode_litellm_id(upstream, model_id)
+            if self.id_security:
+                nonce = None if not self.deterministic else _derived_nonce(self.key, shown)
+                shown = seal_litellm_id(shown, self.key, nonce=nonce)
+            call.ids[upstream] = shown
+        return {**payload, "id": shown}
 
     def error(self, call: Call, exc: ApiError) -> Any:
-        message = exc.message
-        if not isinstance(exc, GatewayError):
-            name = self.EXCEPTIONS.get(exc.status, "APIError")
-            message = f"litellm.{name}: OpenAIException - {message}"
-        return {
-            "error": {
-                "message": message,
+        if isinstance(exc, PlainTextError):
+            return PlainText(exc.message)
+        if isinstance(exc, GatewayError):
+            shown: dict[str, Any] = {
+                "message": exc.message,
                 "type": exc.type,
                 "param": exc.param,
                 "code": str(exc.status),
             }
-        }
+            if exc.payload is not None:
+                shown.update(exc.payload)
+            return {"error": shown}
+        name = self.EXCEPTIONS.get(exc.status, "APIError")
+        # The upstream's whole error body, as Python's json writes it, inside LiteLLM's text.
+        message = f"litellm.{name}: OpenAIException - {json.dumps(exc.body())}"
+        if exc.code == "invalid_encrypted_content" or "could not be verified" in exc.message:
+            message += LITELLM_ENCRYPTED_CONTENT_HINT
+        message += LITELLM_NO_FALLBACK.format(call.model)
+        shown = {"message": message, "type": exc.type, "param": None, "code": str(exc.status)}
+        return {"error": shown}
+
+
+class PlainTextError(GatewayError):
+    """A gateway's answer outside any JSON envelope (its ``message`` is the whole body)."""
+
+
+def _litellm_refusal(status: int, message: str) -> GatewayError:
+    """The proxy's own refusal: its detail comes back as ``provider_specific_fields``."""
+    error = GatewayError(status, message)
+    error.payload = {"provider_specific_fields": {"error": message}}
+    return error
 
 
 def encode_litellm_id(response_id: str, model_id: str | None, provider: str = "openai") -> str:
-    """The id LiteLLM returns for an upstream response id."""
+    """The id LiteLLM returns for an upstream response id (without response id security)."""
     text = LITELLM_ID_FORMAT.format(provider, model_id, response_id)
     return "resp_" + base64.b64encode(text.encode("utf-8")).decode("ascii")
 
@@ -214,6 +308,61 @@ def decode_litellm_id(value: str) -> str | None:
         return None
     fields = dict(part.partition(":")[::2] for part in text[len("litellm:") :].split(";"))
     return fields.get("response_id") or None
+
+
+def seal_litellm_id(
+    litellm_id: str, key: bytes, *, user_id: str = LITELLM_MASTER_USER, nonce: bytes | None = None
+) -> str:
+    """A LiteLLM id as the proxy shows it under response id security: an opaque token.
+
+    LiteLLM seals ``litellm_proxy:responses_api:response_id:<id>;user_id:<user>;team_id:``
+    with a key derived from its master key and answers ``resp_`` + URL-safe base64 of nonce (24
+    bytes), tag (16) and ciphertext: 397 characters for a plain id of 172. This seals the same
+    text in the same layout with AES-256-GCM under a key derived from the server's, so that the
+    server can open what it handed out; LiteLLM's own cipher (XSalsa20-Poly1305) is not in the
+    project's dependencies, and nobody but the issuer can open either. ``nonce``: 24 bytes, by
+    default random (deterministic servers derive it from the text).
+    """
+    text = LITELLM_MANAGED_ID_FORMAT.format(litellm_id, user_id, "").encode("utf-8")
+    nonce = os.urandom(_SEAL_NONCE) if nonce is None else nonce
+    if len(nonce) != _SEAL_NONCE:
+        raise ValueError(f"the nonce must be {_SEAL_NONCE} bytes, got {len(nonce)}")
+    sealed = AESGCM(_seal_key(key)).encrypt(nonce, text, None)  # ciphertext, then the tag
+    token = nonce + sealed[-_SEAL_TAG:] + sealed[:-_SEAL_TAG]
+    return "resp_" + base64.urlsafe_b64encode(token).decode("ascii")
+
+
+def open_litellm_id(value: str, key: bytes) -> str | None:
+    """The LiteLLM id sealed in ``value`` with ``key``, or None when it is not such a token."""
+    if not value.startswith("resp_"):
+        return None
+    try:
+        token = base64.urlsafe_b64decode(value[5:].encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+    if len(token) <= _SEAL_NONCE + _SEAL_TAG:
+        return None
+    nonce, tag, ciphertext = (
+        token[:_SEAL_NONCE],
+        token[_SEAL_NONCE : _SEAL_NONCE + _SEAL_TAG],
+        token[_SEAL_NONCE + _SEAL_TAG :],
+    )
+    try:
+        text = AESGCM(_seal_key(key)).decrypt(nonce, ciphertext + tag, None).decode("utf-8")
+    except (InvalidTag, UnicodeDecodeError):
+        return None
+    head, _, rest = text.partition("response_id:")
+    if head != "litellm_proxy:responses_api:":
+        return None
+    return rest.split(";", 1)[0] or None
+
+
+def _seal_key(key: bytes) -> bytes:
+    return hashlib.sha256(_SEAL_CONTEXT + key).digest()
+
+
+def _derived_nonce(key: bytes, litellm_id: str) -> bytes:
+    return hmac.new(_seal_key(key), litellm_id.encode("utf-8"), "sha256").digest()[:_SEAL_NONCE]
 
 
 class TrueFoundryWire(Wire):
@@ -342,6 +491,6 @@ _WIRES: dict[str, type[Wire]] = {
 }
 
 
-def make_wire(dialect: str) -> Wire:
-    """The wire of a dialect (DialectError when unknown)."""
-    return _WIRES[get_dialect(dialect).name]()
+def make_wire(dialect: str, *, key: bytes = b"", deterministic: bool = False) -> Wire:
+    """The wire of a dialect (DialectError when unknown); ``key``: the server's."""
+    return _WIRES[get_dialect(dialect).name](key=key, deterministic=deterministic)

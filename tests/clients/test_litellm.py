@@ -1,9 +1,9 @@
 """The LiteLLM SDK as a client: ``litellm.compact_responses`` recorded against the embedded server.
 
-LiteLLM pins ``openai<3``, so its SDK runs in its own virtual environment (see
-tests/support/litellm_env.py): tests/clients/litellm_client/sdk_session.py, started with that
-environment's interpreter, drives the SDK under the recorder while this process owns the
-embedded servers and examines the cassettes, the report and the output it leaves behind.
+The SDK comes with the dev extra (tests/support/litellm_env.py) and runs in a subprocess of
+this interpreter: tests/clients/litellm_client/sdk_session.py drives it under the recorder while
+this process owns the embedded servers and examines the cassettes, the report and the output it
+leaves behind.
 
 LiteLLM sends synchronous calls through an ``httpx.Client`` and asynchronous ones through an
 ``httpx.AsyncClient`` whose transport is aiohttp, so both of vcrpy's httpx and aiohttp
@@ -25,11 +25,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support.litellm_env import ROOT, SDK_MODULES, Venv, litellm_env, require_venv
+from support.litellm_env import ROOT, SDK_MODULES, LiteLLM, litellm_env, require_litellm
 
 from pytest_compaction import CompactionServer
 from pytest_compaction.cassette._exchange import CassetteData, Exchange
 from pytest_compaction.cassette._file import load_cassette
+from pytest_compaction.server._tokens import DETERMINISTIC_KEY
+from pytest_compaction.server._wire import decode_litellm_id, open_litellm_id
 
 pytestmark = pytest.mark.integration
 
@@ -68,9 +70,9 @@ class Session:
     replayed: Phase
 
 
-def run_client(venv: Venv, phase: str, workdir: Path, urls: dict[str, str]) -> Phase:
+def run_client(litellm: LiteLLM, phase: str, workdir: Path, urls: dict[str, str]) -> Phase:
     report = workdir / f"{phase}.json"
-    command = [str(venv.python), str(CLIENT), phase, str(workdir), str(report)]
+    command = [str(litellm.python), str(CLIENT), phase, str(workdir), str(report)]
     command += [f"{name}={url}" for name, url in urls.items()]
     # This checkout's package comes first, whichever the environment has installed.
     env = litellm_env(PYTHONPATH=str(ROOT))
@@ -92,19 +94,19 @@ def run_client(venv: Venv, phase: str, workdir: Path, urls: dict[str, str]) -> P
 
 @pytest.fixture
 def session(tmp_path: Path) -> Session:
-    venv = require_venv(SDK_MODULES)
+    litellm = require_litellm(SDK_MODULES)
     servers = {
         name: CompactionServer(deterministic=True, dialect="litellm" if name == "dialect" else None)
         for name in SERVERS
     }
     try:
         urls = {name: server.start().base_url for name, server in servers.items()}
-        recorded = run_client(venv, "record", tmp_path, urls)
+        recorded = run_client(litellm, "record", tmp_path, urls)
     finally:
         for server in servers.values():
             server.stop()
     upstream = {name: server.requests for name, server in servers.items()}
-    replayed = run_client(venv, "replay", tmp_path, urls)
+    replayed = run_client(litellm, "replay", tmp_path, urls)
     return Session(tmp_path, servers, urls, upstream, recorded, replayed)
 
 
@@ -260,18 +262,27 @@ def check_async_calls_go_through_aiohttp(s: Session) -> None:
 
 
 def check_litellm_dialect_validates_under_its_profile(s: Session) -> None:
-    """Against a LiteLLM-speaking server the id arrives encoded and the SDK keeps it as is."""
+    """Against a LiteLLM-speaking server the id arrives sealed; the SDK wraps it as any id."""
     step = s.recorded.step("dialect")
     assert_clean(step, recorded=4)
     cassette: CassetteData = load_cassette(s.cassettes / "litellm-dialect.yaml")
     assert cassette.dialect == "litellm"
     (_, _, resp1), (_, _, resp2), (_, _, resp3), (_, status, failed) = bodies(cassette.exchanges)
 
-    # The wire already carries LiteLLM's form; the SDK passes it through unchanged.
-    assert [r["id"] for r in step["responses"]] == [resp1["id"], resp2["id"], resp3["id"]]
-    assert decoded(resp2["id"]).startswith(LITELLM_ID_PREFIX + "model_id:")
-    assert decoded(resp2["id"]).endswith(";response_id:resp_0002")
-    assert s.upstream["dialect"][2].json()["previous_response_id"] == "resp_0002"
+    # The SDK does not know the sealed form: it wraps it in its own routing id, as any
+    # upstream's, and unwraps it again for previous_response_id.
+    assert [r["id"] for r in step["responses"]] == [
+        litellm_id(resp1["id"]),
+        litellm_id(resp2["id"]),
+        litellm_id(resp3["id"]),
+    ]
+    # Sealed as the proxy does with a master key; the routing id inside names the upstream's.
+    assert decode_litellm_id(resp2["id"]) is None
+    plain = open_litellm_id(resp2["id"], DETERMINISTIC_KEY)
+    assert plain is not None and decoded(plain).startswith(LITELLM_ID_PREFIX + "model_id:")
+    assert decoded(plain).endswith(";response_id:resp_0002")
+    # The SDK sent the sealed id back untouched; the server opened it to its own.
+    assert s.upstream["dialect"][2].json()["previous_response_id"] == resp2["id"]
     assert status == 400 and failed["error"]["code"] == "400"
     assert str(step["error"]["status_code"]) == failed["error"]["code"]
 

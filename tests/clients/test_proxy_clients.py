@@ -50,12 +50,17 @@ def run_client(command: Sequence[str], env: dict[str, str]) -> Any:
     return json.loads(result.stdout)
 
 
-def record_and_replay(tmp_path: Path, command: Sequence[str], env: dict[str, str]) -> Path:
-    """Run the client through a recording proxy, then through a replaying one, offline."""
+def record_and_replay(
+    tmp_path: Path, command: Sequence[str], env: dict[str, str], *, keep: bool = False
+) -> Path:
+    """Run the client through a recording proxy, then through a replaying one, offline.
+
+    ``keep`` writes the volatile request headers too (they say which SDK sent the request).
+    """
     path = tmp_path / "client.yaml"
     with CompactionServer() as server:
         origin = server.url
-        with CompactionProxy(origin, path, record_mode="once") as proxy:
+        with CompactionProxy(origin, path, record_mode="once", keep_volatile_headers=keep) as proxy:
             recorded = run_client(command, {**env, "BASE": proxy.url})
         assert proxy.failure() is None
         assert (proxy.recorded, proxy.validated) == (1, 1)
@@ -154,7 +159,7 @@ def test_the_openai_package_for_node(tmp_path: Path, node_openai: Path) -> None:
     # The SDK reads OPENAI_BASE_URL; BASE is filled in with the proxy's URL by a shell.
     command = ["sh", "-c", f'OPENAI_BASE_URL="$BASE/v1" exec {node} {CLIENTS / "compact.cjs"}']
     env = {"NODE_PATH": str(node_openai), "OPENAI_API_KEY": KEY}
-    path = record_and_replay(tmp_path, command, env)
+    path = record_and_replay(tmp_path, command, env, keep=True)
     headers = load_cassette(path).exchanges[0].request_headers
     assert headers[_key(headers, "x-stainless-lang")] == ["js"]
     assert headers[_key(headers, "x-stainless-package-version")] == [NODE_OPENAI]
@@ -172,6 +177,6 @@ def test_perl_mojo_useragent(tmp_path: Path) -> None:
     if probe.returncode != 0:
         missing("Mojo::UserAgent is not installed (apt-get install libmojolicious-perl)")
     script = f'OPENAI_BASE_URL="$BASE/v1" exec {perl} {CLIENTS / "compact.pl"}'
-    path = record_and_replay(tmp_path, ["sh", "-c", script], {"OPENAI_API_KEY": KEY})
+    path = record_and_replay(tmp_path, ["sh", "-c", script], {"OPENAI_API_KEY": KEY}, keep=True)
     headers = load_cassette(path).exchanges[0].request_headers
     assert headers[_key(headers, "user-agent")][0].startswith("Mojolicious")

@@ -76,8 +76,9 @@ def test_demo_records_replays_offline_and_repeats_byte_for_byte(
     assert "Traceback" not in first.stderr
     lines = first.stdout.splitlines()
     assert lines[-1] == (
-        "OK: 6 scenarios, 12 exchanges recorded, 12 replayed offline, 24 validations, "
-        f"0 violations; cassettes in {out.resolve()}"
+        "OK: 6 scenarios, 12 exchanges recorded, 12 replayed offline, 24 checks against the "
+        "schema (each exchange at record and at replay), 0 violations; cassettes in "
+        f"{out.resolve()}"
     )
     assert "replay with the server stopped and sockets blocked: 0 connection attempts" in (
         first.stdout
@@ -98,8 +99,10 @@ def test_demo_records_replays_offline_and_repeats_byte_for_byte(
             str(out / f"{name}.yaml"),
         )
 
-    # Exactly the six cassettes, nothing left over from staging.
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.yaml" for n in EXCHANGES)
+    # Exactly the six cassettes and the .gitignore, nothing left over from staging.
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".gitignore", *(f"{n}.yaml" for n in EXCHANGES)]
+    )
     cassettes = {name: interactions(out / f"{name}.yaml") for name in EXCHANGES}
     assert {name: len(items) for name, items in cassettes.items()} == EXCHANGES
 
@@ -181,7 +184,8 @@ def test_demo_fails_clearly_when_a_cassette_cannot_be_written(
     )
     last = stdout.splitlines()[-1]
     assert last.startswith(
-        "FAILED: 6 scenarios, 12 exchanges recorded, 9 replayed offline, 21 validations"
+        "FAILED: 6 scenarios, 12 exchanges recorded, 9 replayed offline, 21 checks against the "
+        "schema"
     )
     assert "(failed: chain)" in last
     # The other scenarios still recorded and replayed.
@@ -189,7 +193,9 @@ def test_demo_fails_clearly_when_a_cassette_cannot_be_written(
     assert table["plain"][:6] == ("1", "1", "2", "0", "0", "same objects")
     assert table["chain"][:6] == ("3", "0", "3", "0", "0", "-")
     assert (out / "plain.yaml").is_file() and (out / "chain.yaml").is_dir()
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.yaml" for n in EXCHANGES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".gitignore", *(f"{n}.yaml" for n in EXCHANGES)]
+    )
 
 
 def test_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:

@@ -256,11 +256,12 @@ def test_unmatched_and_unrecorded_requests_fail_with_a_diff_and_the_command(
     result.stdout.fnmatch_lines(
         [
             "*cannot be replayed (record mode 'none').",
-            f"Cassette: {path / 'test_compact.yaml'} (1 exchanges, 0 replayed)",
+            f"Cassette: {path / 'test_compact.yaml'} (1 exchange, 0 replayed)",
             "Closest recorded request: exchange 0, POST *",
             "  body (recorded != this request):",
             "    /input/0/content: 'one' != 'changed'",
-            "To record it again: pytest --compaction-record=new_episodes test_one.py::test_compact",
+            "To record the chain again, whole: "
+            "pytest --compaction-record=rewrite test_one.py::test_compact",
         ]
     )
     result.stdout.fnmatch_lines(

@@ -511,7 +511,7 @@ def test_the_command_logs_violations_and_answers_them_with_the_status(
     assert "missing required property 'usage'" in stderr
     summary = stderr.rsplit("summary: ", 1)[1]
     assert summary.startswith("2 exchange(s) recorded, 0 replayed, 2 validated; 1 violation(s)")
-    assert summary.rstrip().endswith("(1 exchanges) written")
+    assert summary.rstrip().endswith("(1 exchange) written")
     assert "t" * 24 not in path.read_text()
     assert len(load_cassette(path).exchanges) == 1
 

@@ -257,6 +257,7 @@ def test_manifest_names_its_source_and_its_files() -> None:
         assert manifest["source"] == {
             "file": spec_path.name,
             "sha256": sha256(spec_path.read_bytes()),
+            "date": spec_path.name[:10],  # the reference specs are named DATE_COMMIT_openapi
         }
         assert manifest["info_version"] and isinstance(manifest["info_version"], str)
         assert manifest["generator_version"]
@@ -587,12 +588,18 @@ def test_bad_specs_through_the_command_exit_2_without_traceback(tmp_path: Path) 
 def test_schemas_list_shows_the_five_versions_newest_last() -> None:
     [result] = run_all([[*CLI, "schemas", "list"]])
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    head, *lines = result.stdout.splitlines()
+    assert head.split("  ")[0].strip() == "version" and "source date" in head
     folders = [p.name for p in version_dirs()]
     assert [line.split()[0] for line in lines] == folders
     assert len(lines) == 5
-    assert lines[-1] == (
-        "2026-11-19_openai-3.57.0  spec 2.3.0 + overlay openai-3.57.0.overlay.yaml  "
+    # each spec version: the date of its spec and the spec file
+    for line in lines[:-1]:
+        name, date, *source = line.split()
+        assert (date, " ".join(source)) == (name[:10], f"spec {name}_openapi.yaml"), line
+    assert " ".join(lines[-1].split()) == (
+        "2026-11-19_openai-3.57.0 2026-11-19 openai 3.57.0 SDK types (overlay "
+        "openai-3.57.0.overlay.yaml) over spec 2026-08-21_f85dbe223d40_openapi.yaml (2026-08-21) "
         "(newest, default)"
     )
     assert all("newest" not in line for line in lines[:-1])

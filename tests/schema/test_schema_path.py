@@ -68,8 +68,18 @@ def test_a_derived_folder_joins_by_name_and_date_and_becomes_the_default(
 
     assert main(["schemas", "list"]) == 0
     out = capsys.readouterr().out
-    assert "2099-01-01_env-derived  spec 2.3.0  (newest, default)" in out
-    assert f"{bundled_newest}  spec" in out and f"{bundled_newest}  spec 2.3.0  (newest" not in out
+    [derived] = [line for line in out.splitlines() if line.startswith("2099-01-01_env-derived")]
+    # the spec's date comes from its file name, not from the version's name
+    assert derived.split() == [
+        "2099-01-01_env-derived",
+        "2026-08-21",
+        "spec",
+        SPEC.name,
+        "(newest,",
+        "default)",
+    ]
+    [bundled] = [line for line in out.splitlines() if line.startswith(f"{bundled_newest} ")]
+    assert "newest" not in bundled
 
     body = write_json(tmp_path / "request.json", {"model": "gpt-5", "input": []})
     assert main(["validate", "--kind", "request", "--version", "2099-01", str(body)]) == 0

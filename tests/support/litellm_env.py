@@ -1,33 +1,29 @@
-"""The separate virtual environment LiteLLM runs in.
+"""LiteLLM, as the project's own dev environment has it.
 
-LiteLLM pins ``openai<3`` while the dev environment needs ``openai>=3``, so the two cannot share
-one environment: LiteLLM (and this project, without extras) lives in its own, found at
-``<repo>/.venv-litellm`` or wherever ``COMPACTION_LITELLM_VENV`` points. Its absence skips the
-tests that need it, except under CI (``CI`` set), where it fails them.
+The ``dev`` extra pins ``litellm[proxy]`` (pyproject.toml), so the SDK and the proxy run with this
+interpreter, in subprocesses of their own: each installs a socket audit hook of its own, and a
+proxy's startup and shutdown stay out of the test process. When litellm or what its proxy needs
+is not importable the tests that need it skip, except under CI (``CI`` set), where they fail.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.metadata
+import importlib.util
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_ENV = "COMPACTION_LITELLM_VENV"
-LITELLM_REQUIREMENT = "litellm[proxy]==1.106.2"
-CREATE_COMMAND = (
-    f"python3 -m venv .venv-litellm && .venv-litellm/bin/pip install -e . '{LITELLM_REQUIREMENT}'"
-)
-# The SDK with its HTTP clients, what only the [proxy] extra brings, and this project.
-SDK_MODULES = ("litellm", "aiohttp", "pytest_compaction")
-PROXY_MODULES = ("litellm", "uvicorn", "fastapi", "litellm_proxy_extras")
+LITELLM_VERSION = "1.108.7"  # the dev extra's pin: what the litellm dialect is measured against
+INSTALL_COMMAND = "python -m pip install -e '.[dev]'"
+# The SDK with its HTTP clients, and what only the [proxy] extra brings (nacl: its id sealing).
+SDK_MODULES = ("litellm", "aiohttp")
+PROXY_MODULES = ("litellm", "uvicorn", "fastapi", "litellm_proxy_extras", "nacl")
 
 # Variables that could point LiteLLM elsewhere: another interpreter's modules, an HTTP proxy,
 # a database, a cache, a license server or a real OpenAI account.
@@ -35,7 +31,6 @@ _DROPPED_ENV = (
     "pythonpath",
     "pythonhome",
     "pythonstartup",
-    "virtual_env",
     "http_proxy",
     "https_proxy",
     "all_proxy",
@@ -60,11 +55,6 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def venv_dir() -> Path:
-    configured = os.environ.get(VENV_ENV, "").strip()
-    return Path(configured).expanduser() if configured else ROOT / ".venv-litellm"
-
-
 def litellm_env(**extra: str) -> dict[str, str]:
     """The environment LiteLLM runs in: this one, without what could send it off the machine."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in _DROPPED_ENV}
@@ -81,62 +71,29 @@ def litellm_env(**extra: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Venv:
-    path: Path
+class LiteLLM:
+    """The interpreter LiteLLM runs with, and the release it has."""
+
     python: Path
-    missing: tuple[str, ...]  # among SDK_MODULES and PROXY_MODULES
-    litellm_version: str | None
+    version: str
 
 
-# Run by the environment's interpreter: which modules it lacks, and litellm's version.
-_PROBE = r"""
-import importlib.metadata, importlib.util, json, sys
-missing = [name for name in sys.argv[1:] if importlib.util.find_spec(name) is None]
-try:
-    version = importlib.metadata.version("litellm")
-except importlib.metadata.PackageNotFoundError:
-    version = None
-print(json.dumps({"missing": missing, "version": version}))
-"""
+def require_litellm(modules: tuple[str, ...]) -> LiteLLM:
+    """This environment's LiteLLM with ``modules`` importable; else skip (fail under CI).
 
-
-@cache
-def _probe(path: Path) -> Venv | str:
-    bindir = "Scripts" if sys.platform == "win32" else "bin"
-    python = path / bindir / ("python.exe" if sys.platform == "win32" else "python")
-    if not python.exists():
-        return f"no LiteLLM environment at {path} (no {python})"
-    modules = sorted(set(SDK_MODULES + PROXY_MODULES))
-    try:
-        done = subprocess.run(
-            [str(python), "-I", "-c", _PROBE, *modules],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=litellm_env(),
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the LiteLLM environment's interpreter {python} did not run: {exc}"
-    if done.returncode != 0:
-        return f"the LiteLLM environment's interpreter {python} failed: {done.stderr.strip()}"
-    found = json.loads(done.stdout)
-    return Venv(path, python, tuple(found["missing"]), found["version"])
-
-
-def require_venv(modules: tuple[str, ...]) -> Venv:
-    """The LiteLLM environment, with ``modules`` importable in it; else skip (fail under CI)."""
-    where = venv_dir()
-    venv = _probe(where.absolute())
-    how = (
-        f"create it from the repository root with: {CREATE_COMMAND}"
-        f" (or point {VENV_ENV} at one made the same way)"
-    )
-    if isinstance(venv, str):
-        unavailable(f"{venv}; {how}")
-    missing = [name for name in modules if name in venv.missing]
+    A release other than the pinned one fails: the dialect's facts were measured on that one.
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         unavailable(
-            f"the LiteLLM environment at {venv.path} lacks {', '.join(missing)}; "
-            f"install them with: {venv.python} -m pip install -e {ROOT} '{LITELLM_REQUIREMENT}'"
+            f"{', '.join(missing)} not importable by {sys.executable}; install the dev extra "
+            f"from the repository root: {INSTALL_COMMAND}"
         )
-    return venv
+    version = importlib.metadata.version("litellm")
+    if version != LITELLM_VERSION:
+        pytest.fail(
+            f"litellm {version} is installed, the dev extra pins {LITELLM_VERSION}: "
+            f"reinstall with {INSTALL_COMMAND}",
+            pytrace=False,
+        )
+    return LiteLLM(Path(sys.executable), version)

@@ -1,8 +1,7 @@
-"""The LiteLLM SDK's ``compact_responses`` under the recorder, run in LiteLLM's own environment.
+"""The LiteLLM SDK's ``compact_responses`` under the recorder, in a process of its own.
 
-LiteLLM needs ``openai<3``, so this runs with the interpreter of its virtual environment, started
-by tests/clients/test_litellm.py, which owns the embedded servers and checks what this leaves
-behind:
+Started by tests/clients/test_litellm.py with the project's interpreter (the dev extra brings
+litellm), which owns the embedded servers and checks what this leaves behind:
 
     python sdk_session.py record|replay CASSETTE_DIR REPORT.json NAME=URL...
 
