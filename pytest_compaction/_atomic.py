@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
@@ -48,6 +48,21 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes]) ->
     which the next write to the same file removes.
     """
     target = Path(path)
+    tmp = _written_temp(target, (data,) if isinstance(data, bytes) else data)
+    try:
+        # Keep the permissions of the file being replaced (mkstemp creates 0600).
+        mode = target.stat().st_mode & 0o777 if target.exists() else _default_mode()
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _written_temp(target: Path, pieces: Iterable[bytes]) -> str:
+    """A hidden temp file beside ``target`` holding ``pieces``, flushed to disk (removed again
+    when writing it fails); stale temps of earlier killed writes are removed first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(target)
     fd, tmp = tempfile.mkstemp(
@@ -55,22 +70,22 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Sequence[bytes]) ->
     )
     try:
         with os.fdopen(fd, "wb") as handle:
-            for piece in (data,) if isinstance(data, bytes) else data:
+            for piece in pieces:
                 handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
-        if target.exists():
-            # Keep the permissions of the file being replaced (mkstemp creates 0600).
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def _default_mode() -> int:
+    """The mode a new file gets under the process's umask (read without changing it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def create_atomic(path: str | os.PathLike[str], data: bytes) -> bool:
@@ -81,19 +96,9 @@ def create_atomic(path: str | os.PathLike[str], data: bytes) -> bool:
     exists, so a file that is there, or that another writer puts there meanwhile, is kept.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(target)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
-    )
+    tmp = _written_temp(target, (data,))
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, _default_mode())
         try:
             os.link(tmp, target)
         except FileExistsError:
