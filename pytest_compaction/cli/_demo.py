@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._errors import counted
 from ..demo._demo import DemoRun, Result, run_demo
 from ._common import usage_error
 
@@ -120,7 +121,7 @@ def summary(run: DemoRun, out: Path) -> list[str]:
     attempts = len(run.connection_attempts)
     lines.append(
         f"network   replay with the server stopped and sockets blocked: "
-        f"{attempts} connection attempt{'s' * (attempts != 1)}"
+        f"{counted(attempts, 'connection attempt')}"
     )
     lines.append(
         f"secrets   {len(run.secret_findings)} found on disk "
@@ -134,9 +135,9 @@ def summary(run: DemoRun, out: Path) -> list[str]:
     validated = sum(r.validated for r in results)
     violations = sum(len(r.violations) for r in results)
     totals = (
-        f"{len(results)} scenarios, {recorded} exchanges recorded, {replayed} replayed offline, "
-        f"{validated} checks against the schema (each exchange at record and at replay), "
-        f"{violations} violations"
+        f"{counted(len(results), 'scenario')}, {counted(recorded, 'exchange')} recorded, "
+        f"{replayed} replayed offline, {counted(validated, 'check')} against the schema "
+        f"(each exchange at record and at replay), {counted(violations, 'violation')}"
     )
     if run.ok:
         lines.append(f"OK: {totals}; cassettes in {out.resolve()}")

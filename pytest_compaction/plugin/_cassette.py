@@ -26,7 +26,7 @@ from ._options import (
     setup_marker_args,
 )
 from ._recording import enter_vcr_first, network_for_recording
-from ._summary import remember
+from ._summary import failed, remember
 
 if TYPE_CHECKING:
     from ..replay._recorder import Recording
@@ -98,6 +98,7 @@ def compaction_cassette(
         remember(config, nodeid, recording.path, recording)
     message = recording.failure()
     if message is not None:
+        failed(config, nodeid, message)
         pytest.fail(message, pytrace=False)
 
 
@@ -116,6 +117,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         message = recording.failure() if recording is not None else None
         if message is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
+        failed(item.config, item.nodeid, message)
         if str(exc) not in message:
             message += f"\n\n(the test raised {type(exc).__name__}: {exc})"
         # The test's own error is the same miss: printed once, its text kept in the message.
@@ -123,5 +125,6 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     recording = item.stash.get(_RECORDING, None)
     message = recording.failure() if recording is not None else None
     if message is not None:
+        failed(item.config, item.nodeid, message)
         raise pytest.fail.Exception(message, pytrace=False)
     return result

@@ -97,7 +97,7 @@ def compaction_proxy_server(
 ) -> Iterator[CompactionProxy]:
     """The running :class:`CompactionProxy` of this test (counts, ``session``, ``summary()``)."""
     from ._options import allowed_secrets, cassette_path, refuse_shared, rerun_hint, settings
-    from ._summary import remember
+    from ._summary import failed, remember
 
     item = request.node
     config = request.config
@@ -157,6 +157,7 @@ def compaction_proxy_server(
     for check in SESSION_CHECKS:
         problems += check(proxy)
     if problems:
+        failed(config, nodeid, problems[0])
         pytest.fail("\n\n".join(problems), pytrace=False)
 
 

@@ -19,7 +19,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def remember(config: pytest.Config, nodeid: str, cassette: Path, rec: Any) -> None:
     """Keep a test's counts for the terminal summary (``rec``: a Recording or a proxy)."""
-    config.stash[_STATS][nodeid] = {
+    stats = config.stash[_STATS]
+    stats[nodeid] = {
+        **stats.get(nodeid, {}),
         "cassette": str(cassette),
         "recorded": rec.recorded,
         "replayed": rec.replayed,
@@ -28,6 +30,16 @@ def remember(config: pytest.Config, nodeid: str, cassette: Path, rec: Any) -> No
         "drift": list(rec.drift),
         "notes": list(rec.notes),
     }
+
+
+def failed(config: pytest.Config, nodeid: str, message: str) -> None:
+    """Keep that the cassette failed a test (chaining, secrets, a miss...), as its first line.
+
+    Such failures are not violations of the schema, so the summary counts them apart: a test
+    that errors at teardown because its cassette was refused shows up in the counts too.
+    """
+    entry = config.stash[_STATS].setdefault(nodeid, {})
+    entry.setdefault("failed", message.strip().splitlines()[0] if message.strip() else message)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -61,22 +73,30 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     tr = terminalreporter
     tr.write_sep("=", "compaction")
+    # A test that failed before its cassette was entered has only its failure kept.
+    stats = {n: s for n, s in stats.items() if "cassette" in s}
+    if not stats:
+        return
     total = {k: sum(s[k] for s in stats.values()) for k in ("recorded", "replayed", "validated")}
     violations = sum(len(s["violations"]) for s in stats.values())
     drift = sum(len(s["drift"]) for s in stats.values())
+    refused = sum(1 for s in stats.values() if s.get("failed"))
     tr.write_line(
         f"{len(stats)} test(s) with cassettes: {total['recorded']} exchange(s) recorded, "
         f"{total['replayed']} replayed, {total['validated']} validated; "
         f"{violations} violation(s), {drift} drift note(s)"
+        + (f"; {refused} test(s) failed by their cassette" if refused else "")
     )
     fresh = _freshness(config)
     if fresh:
         tr.write_line(f"note: {fresh}")
     for nodeid in sorted(stats):
         s = stats[nodeid]
-        if not s["violations"] and not s["drift"] and not s.get("notes"):
+        if not s["violations"] and not s["drift"] and not s.get("notes") and not s.get("failed"):
             continue
         tr.write_line(f"{nodeid} ({s['cassette']}):")
+        if s.get("failed"):
+            tr.write_line(f"  failed: {s['failed']}")
         for line in s["violations"]:
             tr.write_line(f"  violation: {line}")
         for line in s["drift"]:

@@ -12,7 +12,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from .._pointer import escape
 from ..cassette._body import parse_json_bytes
@@ -179,8 +179,13 @@ def closest(
     recorded: Sequence[RequestLike],
     cache: BodyCache,
     canonical_path: Callable[[str], str] = normalize_path,
+    origin: Sequence[str] = (),
 ) -> tuple[int, list[str]] | None:
-    """Index of the recorded request closest to ``live`` and how they differ, as readable lines."""
+    """Index of the recorded request closest to ``live`` and how they differ, as readable lines.
+
+    ``origin``: the parts of the URL's origin (``scheme``, ``host``, ``port``) that matching
+    compares, so a difference there is named rather than left out as if it did not count.
+    """
     best: tuple[tuple[int, int], int] | None = None
     live_path = canonical_path(urlsplit(live.uri).path)
     live_body = _body_bytes(live)
@@ -189,13 +194,14 @@ def closest(
         score += 4 if req.method.upper() == live.method.upper() else 0
         score += 4 if canonical_path(urlsplit(req.uri).path) == live_path else 0
         score += 1 if query_items(req.uri) == query_items(live.uri) else 0
+        score += 0 if _origin_lines(req.uri, live.uri, origin) else 1
         key = (-score, _diff_count(cache, _body_bytes(req), live_body) if score >= 8 else 10_000)
         if best is None or key < best[0]:
             best = (key, index)
     if best is None:
         return None
     index = best[1]
-    return index, describe_difference(recorded[index], live, cache, canonical_path)
+    return index, describe_difference(recorded[index], live, cache, canonical_path, origin)
 
 
 def closest_lines(
@@ -212,15 +218,39 @@ def closest_lines(
     ]
 
 
+def _port(parts: SplitResult) -> int | None:
+    """The port a URL reaches, its scheme's default when none is written (as vcrpy compares)."""
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def _origin_lines(recorded: str, live: str, parts: Sequence[str]) -> list[str]:
+    """``host: 'a' != 'b'`` for each matched origin part that differs."""
+    if not parts:
+        return []
+    rec, now = urlsplit(recorded), urlsplit(live)
+    values = {
+        "scheme": (rec.scheme, now.scheme),
+        "host": (rec.hostname, now.hostname),
+        "port": (_port(rec), _port(now)),
+    }
+    return [
+        f"{p}: {values[p][0]!r} != {values[p][1]!r}" for p in parts if values[p][0] != values[p][1]
+    ]
+
+
 def describe_difference(
     recorded: RequestLike,
     live: RequestLike,
     cache: BodyCache,
     canonical_path: Callable[[str], str] = normalize_path,
+    origin: Sequence[str] = (),
 ) -> list[str]:
+    """How ``live`` differs from ``recorded`` in what matching compares (``origin``: see
+    :func:`closest`), one readable line each; headers never count."""
     lines: list[str] = []
     if recorded.method.upper() != live.method.upper():
         lines.append(f"method: {recorded.method} != {live.method}")
+    lines += _origin_lines(recorded.uri, live.uri, origin)
     rec_path, live_path = urlsplit(recorded.uri).path, urlsplit(live.uri).path
     if canonical_path(rec_path) != canonical_path(live_path):
         lines.append(f"path: {rec_path!r} != {live_path!r}")

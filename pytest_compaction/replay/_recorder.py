@@ -420,6 +420,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
     _recording: Recording
     _bodies: BodyCache
     _canonical_path: Callable[[str], str] = staticmethod(normalize_path)
+    _origin: tuple[str, ...] = ()  # the origin parts match_on compares
     _loading = False
 
     def _load(self) -> None:
@@ -484,7 +485,7 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
             reason = "already_played"
         else:
             reason = "no_match"
-            found = closest(live, self.requests, self._bodies, self._canonical_path)
+            found = closest(live, self.requests, self._bodies, self._canonical_path, self._origin)
             lines += closest_lines(found, self.requests)
         lines.append(rerecord_line(((r.method, r.uri) for r in self.requests), rec.hint))
         return rec._credentials.mask("\n".join(lines)), reason  # test logs are often public
@@ -703,7 +704,12 @@ def use_cassette(
     cassette_class: Any = type(
         "CompactionCassette",
         (_CompactionCassette,),
-        {"_recording": recording, "_bodies": bodies, "_canonical_path": staticmethod(canonical)},
+        {
+            "_recording": recording,
+            "_bodies": bodies,
+            "_canonical_path": staticmethod(canonical),
+            "_origin": tuple(m for m in match_on if m in ("scheme", "host", "port")),
+        },
     )
     vcr_kwargs: dict[str, Any] = {k: options[k] for k in _VCR_PASSTHROUGH if k in options}
     context = cassette_class.use(

@@ -302,6 +302,31 @@ def test_response_ids_are_sealed_and_route_back_to_the_upstream(run: Run) -> Non
     assert all(decode_litellm_id(i) is None for i in ids)
 
 
+def test_what_the_proxy_forwards_to_the_upstream_passes_the_compact_request_check(
+    run: Run,
+) -> None:
+    # Gateways that inject /responses parameters (metadata, user, store...) into a compact
+    # call get unknown_parameter from the API; LiteLLM 1.108.7 forwards only what was sent.
+    from pytest_compaction.contract._judge import judge_request
+    from pytest_compaction.schema._versions import resolve_version
+
+    compacts = [json.loads(body) for _, path, body in run.upstream if path.endswith("/compact")]
+    assert len(compacts) == 4
+    sent = [
+        {"model", "input", "instructions"},
+        {"model", "input"},
+        {"model", "input", "previous_response_id"},
+        {"model", "input"},
+    ]
+    assert [set(c) for c in compacts] == sent
+    version = resolve_version(None)
+    for body in compacts:
+        report = judge_request(
+            "POST", "http://127.0.0.1/v1/responses/compact", body, version=version
+        )
+        assert report is not None and report.violations == (), report
+
+
 def test_proxy_errors_have_litellms_texts_and_shapes(run: Run) -> None:
     own, passed_on = (body_of(i)["error"] for i in interactions(run.cassette)[3:])
     assert [e.status_code for e in run.errors] == [400, 400]

@@ -588,6 +588,9 @@ def test_the_proxy_fixture_fails_a_test_that_breaks_a_rule(
     result.stdout.fnmatch_lines(
         [
             "2 test(s) with cassettes: 4 exchange(s) recorded, 0 replayed, 4 validated; "
-            "0 violation(s)*"
+            "0 violation(s), 0 drift note(s); 1 test(s) failed by their cassette"
         ]
+    )
+    result.stdout.fnmatch_lines(
+        ["test_p.py::test_pruned (*):", "  failed: compaction chaining: 1 violation(s) in *"]
     )

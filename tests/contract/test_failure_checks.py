@@ -598,6 +598,11 @@ def test_the_plugin_fails_the_broken_tests_and_notes_the_dropped_threshold(
         "request /include: include: the compact endpoint rejects this /responses parameter" in out
     )
     assert "FAILED test_p.py::test_injected" in out
+    # the summary counts the tests the cassette failed, teardown refusals included
+    result.stdout.fnmatch_lines(["*; 3 test(s) failed by their cassette"])
+    result.stdout.fnmatch_lines(
+        ["test_p.py::test_reminted (*):", "  failed: compaction chaining: 1 violation(s) in *"]
+    )
     assert (
         "note: exchange 0 response /output: the request's context_management compact_threshold"
         in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import httpx2
@@ -85,6 +86,25 @@ def test_replay_ignores_host_headers_and_key_order(tmp_path: Path, upstream: Ups
         assert len(rec.exchanges) == 1
     assert rec.replayed == 1
     rec.assert_all_played()
+
+
+def test_a_miss_names_the_host_when_match_on_compares_it(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    path = tmp_path / "c.yaml"
+    match_on = ("method", "host", "port", "path", "body")
+    with use_cassette(path, record_mode="once", match_on=match_on):
+        httpx.post(upstream.base_url + "/other", json={"n": 1})
+    with pytest.raises(RequestNotRecorded) as info, use_cassette(path, match_on=match_on):
+        httpx.post("https://elsewhere.example/v1/other", json={"n": 1})
+    message = str(info.value)
+    assert "host: '127.0.0.1' != 'elsewhere.example'" in message
+    assert f"port: {urlsplit(upstream.base_url).port} != 443" in message
+    assert "identical apart from headers" not in message
+    # Not compared, not named: the default matching ignores the origin.
+    with use_cassette(path) as rec:
+        httpx.post("https://elsewhere.example/v1/other", json={"n": 1})
+    assert rec.replayed == 1
 
 
 def test_repeats_and_unplayed_exchanges(tmp_path: Path, upstream: Upstream) -> None:
