@@ -36,6 +36,8 @@ DEFAULT_FILTER_QUERY: tuple[str, ...] = ("api-key", "api_key", "key", "subscript
 # and run to run: not written unless asked (``keep_volatile_headers``), so that a cassette
 # stays close to its bodies and a re-record's diff shows what changed.
 VOLATILE_REQUEST_HEADERS: tuple[str, ...] = (
+    "host",  # the URI keeps the host; the header is the client's copy of it
+    "content-length",  # derived from the body, which is stored
     "user-agent",
     "accept-encoding",
     "connection",

@@ -210,7 +210,8 @@ def test_volatile_request_headers_are_not_written_unless_kept(
     path = pytester.path / "cassettes" / "test_lean" / "test_call.yaml"
     headers = {k.lower() for k in _interactions(path)[0]["request"]["headers"]}  # type: ignore[index]
     assert not any(h.startswith("x-stainless-") for h in headers)
-    assert "user-agent" not in headers
+    assert "user-agent" not in headers and "host" not in headers
+    assert "content-length" not in headers
     assert "content-type" in headers
     pytester.makeconftest(
         "import pytest\n\n@pytest.fixture(scope='session')\ndef compaction_config():\n"
