@@ -38,6 +38,18 @@ OPTION_NAMES = frozenset(
 )
 # The gateway dialects' names, in the order of their profiles in ``_dialects`` (a test guards
 # that the two agree).
-DIALECT_NAMES = ("openai", "azure", "litellm", "truefoundry", "bifrost")
+DIALECT_NAMES = (
+    "openai",
+    "azure",
+    "litellm",
+    "truefoundry",
+    "bifrost",
+    "ollama",
+    "vllm",
+    "llamastack",
+    "xai",
+    "openrouter",
+    "vercel",
+)
 # What a file must end with to be read as a cassette by check and collection.
 CASSETTE_SUFFIXES = (".yaml", ".yml", ".json")

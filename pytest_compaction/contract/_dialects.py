@@ -1,4 +1,4 @@
-"""Gateway dialects: how OpenAI, Azure OpenAI, LiteLLM, TrueFoundry and Bifrost speak compaction.
+"""Gateway dialects: how OpenAI and the gateways in front of it speak compaction.
 
 A :class:`Dialect` profile says which paths are compaction endpoints, which headers carry
 credentials (filtered when recording, on top of the defaults), and which *schema overlays* apply.
@@ -29,9 +29,30 @@ Beside the merged keywords, a definition (or the root) of an extending overlay m
 ``required`` and those of its inline ``allOf``/``anyOf``/``oneOf`` parts; referenced definitions
 are left alone). This is the one way an overlay relaxes the spec, used where a gateway drops
 properties the spec requires; naming a property the definition does not require is an error.
+An object schema nested in such a definition (``ResponseUsage``'s ``input_tokens_details``) may
+carry ``x-optional`` too; there a name must be required or declared, after the merge, by that
+object (a property a version does not have yet is declared by the overlay itself).
 
 ``stream_done``: the gateway ends every event stream with ``data: [DONE]``, which is then no
 finding; anywhere else the line is still noted as data that is not JSON.
+
+The plaintext-token servers (``ollama``, ``vllm``, ``llamastack``) put readable JSON, not an
+encrypted token, in ``encrypted_content``; the spec types it as a string, so no overlay is needed
+for that (the embedded OpenAI server refuses such a token, as the API would). Their overlays:
+Ollama's compaction items have no ``id`` and carry its ``ollama_compaction`` payload, and Ollama's
+and Llama Stack's usage details lack ``cache_write_tokens``; vLLM's and Llama Stack's error
+envelopes replace OpenAI's. They serve OpenAI's own ``/v1/responses/compact`` on local ports, so
+nothing detects them: they are chosen by name.
+
+A profile may have no compaction path at all (OpenRouter serves server-side compaction on
+``POST /responses`` only): its ``compact_paths`` is empty. ``signature_hosts`` are host names only
+that gateway serves; like ``signature_paths`` they let :func:`detect_dialect` name it.
+
+The xAI overlays: a compact answer's ``output`` is exactly one ``compaction`` item (no user turns
+re-issued) and carries ``model`` and ``usage.dropped_message_count``; errors are xAI's
+``{"code": <gRPC status text>, "error": <message>}``. OpenRouter's errors are its
+``{"error": {"code": <HTTP status>, "message", "metadata"?}}``. Vercel's AI Gateway returns
+OpenAI's answers as they are: no overlay.
 """
 
 from __future__ import annotations
@@ -55,7 +76,7 @@ from ..schema._versions import (
     load_schema_set,
     resolve_version,
 )
-from ._routes import COMPACT_SUFFIX, request_path
+from ._routes import COMPACT_SUFFIX, RESPONSES_SUFFIX, request_path
 
 if TYPE_CHECKING:
     from ..schema._report import Report
@@ -83,7 +104,10 @@ class Dialect:
     base_path: str  # what an OpenAI client's base_url ends with for this gateway
     auth_headers: tuple[str, ...]  # credentials this gateway accepts, never written to cassettes
     overlay_kinds: tuple[Kind, ...] = ()  # kinds with an overlays/<name>.<kind>.json file
-    signature_paths: tuple[str, ...] = ()  # compaction paths no other gateway serves
+    signature_paths: tuple[str, ...] = ()  # compaction (or /responses) paths no other serves
+    # Host names only this gateway serves (a leading dot: any subdomain), which detect it on
+    # its compaction and ``/responses`` paths alike.
+    signature_hosts: tuple[str, ...] = ()
     stream_done: bool = False  # event streams end with ``data: [DONE]``
 
     def __str__(self) -> str:
@@ -159,6 +183,74 @@ _DIALECTS: dict[str, Dialect] = {
             auth_headers=("authorization", "x-bf-vk", "x-api-key"),
             overlay_kinds=("request", "response", "error"),
         ),
+        # Plaintext-token servers: encrypted_content is readable JSON. None is told apart by its
+        # paths (OpenAI's own /v1/responses/compact) or hosts (local): chosen by name only.
+        # ollama/ollama openai/responses_compact.go: one compaction item without an id;
+        # compaction_trigger on /v1/responses needs stream: true; docs.ollama.com: local servers
+        # ignore the key, ollama.com takes a bearer key.
+        Dialect(
+            name="ollama",
+            title="Ollama",
+            compact_paths=("/v1/responses/compact",),
+            base_path="/v1",
+            auth_headers=("authorization",),
+            overlay_kinds=("response", "responses.response", "responses.event"),
+        ),
+        # vllm-project/vllm#56970 (open) and vllm-project/agentic-api#144: /v1/responses/compact,
+        # plaintext encrypted_content; `vllm serve --api-key` wants a bearer token; ErrorInfo.code
+        # is the HTTP status as an integer.
+        Dialect(
+            name="vllm",
+            title="vLLM",
+            compact_paths=("/v1/responses/compact",),
+            base_path="/v1",
+            auth_headers=("authorization",),
+            overlay_kinds=("error",),
+        ),
+        # llamastack/llama-stack#5327 (OGX): /v1/responses/compact, "plaintext in OGX"; provider
+        # keys travel in X-LlamaStack-Provider-Data / X-OGX-Provider-Data; errors keep only
+        # their message (OpenAIErrorResponse, exclude_none).
+        Dialect(
+            name="llamastack",
+            title="Llama Stack",
+            compact_paths=("/v1/responses/compact",),
+            base_path="/v1",
+            auth_headers=("authorization", "x-llamastack-provider-data", "x-ogx-provider-data"),
+            overlay_kinds=("response", "responses.response", "responses.event", "error"),
+        ),
+        # docs.x.ai/developers/advanced-api-usage/context-compaction: one compaction item whose id
+        # is the answer's (cmp_<uuid>), no user turns re-issued; errors {"code", "error"}.
+        Dialect(
+            name="xai",
+            title="xAI API",
+            compact_paths=("/v1/responses/compact",),
+            base_path="/v1",
+            auth_headers=("authorization",),
+            overlay_kinds=("response", "error"),
+            signature_hosts=("api.x.ai", ".api.x.ai"),
+        ),
+        # openrouter.ai/docs/api_reference/responses/compaction: server-side compaction only (no
+        # compact endpoint); openrouter.ai/docs/errors: {"error": {"code", "message", "metadata"}}.
+        Dialect(
+            name="openrouter",
+            title="OpenRouter",
+            compact_paths=(),
+            base_path="/api/v1",
+            auth_headers=("authorization",),
+            overlay_kinds=("error",),
+            signature_paths=("/api/v1/responses", "/api/v1/responses/compact"),
+            signature_hosts=("openrouter.ai",),
+        ),
+        # vercel.com/docs/ai-gateway/sdks-and-apis/responses/compaction: OpenAI's path, forwarded
+        # unchanged apart from the provider/model id, OpenAI's answer returned as is.
+        Dialect(
+            name="vercel",
+            title="Vercel AI Gateway",
+            compact_paths=("/v1/responses/compact",),
+            base_path="/v1",
+            auth_headers=("authorization",),
+            signature_hosts=("ai-gateway.vercel.sh",),
+        ),
     )
 }
 DIALECTS: tuple[str, ...] = tuple(_DIALECTS)  # the same as _settings.DIALECT_NAMES
@@ -188,17 +280,30 @@ def detect_dialect(uri: str) -> Dialect | None:
     Only signals no other gateway shares count: an Azure host name or the ``api-version`` query
     parameter (Azure), the ``/api/llm`` prefix (TrueFoundry). ``/v1/...``, ``/openai/v1/...`` and
     a bare ``/responses/compact`` are served by several gateways (or any OpenAI-compatible server)
-    and stay undetected.
+    and stay undetected. On ``/responses`` paths as on compaction paths: the host names of xAI
+    (``api.x.ai``), OpenRouter (``openrouter.ai``) and Vercel's AI Gateway
+    (``ai-gateway.vercel.sh``), and OpenRouter's ``/api/v1`` prefix; a port never counts.
     """
     parts = urlsplit(uri) if "://" in uri else urlsplit("//x" + uri if uri.startswith("/") else uri)
     host = (parts.hostname or "").lower()
     path = request_path(parts.path or "/")
+    if path.endswith((COMPACT_SUFFIX, RESPONSES_SUFFIX)):
+        hosted = next((d for d in _DIALECTS.values() if _serves(host, d.signature_hosts)), None)
+        if hosted is not None:
+            return hosted
+    if path.endswith(RESPONSES_SUFFIX):
+        return next((d for d in _DIALECTS.values() if path in d.signature_paths), None)
     if not path.endswith(COMPACT_SUFFIX):
         return None
     query = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
     if host.endswith(_AZURE_HOSTS) or "api-version" in query:
         return _DIALECTS["azure"]
     return next((d for d in _DIALECTS.values() if path in d.signature_paths), None)
+
+
+def _serves(host: str, hosts: tuple[str, ...]) -> bool:
+    """Whether ``host`` is one of ``hosts`` (an entry with a leading dot: any subdomain)."""
+    return any(host.endswith(h) if h.startswith(".") else host == h for h in hosts)
 
 
 def dialect_for(uri: str, name: str | Dialect | None = None) -> Dialect:
@@ -232,7 +337,7 @@ def _root_keywords(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k not in _ANNOTATIONS and k != "$defs"}
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+def _merge(base: dict[str, Any], extra: dict[str, Any], where: str = "overlay") -> None:
     """Merge ``extra`` into ``base`` in place (the rules in the module docstring)."""
     for key, value in extra.items():
         here = base.get(key)
@@ -241,16 +346,25 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
         if key == "required" and isinstance(here, list) and isinstance(value, list):
             base[key] = [*here, *(v for v in value if v not in here)]
         elif isinstance(here, dict) and isinstance(value, dict):
-            _merge(here, value)
+            _merge(here, value, f"{where}/{key}")
+            if _OPTIONAL_KEY in value:
+                _relax(here, value[_OPTIONAL_KEY], f"{where}/{key}", declared=True)
         else:
             base[key] = copy.deepcopy(value)
 
 
-def _relax(node: dict[str, Any], names: Any, where: str) -> None:
-    """Drop ``names`` from the ``required`` lists of ``node`` and its inline composition parts."""
+def _relax(node: dict[str, Any], names: Any, where: str, *, declared: bool = False) -> None:
+    """Drop ``names`` from the ``required`` lists of ``node`` and its inline composition parts.
+
+    ``declared``: a name ``node`` declares among its ``properties`` counts as found even where
+    no version requires it (nested objects, see the module docstring).
+    """
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise DialectError(f"{where}: {_OPTIONAL_KEY} must be a list of property names")
     found: set[str] = set()
+    properties = node.get("properties")
+    if declared and isinstance(properties, dict):
+        found.update(n for n in names if n in properties)
 
     def visit(part: Any) -> None:
         if not isinstance(part, dict):
@@ -300,7 +414,7 @@ def overlaid_document(base: dict[str, Any], overlay: dict[str, Any], where: str)
         return {"$schema": base.get("$schema"), "$defs": defs, **copy.deepcopy(root)}
     for name, schema in extra_defs.items():
         if name in defs:
-            _merge(defs[name], schema)
+            _merge(defs[name], schema, f"{where}: $defs/{name}")
         else:
             defs[name] = {k: copy.deepcopy(v) for k, v in schema.items() if k != _OPTIONAL_KEY}
         if _OPTIONAL_KEY in schema:
@@ -309,7 +423,7 @@ def overlaid_document(base: dict[str, Any], overlay: dict[str, Any], where: str)
         target = str(base.get("$ref", "")).rsplit("/", 1)[-1]
         if target not in defs:
             raise DialectError(f"{where}: the derived document has no root definition to extend")
-        _merge(defs[target], root)
+        _merge(defs[target], root, f"{where}: $defs/{target}")
         if _OPTIONAL_KEY in root:
             _relax(defs[target], root[_OPTIONAL_KEY], f"{where}: $defs/{target}")
     return document

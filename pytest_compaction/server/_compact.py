@@ -32,7 +32,14 @@ from ..schema._validate import MAX_DEPTH, depth_exceeds
 from ._apierror import bad_request
 from ._ids import IdSource
 from ._newer import IMAGE, effective_image
-from ._tokens import UNREADABLE, Sealer, StateTooLarge, TokenError, canonical_json
+from ._tokens import (
+    UNREADABLE,
+    Sealer,
+    StateTooLarge,
+    TokenError,
+    TokenSealer,
+    canonical_json,
+)
 
 STATE_VERSION = 1
 # Mirrors the real message: the token is shortened so errors stay readable.
@@ -106,8 +113,10 @@ class Compactor:
         deterministic: bool,
         context_window: int,
         clock: Any,
+        sealer: TokenSealer | None = None,
     ) -> None:
-        self._sealer = Sealer(key, deterministic=deterministic)
+        # ``sealer``: how tokens are made (a gateway's wire may use plaintext tokens).
+        self._sealer: TokenSealer = sealer or Sealer(key, deterministic=deterministic)
         self._ids = ids
         self.context_window = context_window
         self._clock = clock

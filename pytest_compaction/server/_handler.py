@@ -205,7 +205,7 @@ class CompactionHandler(LoopbackHandler):
                         compacting=state.sends_compacting_events(),
                         completed_output=fault.form if fault and fault.form else None,
                     )
-                    stream = [wire.event(call, event) for event in told]
+                    stream = wire.stream(call, told)
                 answer = turn.response
             else:
                 answer = state.compactor.compact(body)

@@ -94,12 +94,14 @@ class CompactionServer(LocalService[CompactionHTTPServer]):
         if key is None:
             key = DETERMINISTIC_KEY if deterministic else os.urandom(32)
         clock = (lambda: FIXED_CREATED_AT) if deterministic else time.time
+        wire = make_wire(profile.name, key=key, deterministic=deterministic)
         compactor = Compactor(
             key=key,
             ids=IdSource(deterministic=deterministic),
             deterministic=deterministic,
             context_window=context_window,
             clock=clock,
+            sealer=wire.sealer(),
         )
         self._state = ServerState(
             compactor=compactor,
@@ -108,7 +110,7 @@ class CompactionServer(LocalService[CompactionHTTPServer]):
             deterministic=deterministic,
             schema_version=schema_version,
             dialect=profile.name,
-            wire=make_wire(profile.name, key=key, deterministic=deterministic),
+            wire=wire,
             record=record_requests,
             compacting_events=compacting_events,
         )

@@ -26,6 +26,10 @@ Sealing refuses a state over the same bound (:class:`StateTooLarge`), so the ser
 a token it would not open. Anyone holding the key can forge tokens (deterministic mode's key is
 public), so opening trusts nothing a token holds: past this module, the compactor checks the
 state's shape and nesting (``_compact``).
+
+:class:`PlaintextSealer` makes the tokens of servers that encrypt nothing (Ollama, vLLM, Llama
+Stack): the ``encrypted_content`` is readable JSON, opened by reading it, and verifies nothing
+(anyone can write one, as anyone can for those servers). Both kinds are a :class:`TokenSealer`.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import hmac
 import json
 import re
 import zlib
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, padding
@@ -63,6 +67,19 @@ DETERMINISTIC_KEY = hashlib.sha256(b"pytest-compaction deterministic key").diges
 
 NOT_BASE64 = "Encrypted content is not valid base64url."
 UNREADABLE = "Encrypted content could not be decrypted or parsed."
+
+
+OLLAMA_PAYLOAD = "ollama_compaction"  # Ollama's payload type (openai/responses_compact.go)
+OLLAMA_VERSION = 1
+NOT_OLLAMA = "unsupported compaction item: encrypted_content is not an Ollama payload"
+
+
+class TokenSealer(Protocol):
+    """What the compactor seals states with and opens tokens with."""
+
+    def seal(self, state: dict[str, Any], *, now: int, variant: int = 0) -> str: ...
+
+    def open(self, token: str) -> dict[str, Any]: ...
 
 
 class TokenError(ValueError):
@@ -178,3 +195,63 @@ def _inflate(data: bytes, limit: int) -> bytes:
     if inflater.unused_data:
         raise TokenError(UNREADABLE)  # bytes after the stream: not what the server sealed
     return bytes(out)
+
+
+class PlaintextSealer:
+    """Tokens that are readable JSON: nothing is encrypted, so nothing is verified.
+
+    ``envelope`` ``"state"``: the state's own canonical JSON (``{"instructions", "items", "model",
+    "v"}``). ``"ollama"``: Ollama's continuation payload, ``{"type": "ollama_compaction",
+    "version": 1, "summary", "retained"}`` in that order (the field order of Ollama's Go struct),
+    this server's transcript items as ``retained`` (Ollama's own holds its chat messages) and a
+    one-line ``summary``; instructions are not carried, as Ollama's payload carries none. A token
+    is never re-encrypted, so ``variant`` changes nothing. Opening refuses a token over
+    ``MAX_STATE_BYTES``, one that is not a JSON object, and for Ollama one that is not its
+    payload (in Ollama's own words, ``NOT_OLLAMA``).
+    """
+
+    def __init__(self, envelope: str = "state") -> None:
+        if envelope not in ("state", "ollama"):
+            raise ValueError(f"unknown plaintext envelope {envelope!r}")
+        self.envelope = envelope
+
+    def seal(self, state: dict[str, Any], *, now: int, variant: int = 0) -> str:
+        if self.envelope == "ollama":
+            items = state.get("items", [])
+            count = len(items) if isinstance(items, list) else 0
+            payload: dict[str, Any] = {
+                "type": OLLAMA_PAYLOAD,
+                "version": OLLAMA_VERSION,
+                "summary": f"Summary of {count} earlier conversation item(s).",
+                "retained": items,
+            }
+            document = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        else:
+            document = canonical_json(state).decode("utf-8")
+        if len(document.encode("utf-8")) > MAX_STATE_BYTES:
+            raise StateTooLarge(f"the state is over the {MAX_STATE_BYTES} bytes a token carries")
+        return document
+
+    def open(self, token: str) -> dict[str, Any]:
+        refused = NOT_OLLAMA if self.envelope == "ollama" else UNREADABLE
+        if len(token) > MAX_STATE_BYTES:
+            raise TokenError(refused)
+        try:
+            document = json.loads(token)
+        except (ValueError, RecursionError):
+            raise TokenError(refused) from None
+        if not isinstance(document, dict):
+            raise TokenError(refused)
+        if self.envelope == "state":
+            return document
+        summary = document.get("summary")
+        retained = document.get("retained")
+        if (
+            set(document) != {"type", "version", "summary", "retained"}
+            or document.get("type") != OLLAMA_PAYLOAD
+            or document.get("version") != OLLAMA_VERSION
+            or not (isinstance(summary, str) and summary.strip())
+            or not isinstance(retained, list)
+        ):
+            raise TokenError(refused)
+        return {"v": 1, "model": None, "instructions": [], "items": retained}

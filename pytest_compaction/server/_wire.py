@@ -28,6 +28,20 @@ way the gateway returns them:
   accepted; answers add ``model``, ``extra_fields``, ``usage.cost`` and cached read/write
   tokens; every error is Bifrost's envelope (``is_bifrost_error`` false when the upstream
   failed, true when the gateway refused).
+- ``ollama``, ``vllm``, ``llamastack``: servers whose compaction tokens are plaintext JSON (a
+  :class:`~._tokens.PlaintextSealer`, read back when passed in again): Ollama answers one
+  compaction item without an id, compacts on a ``compaction_trigger`` only with ``stream:
+  true``, and refuses in plain text where it serves nothing; vLLM wants a bearer token and
+  gives errors an integer ``code``; Llama Stack's errors keep only ``message`` (each class says
+  where each fact comes from).
+- ``xai``: ``/v1/responses/compact`` answers one ``compaction`` item (id ``cmp_<uuid>``, the
+  answer's), no user turn re-issued, with ``model`` and ``usage.dropped_message_count``;
+  ``context_management`` on ``/v1/responses`` is ignored; errors ``{"code", "error"}``.
+- ``openrouter``: ``POST /api/v1/responses`` only (compaction there is server-side, for
+  ``openai/`` models; other providers drop ``context_management``); errors
+  ``{"error": {"code", "message", "metadata"}}``.
+- ``vercel``: OpenAI's paths with ``provider/model`` ids; compaction for ``openai/`` models only,
+  forwarded with the bare model id and answered as OpenAI answers.
 
 Costs reported by the Bifrost dialect use fixed illustrative rates (``INPUT_PRICE`` and
 ``OUTPUT_PRICE`` dollars per million tokens), so answers stay deterministic.
@@ -41,6 +55,7 @@ import hashlib
 import hmac
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -50,6 +65,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..contract._dialects import Dialect, get_dialect
 from ._apierror import ApiError
+from ._tokens import NOT_OLLAMA, PlaintextSealer, Sealer, TokenSealer
 
 # Every compaction route any supported gateway exposes: the plain server answers them all.
 ALL_ROUTES = frozenset(
@@ -120,6 +136,8 @@ class Call:
     model: str | None = None  # the model as the client named it
     latency_ms: int = 0
     ids: dict[str, str] = field(default_factory=dict)  # id as answered -> id as the gateway shows
+    folded: int = 0  # input items a compaction folds (what xAI reports as dropped)
+    triggered: bool = False  # a compaction_trigger asked for this compaction (Ollama)
 
 
 class Wire:
@@ -156,6 +174,14 @@ class Wire:
         if isinstance(event.get("response"), dict):
             return {**event, "response": self.response(call, event["response"])}
         return event
+
+    def stream(self, call: Call, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A whole event stream as the gateway passes it on (each event dressed by ``event``)."""
+        return [self.event(call, event) for event in events]
+
+    def sealer(self) -> TokenSealer:
+        """How compaction tokens are made: encrypted under the server's key, unless overridden."""
+        return Sealer(self.key, deterministic=self.deterministic)
 
     def error(self, call: Call, exc: ApiError) -> Any:
         """An error as the gateway returns it."""
@@ -486,8 +512,449 @@ def _with_responses(compact_paths: tuple[str, ...]) -> frozenset[str]:
     return frozenset(compact_paths) | {p.removesuffix("/compact") for p in compact_paths}
 
 
+# -- servers whose compaction tokens are plaintext --------------------------------------------
+
+_COMPACTION = "compaction"
+_TRIGGER = "compaction_trigger"
+# Event types that belong to an assistant message, which Ollama's compaction stream does not carry.
+_MESSAGE_EVENTS = (
+    "response.content_part.",
+    "response.output_text.",
+)
+OLLAMA_NOT_FOUND = "404 page not found"  # gin's answer to a route it does not serve
+OLLAMA_TRIGGER_NEEDS_STREAM = "compaction_trigger requires stream=true"
+OLLAMA_TRIGGER_NOT_LAST = "compaction_trigger must be the final and only compaction trigger"
+OLLAMA_TRIGGER_ON_COMPACT = "compaction_trigger is only valid on POST /v1/responses"
+# vLLM's ``ErrorInfo.type`` by HTTP status (the exception names its error responses carry).
+VLLM_ERROR_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    404: "NotFoundError",
+    405: "MethodNotAllowed",
+    413: "RequestEntityTooLarge",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
+
+
+def _item_type(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return None
+    return item.get("type", "message" if "role" in item else None)
+
+
+def _without_id(item: Any) -> Any:
+    """A compaction item as plaintext servers that mint no item id return it."""
+    if _item_type(item) != _COMPACTION:
+        return item
+    return {k: v for k, v in item.items() if k != "id"}
+
+
+def _cached_only(usage: Any) -> Any:
+    """Usage whose input details hold ``cached_tokens`` only (no ``cache_write_tokens``)."""
+    if not isinstance(usage, dict):
+        return usage
+    details = usage.get("input_tokens_details")
+    out = dict(usage)
+    if isinstance(details, dict):
+        out["input_tokens_details"] = {"cached_tokens": details.get("cached_tokens", 0)}
+    return out
+
+
+class OllamaWire(Wire):
+    """Ollama's OpenAI-compatible server (``ollama serve``, ``http://localhost:11434/v1``).
+
+    ``POST /v1/responses/compact`` summarizes with the requested model and answers ``{"id",
+    "object": "response.compaction", "created_at", "output", "usage"}`` whose ``output`` is one
+    ``{"type": "compaction", "encrypted_content"}`` item: no user turn re-issued, no item id.
+    The content is Ollama's plaintext payload ``{"type": "ollama_compaction", "version": 1,
+    "summary", "retained"}``, expanded again when the item comes back as input
+    (openai/responses_compact.go, ollama/ollama#18224). ``compaction_trigger`` as the last input
+    item of ``POST /v1/responses`` asks for the same compaction and needs ``stream: true``
+    (``400 "compaction_trigger requires stream=true"`` otherwise); the stream is
+    ``response.created``, ``response.in_progress``, ``response.output_item.added`` and ``.done``
+    of the compaction item, ``response.completed`` with it as the only output. The compact
+    handler does not read ``previous_response_id``; ``context_management`` is not Ollama's (it
+    compacts on the trigger only). Usage details hold ``cached_tokens`` and
+    ``reasoning_tokens`` only. Credentials: none locally ("required but ignored",
+    docs.ollama.com/api/openai-compatibility), a bearer key for ollama.com. Errors are
+    ``{"error": {"message", "type", "param": null, "code"}}`` with ``type``
+    ``invalid_request_error`` (400), ``not_found_error`` (404) or ``api_error`` (openai.NewError),
+    and ``code`` ``"invalid_request_error"`` on 400 (writeResponsesCompactionError); a path it
+    does not serve is gin's plain-text ``404 page not found``.
+    """
+
+    name = "ollama"
+
+    @property
+    def routes(self) -> frozenset[str]:
+        return _with_responses(self.profile.compact_paths)
+
+    def sealer(self) -> TokenSealer:
+        return PlaintextSealer("ollama")
+
+    def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        items = body.get("input")
+        listed = items if isinstance(items, list) else []
+        triggers = [i for i, item in enumerate(listed) if _item_type(item) == _TRIGGER]
+        if self.is_responses(call.path):
+            body.pop("context_management", None)
+            if not triggers or triggers[-1] != len(listed) - 1:
+                return body
+            _ollama_required(body)
+            if body.get("stream") is not True:
+                raise _ollama_refusal(OLLAMA_TRIGGER_NEEDS_STREAM)
+            if len(triggers) > 1:
+                raise _ollama_refusal(OLLAMA_TRIGGER_NOT_LAST)
+            call.triggered = True
+            return body
+        _ollama_required(body)
+        if triggers:
+            raise _ollama_refusal(OLLAMA_TRIGGER_ON_COMPACT)
+        body.pop("previous_response_id", None)
+        return body
+
+    def response(self, call: Call, payload: dict[str, Any]) -> dict[str, Any]:
+        compacting = payload.get("object") == "response.compaction" or call.triggered
+        out = dict(payload)
+        output = payload.get("output")
+        if compacting and isinstance(output, list):
+            out["output"] = [_without_id(i) for i in output if _item_type(i) == _COMPACTION]
+        if "usage" in out:
+            out["usage"] = _cached_only(out["usage"])
+        return out
+
+    def event(self, call: Call, event: dict[str, Any]) -> dict[str, Any]:
+        event = super().event(call, event)
+        if "item" in event:
+            return {**event, "item": _without_id(event["item"])}
+        return event
+
+    def stream(self, call: Call, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not call.triggered:
+            return super().stream(call, events)
+        kept: list[dict[str, Any]] = []
+        for event in events:
+            kind = str(event.get("type", ""))
+            item = event.get("item")
+            if kind.startswith(_MESSAGE_EVENTS) or kind == "response.compaction.compacting":
+                continue
+            if item is not None and _item_type(item) != _COMPACTION:
+                continue
+            if "output_index" in event:
+                event = {**event, "output_index": 0}
+            kept.append(event)
+        return [
+            {**self.event(call, event), "sequence_number": number}
+            for number, event in enumerate(kept)
+        ]
+
+    def error(self, call: Call, exc: ApiError) -> Any:
+        if isinstance(exc, GatewayError) and exc.payload is None and exc.status == 404:
+            return PlainText(OLLAMA_NOT_FOUND)
+        if isinstance(exc, GatewayError) and exc.payload is not None:
+            return exc.payload
+        message = exc.message
+        if exc.code == "invalid_encrypted_content":
+            message = NOT_OLLAMA
+        kind = {400: "invalid_request_error", 404: "not_found_error"}.get(exc.status, "api_error")
+        code = "invalid_request_error" if exc.status == 400 else None
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _ollama_refusal(message: str) -> GatewayError:
+    error = GatewayError(400, message)
+    error.payload = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request_error",
+        }
+    }
+    return error
+
+
+def _ollama_required(body: dict[str, Any]) -> None:
+    """Ollama's own checks of a compaction request (decodeRawResponsesRequest)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _ollama_refusal("model is required")
+    if body.get("input") is None:
+        raise _ollama_refusal("input is required")
+
+
+class VllmWire(Wire):
+    """vLLM's OpenAI-compatible server (``vllm serve``, ``http://localhost:8000/v1``).
+
+    Compaction: ``POST /v1/responses/compact`` (vllm-project/vllm#56970, open; the vLLM
+    project's agentic-api serves the same path, vllm-project/agentic-api#144): the user turns
+    re-issued with ``msg_`` ids, then one ``cmp_`` compaction item whose ``encrypted_content`` is
+    plaintext (agentic-api: the model's summary; here the state as JSON, so this server reads
+    it back). Started with ``--api-key`` it wants ``Authorization: Bearer <key>`` on ``/v1``
+    paths and answers ``401 {"error": "Unauthorized"}`` without one (AuthenticationMiddleware);
+    this server accepts any bearer token. Errors are ``ErrorResponse``: ``{"error": {"message",
+    "type": <exception name>, "param", "code": <HTTP status as an integer>}}``.
+    """
+
+    name = "vllm"
+
+    @property
+    def routes(self) -> frozenset[str]:
+        return _with_responses(self.profile.compact_paths)
+
+    def sealer(self) -> TokenSealer:
+        return PlaintextSealer()
+
+    def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            error = GatewayError(401, "Unauthorized")
+            error.payload = {"error": "Unauthorized"}
+            raise error
+
+    def error(self, call: Call, exc: ApiError) -> Any:
+        if isinstance(exc, GatewayError) and exc.payload is not None:
+            return exc.payload
+        message = exc.message
+        if isinstance(exc, GatewayError) and exc.status == 404:
+            message = "Not Found"
+        kind = VLLM_ERROR_TYPES.get(exc.status, "InternalServerError")
+        return {"error": {"message": message, "type": kind, "param": exc.param, "code": exc.status}}
+
+
+class LlamaStackWire(Wire):
+    """Llama Stack (now OGX) serving the Responses API (``llama stack run``, ``/v1``).
+
+    ``POST /v1/responses/compact`` (llamastack/llama-stack#5327, ogx-ai/ogx) summarizes with an
+    LLM and answers the user turns re-issued (``msg_`` ids) and one compaction item (``cmp_``
+    id) whose ``encrypted_content`` is plaintext ("plaintext in OGX"; there the summary, here
+    the state as JSON, so this server reads it back); ``context_management`` compacts on
+    ``POST /v1/responses``. Usage details hold ``cached_tokens`` and ``reasoning_tokens`` only
+    (OpenAIResponseUsage). Credentials: a bearer token when the stack configures an auth
+    provider, and provider keys in ``X-LlamaStack-Provider-Data`` (``X-OGX-Provider-Data``).
+    Errors are ``OpenAIErrorResponse.from_message(...)`` with None fields left out, so
+    ``{"error": {"message"}}``; a path no router serves is FastAPI's ``{"detail": "Not Found"}``.
+    """
+
+    name = "llamastack"
+
+    @property
+    def routes(self) -> frozenset[str]:
+        return _with_responses(self.profile.compact_paths)
+
+    def sealer(self) -> TokenSealer:
+        return PlaintextSealer()
+
+    def response(self, call: Call, payload: dict[str, Any]) -> dict[str, Any]:
+        if "usage" not in payload:
+            return payload
+        return {**payload, "usage": _cached_only(payload["usage"])}
+
+    def error(self, call: Call, exc: ApiError) -> Any:
+        if isinstance(exc, GatewayError) and exc.payload is None and exc.status == 404:
+            return {"detail": "Not Found"}
+        return {"error": {"message": exc.message}}
+
+
+# gRPC status texts (the ``code`` of xAI's errors) by the HTTP status gRPC maps them to.
+XAI_STATUS_TEXT = {
+    400: "Client specified an invalid argument",
+    401: "The request does not have valid authentication credentials",
+    403: "The caller does not have permission to execute the specified operation",
+    404: "Some requested entity was not found",
+    408: "Deadline expired before operation could complete",
+    413: "Client specified an invalid argument",
+    429: "Some resource has been exhausted",
+    500: "Internal error",
+    501: "Operation is not implemented or not supported",
+    503: "The service is currently unavailable",
+    504: "Deadline expired before operation could complete",
+}
+XAI_UNKNOWN = "Unknown error"
+
+
+class XaiWire(Wire):
+    """xAI's API (``api.x.ai``) compacting with its own model, which the upstream stands for.
+
+    ``POST /v1/responses/compact`` answers a single ``compaction`` item that stands in for the
+    whole prior conversation: no user message is re-issued, one compaction per call. The item's
+    id is the answer's, ``cmp_`` and a UUID; the answer names ``model`` and counts the input
+    items folded as ``usage.dropped_message_count`` (docs.x.ai, Context Compaction). Such an id
+    sent back as ``previous_response_id`` finds the compacted window. On ``POST /v1/responses``
+    ``context_management`` is silently ignored (measured on api.x.ai, justrach/codegraff#502):
+    the compact endpoint is xAI's only compaction. Errors: ``{"code": <gRPC status text>,
+    "error": <message>}``.
+    """
+
+    name = "xai"
+
+    def __init__(self, *, key: bytes = b"", deterministic: bool = False) -> None:
+        super().__init__(key=key, deterministic=deterministic)
+        self._upstream: dict[str, str] = {}  # cmp_<uuid> as shown -> the upstream's id
+
+    @property
+    def routes(self) -> frozenset[str]:
+        return _with_responses(self.profile.compact_paths)
+
+    def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        previous = body.get("previous_response_id")
+        if isinstance(previous, str):
+            body["previous_response_id"] = self._upstream.get(previous, previous)
+        if self.is_responses(call.path):
+            body.pop("context_management", None)
+            return body
+        given = body.get("input")
+        call.folded = 1 if isinstance(given, str) else len(given) if isinstance(given, list) else 0
+        return body
+
+    def response(self, call: Call, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload.get("object") != "response.compaction":
+            return payload
+        shown = self._shown_id(payload["id"])
+        output = [
+            {**item, "id": shown}
+            for item in payload["output"]
+            if isinstance(item, dict) and item.get("type") == "compaction"
+        ]
+        out: dict[str, Any] = {}
+        for key, value in payload.items():
+            if key == "id":
+                value = shown
+            elif key == "output":
+                value = output
+            elif key == "usage" and isinstance(value, dict):
+                # xAI's usage details count cached tokens only (no cache_write_tokens).
+                value = {**_cached_only(value), "dropped_message_count": call.folded}
+            out[key] = value
+            if key == "object":
+                out["model"] = call.model
+        return out
+
+    def error(self, call: Call, exc: ApiError) -> Any:
+        return {"code": XAI_STATUS_TEXT.get(exc.status, XAI_UNKNOWN), "error": exc.message}
+
+    def _shown_id(self, upstream: str) -> str:
+        if self.deterministic:
+            digest = hashlib.sha256(self.key + upstream.encode("utf-8")).digest()
+            shown = f"cmp_{uuid.UUID(bytes=digest[:16], version=4)}"
+        else:
+            shown = f"cmp_{uuid.uuid4()}"
+        self._upstream[shown] = upstream
+        return shown
+
+
+OPENROUTER_PROVIDER_ERROR = "Provider returned error"
+
+
+class OpenRouterWire(Wire):
+    """OpenRouter (``openrouter.ai/api/v1``): server-side compaction only, and not for every model.
+
+    It has no compact endpoint: ``POST /api/v1/responses/compact`` gets what any unknown route
+    gets, ``404 {"error": {"message": "Not Found", "code": 404}}``. On ``POST /api/v1/responses``
+    models are ``provider/model`` (a bare name is ``400 "<model> is not a valid model ID"``);
+    ``context_management`` reaches OpenAI models (``openai/...``, served by OpenAI or Azure), and
+    providers whose requests OpenRouter translates to another API (here every other provider)
+    drop it and answer without a compaction item (openrouter.ai/docs/api_reference/responses/
+    compaction). A request without a bearer token is ``401 "No auth credentials found"``.
+    Errors are ``{"error": {"code": <status>, "message", "metadata"?}}`` (openrouter.ai/docs/
+    errors); the upstream's own error comes as ``Provider returned error`` with ``metadata``
+    ``{"raw": <its body as JSON text>, "provider_name": "OpenAI"}``.
+    """
+
+    name = "openrouter"
+    ROUTE = "/api/v1/responses"
+    COMPACTING = ("openai",)  # providers that receive context_management as the client sent it
+
+    @property
+    def routes(self) -> frozenset[str]:
+        return frozenset({self.ROUTE})
+
+    def is_responses(self, path: str) -> bool:
+        return path == self.ROUTE
+
+    def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
+        if not headers.get("authorization"):
+            raise GatewayError(401, "No auth credentials found")
+
+    def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        model = body.get("model")
+        if not isinstance(model, str):
+            return body
+        provider, _ = _split_model(model)
+        if provider is None:
+            raise GatewayError(400, f"{model} is not a valid model ID")
+        if provider not in self.COMPACTING:
+            return {k: v for k, v in body.items() if k != "context_management"}
+        return body
+
+    def error(self, call: Call, exc: ApiError) -> Any:
+        if isinstance(exc, GatewayError):
+            message = "Not Found" if exc.status == 404 else exc.message
+            return {"error": {"message": message, "code": exc.status}}
+        raw = json.dumps(exc.body())
+        metadata = {"raw": raw, "provider_name": "OpenAI"}
+        shown = {"message": OPENROUTER_PROVIDER_ERROR, "code": exc.status, "metadata": metadata}
+        return {"error": shown}
+
+
+class VercelWire(Wire):
+    """Vercel's AI Gateway (``ai-gateway.vercel.sh/v1``): OpenAI's paths, ``provider/model`` ids.
+
+    ``POST /v1/responses/compact`` is forwarded to OpenAI unchanged apart from the model id, and
+    OpenAI's answer is returned as is (vercel.com/docs/ai-gateway/sdks-and-apis/responses/
+    compaction); it serves models routed to OpenAI only. The gateway's own refusals (a model not
+    in ``provider/model`` form, a compaction for another provider) are worded here and answered
+    in OpenAI's envelope: Vercel does not document them.
+    """
+
+    name = "vercel"
+
+    @property
+    def routes(self) -> frozenset[str]:
+        return _with_responses(self.profile.compact_paths)
+
+    def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        model = body.get("model")
+        if not isinstance(model, str):
+            return body
+        provider, name = _split_model(model)
+        if provider is None:
+            raise GatewayError(
+                400,
+                f"Invalid model '{model}': use a 'provider/model' id, as in 'openai/gpt-5.4'.",
+                param="model",
+                code="invalid_model",
+            )
+        if provider != "openai" and not self.is_responses(call.path):
+            raise GatewayError(
+                400,
+                f"Compaction is only available for models routed to OpenAI, not '{model}'.",
+                param="model",
+                code="invalid_model",
+            )
+        return {**body, "model": name}
+
+
 _WIRES: dict[str, type[Wire]] = {
-    w.name: w for w in (Wire, AzureWire, LiteLLMWire, TrueFoundryWire, BifrostWire)
+    w.name: w
+    for w in (
+        Wire,
+        AzureWire,
+        LiteLLMWire,
+        TrueFoundryWire,
+        BifrostWire,
+        OllamaWire,
+        VllmWire,
+        LlamaStackWire,
+        XaiWire,
+        OpenRouterWire,
+        VercelWire,
+    )
 }
 
 
