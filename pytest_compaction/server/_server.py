@@ -34,9 +34,10 @@ class CompactionServer(LocalService[CompactionHTTPServer]):
     compaction (``context_management``), plain or as server-sent events (see ``_responses``
     and ``_stream``); both endpoints share the key, the ids and the stored responses.
 
-    ``dialect`` makes it speak as a gateway in front of the API does (``azure``, ``litellm``,
-    ``truefoundry``, ``bifrost``: paths, credentials, ids, extra fields, error envelopes; see
-    ``_wire``), so that recordings validate under that dialect's profile.
+    ``dialect`` makes it speak as a gateway in front of the API, or another implementation of
+    the endpoint, does (any name of ``contract._dialects.DIALECTS`` but ``openai``: paths,
+    credentials, ids, tokens, extra fields, error envelopes; see ``_wire``), so that
+    recordings validate under that dialect's profile.
 
     ``compacting_events`` makes streamed compactions carry ``response.compaction.compacting``
     progress events (True), or not (False); None, the default, sends them when the schema
