@@ -34,8 +34,12 @@ OPTION_NAMES = frozenset(
         "check_chain",
         "allow_secrets",
         "keep_volatile_headers",
+        "max_age",
+        "max_age_action",
     }
 )
+# What a cassette older than ``max_age`` does (``replay._age``).
+AGE_ACTIONS = ("warn", "fail", "rerecord")
 # The gateway dialects' names, in the order of their profiles in ``_dialects`` (a test guards
 # that the two agree).
 DIALECT_NAMES = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .._errors import CompactionError
@@ -48,6 +49,8 @@ class CassetteData:
     schema_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as they are
     dialect: str | None = None  # the gateway dialect the exchanges were validated under
+    # When the exchanges were recorded (UTC, whole seconds); None: the cassette does not say.
+    recorded_at: datetime | None = None
 
 
 def header_get(headers: Mapping[str, list[str]], name: str) -> list[str] | None:

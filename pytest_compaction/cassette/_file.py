@@ -2,9 +2,14 @@
 
 The written layout is stock vcrpy YAML (``version: 1`` + ``interactions``) plus one top-level
 ``compaction`` mapping that stock vcrpy ignores, so users can drop this project and keep their
-cassettes. JSON bodies are stored as literal block scalars with one top-level key and one array
-element per line: a re-record shows up as a line diff per input item, and libyaml reads the whole
-body as one scalar.
+cassettes. That head holds ``format``, ``schema_version``, ``dialect`` when one was named or
+detected, and ``recorded_at`` (``'2026-12-03T12:00:00Z'``: when the exchanges were recorded,
+UTC to the second, ``SOURCE_DATE_EPOCH`` when set, see :func:`recording_time`); a cassette
+without it (older ones, other recorders') loads as before, with no date.
+
+JSON bodies are stored as literal block scalars with one top-level key and one array element per
+line: a re-record shows up as a line diff per input item, and libyaml reads the whole body as
+one scalar.
 
 Server-sent event streams (``content-type: text/event-stream``) are also stored as a list of
 events beside the body, so a review reads one event per entry with its JSON data parsed::
@@ -34,8 +39,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,13 +240,70 @@ def _interaction(ex: Exchange) -> dict[str, Any]:
 
 
 def _head(
-    extra: Mapping[str, Any], schema_version: str | None, dialect: str | None
+    extra: Mapping[str, Any],
+    schema_version: str | None,
+    dialect: str | None,
+    recorded_at: datetime | None = None,
 ) -> dict[str, Any]:
     doc: dict[str, Any] = dict(extra)
     doc["compaction"] = {"format": FORMAT, "schema_version": schema_version}
     if dialect:
         doc["compaction"]["dialect"] = dialect
+    if recorded_at is not None:
+        doc["compaction"]["recorded_at"] = format_recorded_at(recorded_at)
     return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# The recording date: ``compaction.recorded_at``
+
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+_RECORDED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+def recording_time() -> datetime:
+    """When a cassette written now says it was recorded: UTC, whole seconds.
+
+    ``SOURCE_DATE_EPOCH`` (seconds since 1970, the reproducible-builds convention), when set,
+    is that time instead of the clock's, so that a deterministic recording is the same bytes
+    whenever it is made. A value that is not a whole number of seconds is a CassetteError.
+    """
+    raw = os.environ.get(SOURCE_DATE_EPOCH, "").strip()
+    if not raw:
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        return datetime.fromtimestamp(int(raw), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise CassetteError(
+            f"{SOURCE_DATE_EPOCH}={raw!r} is not a whole number of seconds since 1970"
+        ) from None
+
+
+def format_recorded_at(when: datetime) -> str:
+    """``2026-12-03T12:00:00Z``: the UTC second of ``when`` (a naive time is taken as UTC)."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_recorded_at(value: Any, path: str) -> datetime | None:
+    """``compaction.recorded_at`` of a cassette head as an aware UTC time (None when absent).
+
+    The written form is a quoted string; an unquoted one reaches here as the YAML loader's
+    datetime and is read the same.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).replace(microsecond=0)
+    if isinstance(value, str) and _RECORDED_AT.match(value):
+        try:
+            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    raise CassetteError(
+        f"{path}: compaction.recorded_at {value!r} is not a UTC time like 2026-12-03T12:00:00Z"
+    )
 
 
 def _yaml(value: Any) -> str:
@@ -276,9 +340,11 @@ def cassette_frame(
     count: int,
     *,
     as_json: bool = False,
+    recorded_at: datetime | None = None,
 ) -> tuple[str, str, str]:
-    """What goes before, between and after the ``count`` interaction texts of a cassette."""
-    head = _head(extra, schema_version, dialect)
+    """What goes before, between and after the ``count`` interaction texts of a cassette
+    (``recorded_at``: the head's recording date, left out when None)."""
+    head = _head(extra, schema_version, dialect, recorded_at)
     if as_json:
         text = json.dumps(head, indent=2, ensure_ascii=False)[: -len("\n}")]
         if not count:
@@ -295,11 +361,17 @@ def cassette_text(
     interactions: Sequence[str],
     *,
     as_json: bool = False,
+    recorded_at: datetime | None = None,
 ) -> str:
     """The text of a cassette whose interactions are ``interactions`` (see
     :func:`interaction_text`): the same document as dumping it whole at once."""
     before, between, after = cassette_frame(
-        extra, schema_version, dialect, len(interactions), as_json=as_json
+        extra,
+        schema_version,
+        dialect,
+        len(interactions),
+        as_json=as_json,
+        recorded_at=recorded_at,
     )
     return before + between.join(interactions) + after
 
@@ -307,13 +379,22 @@ def cassette_text(
 def dump_cassette(data: CassetteData) -> str:
     """The YAML text of a cassette (stock vcrpy layout + the ``compaction`` key)."""
     texts = [interaction_text(ex) for ex in data.exchanges]
-    return cassette_text(data.extra, data.schema_version, data.dialect, texts)
+    return cassette_text(
+        data.extra, data.schema_version, data.dialect, texts, recorded_at=data.recorded_at
+    )
 
 
 def dump_cassette_json(data: CassetteData) -> str:
     """The stock vcrpy JSON layout (for a ``.json`` cassette path), plus the ``compaction`` key."""
     texts = [interaction_text(ex, as_json=True) for ex in data.exchanges]
-    return cassette_text(data.extra, data.schema_version, data.dialect, texts, as_json=True)
+    return cassette_text(
+        data.extra,
+        data.schema_version,
+        data.dialect,
+        texts,
+        as_json=True,
+        recorded_at=data.recorded_at,
+    )
 
 
 def is_json_cassette(path: str | os.PathLike[str]) -> bool:
@@ -538,6 +619,7 @@ def cassette_data(doc: Any, path: str = "<cassette>") -> CassetteData:
     meta = doc.get("compaction")
     version: str | None = None
     dialect: str | None = None
+    recorded_at: datetime | None = None
     if isinstance(meta, Mapping):
         fmt = meta.get("format", FORMAT)
         if not isinstance(fmt, int) or fmt > FORMAT:
@@ -549,9 +631,16 @@ def cassette_data(doc: Any, path: str = "<cassette>") -> CassetteData:
         version = str(raw_version) if raw_version is not None else None
         raw_dialect = meta.get("dialect")
         dialect = str(raw_dialect) if raw_dialect is not None else None
+        recorded_at = parse_recorded_at(meta.get("recorded_at"), path)
     exchanges = [_exchange(item, i, path) for i, item in enumerate(doc["interactions"])]
     extra = {k: v for k, v in doc.items() if k not in ("interactions", "version", "compaction")}
-    return CassetteData(exchanges=exchanges, schema_version=version, extra=extra, dialect=dialect)
+    return CassetteData(
+        exchanges=exchanges,
+        schema_version=version,
+        extra=extra,
+        dialect=dialect,
+        recorded_at=recorded_at,
+    )
 
 
 def load_cassette(path: str | os.PathLike[str]) -> CassetteData:

@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -303,6 +304,7 @@ def _describe(exc: BaseException) -> str:
 def _phase(result: Result, path: Path, endpoint: Endpoint, phase: str) -> list[Outcome] | None:
     """Record (``phase`` "record") or replay one scenario; the outcomes, or None on a problem."""
     from ..replay._recorder import use_cassette
+    from ..server._server import FIXED_CREATED_AT
 
     outcomes: list[Outcome] | None = None
     rec: Recording | None = None
@@ -311,6 +313,8 @@ def _phase(result: Result, path: Path, endpoint: Endpoint, phase: str) -> list[O
         with use_cassette(
             path,
             record_mode="all" if phase == "record" else "none",
+            # The deterministic server's time: re-running the demo writes the same bytes.
+            recorded_at=datetime.fromtimestamp(FIXED_CREATED_AT, UTC),
             before_record_request=_canonical_origin,
             # Recorded, replayed and validated under the scenario's gateway dialect profile.
             dialect=result.scenario.dialect,

@@ -12,7 +12,10 @@ first, so their group heads the help):
 - ``_cassette``: the ``compaction_cassette`` fixture and the test's failure;
 - ``_summary``: the counts of every test, across xdist workers, and the terminal summary;
 - ``_collect``: cassettes collected as test items (``--compaction-check-cassettes``);
-- ``_proxy_fixture``: the ``compaction_proxy`` fixture.
+- ``_proxy_fixture``: the ``compaction_proxy`` fixture;
+- ``_orphans``: cassette files no collected test uses (``--compaction-orphans``).
+
+``--compaction-verify``'s findings are ``_live``'s, judged by ``_cassette``.
 
 Starting pytest loads this shell only: the recorder (and vcrpy), the checks and the proxy load
 inside the fixtures and hooks that use them, so a run without compaction tests pays for none
@@ -28,4 +31,5 @@ pytest_plugins = [
     "pytest_compaction.plugin._summary",
     "pytest_compaction.plugin._collect",
     "pytest_compaction.plugin._proxy_fixture",
+    "pytest_compaction.plugin._orphans",
 ]

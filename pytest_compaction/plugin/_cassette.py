@@ -17,21 +17,25 @@ import pytest
 from .._errors import CompactionError
 from .._settings import OPTION_NAMES
 from ._fixtures import replay_environment
+from ._live import evaluate
 from ._options import (
+    age_options,
     allowed_secrets,
     cassette_path,
     refuse_shared,
     rerun_hint,
     settings,
     setup_marker_args,
+    verifying,
 )
 from ._recording import enter_vcr_first, network_for_recording
-from ._summary import failed, remember
+from ._summary import failed, remember, remember_live
 
 if TYPE_CHECKING:
     from ..replay._recorder import Recording
 
 _RECORDING = pytest.StashKey["Recording"]()
+_JUDGED = pytest.StashKey[int]()  # how many of the test's live calls were judged already
 
 
 @pytest.fixture
@@ -64,20 +68,22 @@ def compaction_cassette(
     options["allow_secrets"] = allowed_secrets(
         config, compaction_config.get("allow_secrets"), args.get("allow_secrets")
     )
+    options.update(age_options(config, args, compaction_config))
+    verify = verifying(config)
 
     path = cassette_path(item, compaction_cassette_dir, args.get("cassette"))
     refuse_shared(item, path, chosen["record_mode"])
     nodeid = item.nodeid
     enter_vcr_first(request, str(path))
     stack = ExitStack()
-    stack.enter_context(network_for_recording(request, chosen["record_mode"]))
+    stack.enter_context(network_for_recording(request, chosen["record_mode"], live=verify))
     if chosen["record_mode"] == "none":
         stack.enter_context(replay_environment(request))
     try:
         from ..replay._recorder import use_cassette
 
         context = use_cassette(
-            path, **chosen, raise_on_exit=False, hint=rerun_hint(item), **options
+            path, **chosen, raise_on_exit=False, hint=rerun_hint(item), verify=verify, **options
         )
         recording = context.__enter__()
     except CompactionError as exc:
@@ -96,10 +102,24 @@ def compaction_cassette(
         finally:
             stack.close()
         remember(config, nodeid, recording.path, recording)
+        judge_live(item, recording)
     message = recording.failure()
     if message is not None:
         failed(config, nodeid, message)
         pytest.fail(message, pytrace=False)
+
+
+def judge_live(item: pytest.Item, recording: Recording) -> None:
+    """Under verify: judge the live calls made since the last look; a verdict change or a call
+    without an answer becomes a problem of the recording (and so fails the test)."""
+    if not recording.verify:
+        return
+    start = item.stash.get(_JUDGED, 0)
+    item.stash[_JUDGED] = len(recording.live_calls)
+    found = evaluate(recording, start)
+    for line in found.failures:
+        recording._problem(line)
+    remember_live(item.config, item.nodeid, found)
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +134,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         result = yield
     except BaseException as exc:
         recording = item.stash.get(_RECORDING, None)
+        if recording is not None:
+            judge_live(item, recording)
         message = recording.failure() if recording is not None else None
         if message is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -123,6 +145,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         # The test's own error is the same miss: printed once, its text kept in the message.
         raise pytest.fail.Exception(message, pytrace=False) from None
     recording = item.stash.get(_RECORDING, None)
+    if recording is not None:
+        judge_live(item, recording)
     message = recording.failure() if recording is not None else None
     if message is not None:
         failed(item.config, item.nodeid, message)

@@ -19,14 +19,15 @@ from typing import Any, TypedDict
 import pytest
 
 from .._errors import CompactionError
+from .._settings import AGE_ACTIONS, OPTION_NAMES, RECORD_MODES
 from .._settings import DIALECT_NAMES as DIALECTS
-from .._settings import OPTION_NAMES, RECORD_MODES
 
 SHARED = pytest.StashKey[dict[str, list["Claim"]]]()
 ALLOWED = pytest.StashKey[list[str | re.Pattern[str]]]()
 PATTERN_PREFIX = "re:"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-\[\]=,+]")
 _MARKER_KEYS = frozenset({"cassette", "record_mode", "version", "strict"}) | OPTION_NAMES
+ORPHAN_MODES = ("off", "report", "fail")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,7 +77,68 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "bundled ones (repeatable; also the ini key compaction_schema_path and the environment "
         "variable COMPACTION_SCHEMA_PATH)",
     )
+    group.addoption(
+        "--compaction-max-age",
+        dest="compaction_max_age",
+        default=None,
+        metavar="AGE",
+        help="a cassette recorded longer ago than this (30d, 12h, 2w) is stale; see "
+        "--compaction-max-age-action",
+    )
+    group.addoption(
+        "--compaction-max-age-action",
+        dest="compaction_max_age_action",
+        choices=AGE_ACTIONS,
+        default=None,
+        help="what a stale cassette does: warn (default), fail, or rerecord (under a record "
+        "mode that writes)",
+    )
+    group.addoption(
+        "--compaction-verify",
+        dest="compaction_verify",
+        action="store_true",
+        default=None,
+        help="replay as usual and also send each replayed compaction exchange to the live "
+        "service (with the client's own credentials); report verdict changes and drift",
+    )
+    group.addoption(
+        "--compaction-orphans",
+        dest="compaction_orphans",
+        action="store_const",
+        const="report",
+        default=None,
+        help="at the end, list cassette files no collected test uses (under the cassette "
+        "folders of the collected modules). Nothing is deleted",
+    )
+    group.addoption(
+        "--compaction-orphans-fail",
+        dest="compaction_orphans",
+        action="store_const",
+        const="fail",
+        help="as --compaction-orphans, and fail the run when there are any",
+    )
     parser.addini("compaction_record_mode", "default record mode", default="none")
+    parser.addini(
+        "compaction_max_age",
+        "a cassette recorded longer ago than this (30d, 12h, 2w) is stale (default: no limit)",
+        default="",
+    )
+    parser.addini(
+        "compaction_max_age_action",
+        f"what a stale cassette does: {', '.join(AGE_ACTIONS)} (default warn)",
+        default="",
+    )
+    parser.addini(
+        "compaction_verify",
+        "also send replayed compaction exchanges to the live service (see --compaction-verify)",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "compaction_orphans",
+        "report (or fail on) cassette files no collected test uses: off, report, fail",
+        default="",
+    )
     parser.addini(
         "compaction_cassette_dir",
         "one cassette directory for every module (rootdir-relative; default: a cassettes "
@@ -117,7 +179,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "compaction(cassette=None, *, record_mode=None, version=None, strict=None, dialect=None, "
-        "allow_secrets=None): "
+        "allow_secrets=None, max_age=None, max_age_action=None): "
         "record/replay this test's HTTP traffic from a cassette and validate its "
         "/responses/compact and /responses exchanges",
     )
@@ -135,11 +197,65 @@ def pytest_configure(config: pytest.Config) -> None:
         except CompactionError as exc:
             raise pytest.UsageError(f"compaction_schema_path: {exc}") from None
     config.stash[ALLOWED] = allowed_lines(config.getini("compaction_allow_secrets"))
+    _check_age_options(config)
+    orphans = orphans_mode(config)
+    if orphans not in ORPHAN_MODES:
+        raise pytest.UsageError(
+            f"compaction_orphans = {orphans!r} is not one of {', '.join(ORPHAN_MODES)}"
+        )
     mode = config.getoption("compaction_record") or config.getini("compaction_record_mode")
     if mode not in RECORD_MODES:
         raise pytest.UsageError(
             f"compaction_record_mode = {mode!r} is not one of {', '.join(RECORD_MODES)}"
         )
+
+
+def _check_age_options(config: pytest.Config) -> None:
+    """A bad ``max_age`` or ``max_age_action`` of the command line or ini is a usage error."""
+    from ..replay._age import AGE_FORMS, parse_age
+
+    given = config.getoption("compaction_max_age")
+    name = "--compaction-max-age" if given is not None else "compaction_max_age"
+    raw = given if given is not None else config.getini("compaction_max_age")
+    try:
+        parse_age(raw, name)
+    except CompactionError:
+        raise pytest.UsageError(f"{name} = {raw!r} is not an age: use {AGE_FORMS}") from None
+    action = str(config.getini("compaction_max_age_action") or "").strip()
+    if action and action not in AGE_ACTIONS:
+        raise pytest.UsageError(
+            f"compaction_max_age_action = {action!r} is not one of {', '.join(AGE_ACTIONS)}"
+        )
+
+
+def age_options(
+    config: pytest.Config, args: dict[str, Any], compaction_config: dict[str, Any]
+) -> dict[str, Any]:
+    """``max_age`` and ``max_age_action`` of a test: the marker, then the command line, then
+    ``compaction_config``, then the ini keys (the values are checked by ``use_cassette``)."""
+    out: dict[str, Any] = {}
+    for key in ("max_age", "max_age_action"):
+        value = args.get(key)
+        if value is None:
+            value = config.getoption(f"compaction_{key}")
+        if value is None:
+            value = compaction_config.get(key)
+        if value is None:
+            value = str(config.getini(f"compaction_{key}") or "").strip() or None
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def verifying(config: pytest.Config) -> bool:
+    """Whether this run verifies replayed exchanges against the live service."""
+    return bool(config.getoption("compaction_verify") or config.getini("compaction_verify"))
+
+
+def orphans_mode(config: pytest.Config) -> str:
+    """``off``, ``report`` or ``fail``: the command line's, else the ini key's."""
+    raw = config.getoption("compaction_orphans") or config.getini("compaction_orphans")
+    return str(raw or "").strip() or "off"
 
 
 def allowed_lines(lines: list[str]) -> list[str | re.Pattern[str]]:

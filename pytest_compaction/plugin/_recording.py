@@ -10,7 +10,8 @@ validates the compaction ones. Two things of pytest-recording would stand in its
   pytest-recording's own recording ones. While a ``compaction`` test records, the block is
   lifted for that test only, as pytest-recording does for its ``vcr`` tests; it is put back
   as it was when the test's cassette closes. Replay never needs the network, and blocks it
-  on its own.
+  on its own; under ``--compaction-verify`` the block is lifted as for recording, and the
+  replay's own guard lets through only the live calls of verify.
 
 Nothing here imports pytest-recording unless it is installed and its fixtures are in play.
 """
@@ -46,9 +47,12 @@ def enter_vcr_first(request: pytest.FixtureRequest, cassette: str) -> None:
 
 
 @contextmanager
-def network_for_recording(request: pytest.FixtureRequest, record_mode: str) -> Iterator[None]:
-    """Lift pytest-recording's network block while this test records; put it back after."""
-    if record_mode == "none" or not _uses(request, "block_network"):
+def network_for_recording(
+    request: pytest.FixtureRequest, record_mode: str, *, live: bool = False
+) -> Iterator[None]:
+    """Lift pytest-recording's network block while this test records, or verifies (``live``:
+    its replayed exchanges are sent to the live service too); put it back after."""
+    if (record_mode == "none" and not live) or not _uses(request, "block_network"):
         yield
         return
     request.getfixturevalue("block_network")  # its block is in place before it is lifted

@@ -29,7 +29,20 @@ def remember(config: pytest.Config, nodeid: str, cassette: Path, rec: Any) -> No
         "violations": list(rec.violations),
         "drift": list(rec.drift),
         "notes": list(rec.notes),
+        # Age (a Recording's; a proxy has none)
+        "stale": getattr(rec, "stale", None),
+        "undated": bool(getattr(rec, "undated", False)),
     }
+
+
+def remember_live(config: pytest.Config, nodeid: str, found: Any) -> None:
+    """Add what verify's live calls found (a ``_live.LiveFindings``) to the test's entry."""
+    entry = config.stash[_STATS].setdefault(nodeid, {})
+    live = entry.setdefault("live", {"sent": 0, "failures": [], "drift": [], "skipped": []})
+    data = found.as_data()
+    live["sent"] += data["sent"]
+    for key in ("failures", "drift", "skipped"):
+        live[key] += data[key]
 
 
 def failed(config: pytest.Config, nodeid: str, message: str) -> None:
@@ -103,3 +116,57 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             tr.write_line(f"  drift: {line}")
         for line in s.get("notes", ()):
             tr.write_line(f"  note: {line}")
+    _age_section(tr, config, stats)
+    _live_section(tr, stats)
+
+
+def _age_section(tr: Any, config: pytest.Config, stats: dict[str, dict[str, Any]]) -> None:
+    """Stale cassettes, one line each, and once how many have no recorded date."""
+    stale = {n: s["stale"] for n, s in stats.items() if s.get("stale")}
+    undated = sorted({s["cassette"] for s in stats.values() if s.get("undated")})
+    if not stale and not undated:
+        return
+    tr.write_sep("-", "compaction cassette age")
+    for nodeid in sorted(stale):
+        tr.write_line(f"{nodeid}: {stale[nodeid]}")
+    if undated:
+        tr.write_line(
+            f"{len(undated)} cassette(s) have no compaction.recorded_at (recorded before "
+            "pytest-compaction wrote it, or by another recorder) and were not age-checked; "
+            "re-record them to date them: " + ", ".join(_relative(config, p) for p in undated)
+        )
+
+
+def _live_section(tr: Any, stats: dict[str, dict[str, Any]]) -> None:
+    """Under verify: the live calls' verdict changes, drift and skipped exchanges per test."""
+    live = {n: s["live"] for n, s in stats.items() if s.get("live")}
+    if not live:
+        return
+    sent = sum(v["sent"] for v in live.values())
+    failures = sum(len(v["failures"]) for v in live.values())
+    drifted = sum(len(v["drift"]) for v in live.values())
+    skipped = sum(len(v["skipped"]) for v in live.values())
+    tr.write_sep("-", "compaction verify")
+    tr.write_line(
+        f"{sent} exchange(s) of {len(live)} test(s) sent to the live service: "
+        f"{failures} failure(s) (verdict changes, calls without an answer), "
+        f"{drifted} with contract drift, {skipped} skipped"
+    )
+    for nodeid in sorted(live):
+        v = live[nodeid]
+        if not (v["failures"] or v["drift"] or v["skipped"]):
+            continue
+        tr.write_line(f"{nodeid}:")
+        for line in v["failures"]:
+            tr.write_line(f"  failed: {line.splitlines()[0]}")
+        for line in v["drift"]:
+            tr.write_line(f"  drift: {line}")
+        for line in v["skipped"]:
+            tr.write_line(f"  skipped: {line}")
+
+
+def _relative(config: pytest.Config, path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(config.rootpath.resolve()))
+    except ValueError:
+        return path

@@ -24,6 +24,8 @@ guard starts, a no-op while none is active, since a hook cannot be removed) refu
 ``socket.*`` events CPython raises from C, so sockets made from ``_socket.socket`` and lookups
 through ``_socket`` are refused too.
 
+:func:`passage` opens the guards for one host while verify calls the live service.
+
 Each refusal is also passed to the guard's ``report`` as it happens, so a replay fails even
 when the code under test catches the error and carries on (a client falling back to a cache).
 Not seen: sends over a connection a bare ``_socket.socket`` opened before the guard, writes to
@@ -131,6 +133,8 @@ _hooked = False
 _local = threading.local()
 # Sockets socketpair made: their loopback peer is this process.
 _paired: weakref.WeakSet[Any] = weakref.WeakSet()
+# Hosts a passage lets through while it lasts (see :func:`passage`).
+_passages: set[str] = set()
 
 
 def _host_of(address: Any) -> str | None:
@@ -163,12 +167,17 @@ def _refuse(what: str) -> NetworkBlocked:
     )
 
 
+def _in_passage(host: str) -> bool:
+    """Whether a :func:`passage` is open for ``host`` (or an address it resolved to)."""
+    return bool(_passages) and _normal(host) in _passages
+
+
 def _check_address(sock: Any, address: Any) -> None:
     guards = list(_active)
     if not guards or sock.family not in _INET or getattr(_local, "pairing", False):
         return
     host = _host_of(address)
-    if host is None or all(guard.permits_address(host) for guard in guards):
+    if host is None or _in_passage(host) or all(g.permits_address(host) for g in guards):
         return
     port = address[1] if isinstance(address, tuple) and len(address) > 1 else "?"
     raise _refuse(f"a connection to {host}:{port}")
@@ -184,7 +193,7 @@ def _check_peer(sock: Any) -> None:
     except OSError:
         return  # not connected: the send fails on its own
     host = _host_of(peer)
-    if host is None or all(guard.permits_address(host) for guard in guards):
+    if host is None or _in_passage(host) or all(g.permits_address(host) for g in guards):
         return
     raise _refuse(f"a send to {host}:{peer[1]} over a connection opened earlier")
 
@@ -208,7 +217,7 @@ def _check_lookup(host: Any) -> None:
     name = _name_of(host)
     if not guards or getattr(_local, "resolving", False) or _is_local_name(name):
         return
-    if not all(guard.permits(name) for guard in guards):
+    if not _in_passage(name) and not all(guard.permits(name) for guard in guards):
         raise _refuse(f"a DNS lookup of {name!r}")
 
 
@@ -224,6 +233,8 @@ def _check_reverse(host: Any) -> None:
 def _learn(name: Any, addresses: Iterable[Any]) -> None:
     """Connections to an allowed name arrive as connections to the addresses it resolved to."""
     name = _name_of(name)
+    if name and _in_passage(name):
+        _passages.update(_normal(str(address)) for address in addresses)
     guards = [guard for guard in _active if name and guard.permits(name)]
     if guards:
         resolved = {_normal(str(address)) for address in addresses}
@@ -410,6 +421,25 @@ def block_network(
             del _active[next(i for i, g in enumerate(_active) if g is guard)]
             if not _active:
                 _uninstall()
+
+
+@contextmanager
+def passage(host: str) -> Iterator[None]:
+    """Let connections to ``host`` through every active guard for the length of the block.
+
+    The one opening a replay has: ``verify`` sends a replayed request to the live service while
+    the cassette replays. Only that host (and the addresses it resolves to in the block) is let
+    through, in every thread while the call lasts: a service in this process answers from a
+    thread of its own. Other hosts stay refused.
+    """
+    with _lock:
+        before = set(_passages)
+        _passages.add(_normal(host))
+    try:
+        yield
+    finally:
+        with _lock:
+            _passages.intersection_update(before)
 
 
 def is_blocking() -> bool:

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,13 @@ from ..cassette import _sse
 from ..cassette._body import decode_body
 from ..cassette._document import scan_document
 from ..cassette._exchange import CassetteData, Exchange
-from ..cassette._file import CassetteNotFound, load_cassette, save_cassette
+from ..cassette._file import (
+    CassetteNotFound,
+    format_recorded_at,
+    load_cassette,
+    recording_time,
+    save_cassette,
+)
 from ..cassette._find import cassette_file
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
@@ -61,13 +69,19 @@ from ..contract._dialects import Dialect, all_auth_headers, dialect_for, get_dia
 from ..contract._judge import STREAM_KIND, Judged, is_stream
 from ..contract._routes import is_compact_path, normalize_path, route_of
 from ..contract._tally import Tallied, Tally, does_not_conform
+from ._age import check_action, parse_age, show_age, show_limit, stale_by
 from ._credentials import RECORDER_ADVICE, Credentials, refusal
 from ._match import BodyCache, closest, closest_lines, make_matchers, rerecord_line
 from ._netguard import replay_guard
+from ._verify import LiveCall, Verifier
 
 # Key of a replayed vcrpy response dict: its body cut into one chunk per event.
 _CHUNKS = "compaction_event_chunks"
 DEFAULT_MATCH_ON = ("method", "path", "query", "body")
+
+
+class StaleCassetteWarning(UserWarning):
+    """A cassette older than ``max_age`` replayed (``max_age_action`` ``warn``)."""
 
 
 class ReplayError(CompactionError):
@@ -111,6 +125,13 @@ class Recording(Tallied):
     cassette_dialect: str | None = None
     save_error: CompactionError | None = None
     hint: Callable[[str], str] = field(default=lambda mode: f"record_mode={mode!r}")
+    # Age: the loaded cassette's compaction.recorded_at (None: it has none, or none was loaded)
+    recorded_at: datetime | None = None
+    max_age: timedelta | None = None
+    max_age_action: str = "warn"
+    undated: bool = False  # a cassette was loaded without recorded_at while max_age is set
+    stale: str | None = None  # what max_age found and did, one line
+    verify: bool = False  # replayed compaction exchanges are also sent live (see _verify)
     _cassette: Any = field(default=None, repr=False)
     # The allowed secrets and the credentials this recording used (memory only).
     _credentials: Credentials = field(default_factory=Credentials, repr=False)
@@ -119,6 +140,9 @@ class Recording(Tallied):
     _chunks: dict[int, tuple[bytes, ...]] = field(default_factory=dict, repr=False)
     _block_save: bool = field(default=False, repr=False)
     _reported: int = field(default=0, repr=False)
+    _rerecording: bool = field(default=False, repr=False)  # stale, replaced by this run's
+    _stamp: datetime | None = field(default=None, repr=False)  # recorded_at to write
+    _verifier: Verifier | None = field(default=None, repr=False)
 
     # -- what a test can look at -------------------------------------------------------------
 
@@ -137,6 +161,11 @@ class Recording(Tallied):
     @property
     def play_count(self) -> int:
         return self.replayed
+
+    @property
+    def live_calls(self) -> list[LiveCall]:
+        """Under ``verify``: each replayed compaction exchange and its live counterpart."""
+        return [] if self._verifier is None else list(self._verifier.calls)
 
     @property
     def version(self) -> str:
@@ -206,6 +235,50 @@ class Recording(Tallied):
         return "\n\n".join(new)
 
     # -- called by the cassette ----------------------------------------------------------------
+
+    def _check_age(self, recorded_at: datetime | None) -> bool:
+        """Judge a loaded cassette's age against ``max_age``; True: replace it (rerecord)."""
+        self.recorded_at = recorded_at
+        if self.max_age is None:
+            return False
+        if recorded_at is None:
+            self.undated = True
+            return False
+        age = stale_by(recorded_at, self.max_age, datetime.now(UTC))
+        if age is None:
+            return False
+        head = (
+            f"cassette {self.path} was recorded {format_recorded_at(recorded_at)}, "
+            f"{show_age(age)} ago, older than max_age {show_limit(self.max_age)}"
+        )
+        action = self.max_age_action
+        if action == "rerecord" and self.record_mode != "none":
+            self.stale = f"{head}: re-recorded from this run's exchanges"
+            self._rerecording = True
+            return True
+        if action == "rerecord":
+            self.stale = (
+                f"{head}, and max_age_action 'rerecord' cannot re-record it under record mode "
+                f"'none': re-record it with {self.hint('rewrite')}"
+            )
+            self._problem(f"compaction: {self.stale}")
+        elif action == "fail":
+            self.stale = f"{head}; re-record it with {self.hint('rewrite')}"
+            self._problem(f"compaction: {self.stale}")
+        else:
+            self.stale = f"{head}; re-record it with {self.hint('rewrite')}"
+            warnings.warn(StaleCassetteWarning(self.stale), stacklevel=2)
+        return False
+
+    def _date_to_store(self) -> datetime | None:
+        """``recorded_at`` of the file written now: this run's time when this run's exchanges
+        are all it holds, else the loaded date (the oldest exchange's age stays the file's)."""
+        cassette = self._cassette
+        loaded = 0 if cassette is None else cassette._loaded_count
+        replaced = self._replaced()
+        if self._rerecording or self.record_mode == "rewrite" or loaded == len(replaced):
+            return self._stamp or recording_time()
+        return self.recorded_at
 
     def _problem(self, text: str) -> None:
         text = self._credentials.mask(text)  # test logs are often public
@@ -379,6 +452,8 @@ class _Persister:
             data = load_cassette(cassette_path)
         except CassetteNotFound:
             raise _VcrNotFound() from None
+        if self.recording._check_age(data.recorded_at):  # stale: this run's exchanges replace it
+            raise _VcrNotFound()
         self.recording.cassette_version = data.schema_version
         self.recording.cassette_dialect = data.dialect
         self.extra = data.extra
@@ -411,7 +486,10 @@ class _Persister:
             raise refusal(exc, RECORDER_ADVICE) from None
         version = self.recording.version
         dialect = self.recording._dialect_to_store(exchanges)
-        save_cassette(path, CassetteData(exchanges, version, extra, dialect=dialect))
+        recorded_at = self.recording._date_to_store()
+        save_cassette(
+            path, CassetteData(exchanges, version, extra, dialect=dialect, recorded_at=recorded_at)
+        )
 
 
 class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
@@ -447,7 +525,10 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
         index = next(i for i, n in self.play_counts.items() if n != before.get(i, 0))
         rec = self._recording
         rec.replayed += 1
-        rec._validate(index, self._before_record_request(request), response, "replayed")
+        stored = self._before_record_request(request)
+        rec._validate(index, stored, response, "replayed")
+        if rec._verifier is not None and route_of(request.method, request.uri) is not None:
+            rec._verifier.call(index, request, stored, _exchange_of(self.data[index][0], response))
         return rec._replayable(index, response)
 
     def can_play_response_for(self, request: Any) -> bool:
@@ -495,7 +576,8 @@ class _CompactionCassette(_VcrCassette):  # type: ignore[misc]
             return
         try:
             # ``rewrite`` writes even when this run recorded nothing: the file holds that.
-            super()._save(force=force or self._recording.record_mode == "rewrite")
+            rewrite = self._recording.record_mode == "rewrite" or self._recording._rerecording
+            super()._save(force=force or rewrite)
         except CompactionError as exc:
             # Raised later, once vcrpy has removed its patches.
             self._recording.save_error = exc
@@ -628,29 +710,41 @@ def use_cassette(
     dialect: str | None = None,
     raise_on_exit: bool = True,
     hint: Callable[[str], str] | None = None,
+    verify: bool = False,
+    recorded_at: datetime | None = None,
     **options: Any,
 ) -> Iterator[Recording]:
     """Replay (or record, per ``record_mode``) the HTTP traffic of the block from ``path``.
 
-    ``record_mode``: ``none`` (replay only; the default: nothing reaches the network),
-    ``once`` (record when the cassette does not exist), ``new_episodes`` (replay what matches,
-    record the rest), ``all`` (record everything again; a recorded exchange replaces the
-    stored ones it matches, the others stay), ``rewrite`` (record everything; the cassette
-    then holds exactly this block's exchanges). ``version`` pins the schema version
-    (default: the one stored in the cassette, else the newest). ``strict`` makes undocumented
-    fields violations. ``dialect`` (``openai``, ``azure``, ``litellm``, ``truefoundry``,
-    ``bifrost``) validates under that gateway's profile and filters its credential headers;
-    by default (or ``"auto"``) the cassette's recorded dialect applies, else one detected from
-    each request URL, else ``openai``. Other options: ``filter_headers`` and
-    ``filter_query_parameters`` (added to the defaults), ``before_record_request``/
-    ``before_record_response`` hooks, ``ignore_hosts``, ``ignore_localhost``, ``match_on``
-    (names among method, path, query, body, host, port, scheme), ``check_chain`` (default
-    true: the cassette's exchanges must keep the chaining contract, see ``check_chain``),
-    ``allow_secrets`` (fake keys recorded on purpose: exact strings, ``re.compile(...)``
-    patterns), ``keep_volatile_headers`` (write ``x-stainless-*``, ``user-agent`` and the other
-    request headers that never count; default false), and vcrpy's
+    ``record_mode``: ``none`` (replay only; the default: nothing reaches the network), ``once``
+    (record when the cassette does not exist), ``new_episodes`` (replay what matches, record the
+    rest), ``all`` (record everything again; a recorded exchange replaces the stored ones it
+    matches, the others stay), ``rewrite`` (record everything; the cassette then holds exactly this
+    block's exchanges). ``version`` pins the schema version (default: the one stored in the
+    cassette, else the newest). ``strict`` makes undocumented fields violations. ``dialect`` (a name
+    of ``contract._dialects.DIALECTS``: ``openai``, ``azure``, ``litellm``, ``ollama``, ``xai``...)
+    validates under that gateway's profile and filters its credential headers; by default (or
+    ``"auto"``) the cassette's recorded dialect applies, else one detected from each request URL,
+    else ``openai``. Other options: ``filter_headers`` and ``filter_query_parameters`` (added to the
+    defaults), ``before_record_request``/``before_record_response`` hooks, ``ignore_hosts``,
+    ``ignore_localhost``, ``match_on`` (names among method, path, query, body, host, port, scheme),
+    ``check_chain`` (default true: the cassette's exchanges must keep the chaining contract, see
+    ``check_chain``), ``allow_secrets`` (fake keys recorded on purpose: exact strings,
+    ``re.compile(...)`` patterns), ``keep_volatile_headers`` (write ``x-stainless-*``,
+    ``user-agent`` and the other request headers that never count; default false), and vcrpy's
     ``allow_playback_repeats``, ``drop_unused_requests``, ``record_on_exception``,
     ``skip_patchers``, ``custom_patches``.
+
+    Age: a written cassette says when it was recorded (``compaction.recorded_at``: this run's
+    time, ``SOURCE_DATE_EPOCH`` when set, or ``recorded_at`` when given; under ``new_episodes``
+    and ``all`` a file that keeps loaded exchanges keeps its date). ``max_age`` (``"30d"``,
+    ``"12h"``, ``"2w"`` or a timedelta) and ``max_age_action`` (``warn``, ``fail``,
+    ``rerecord``: see :mod:`._age`) judge a loaded cassette by that date; one without it is not
+    judged (``Recording.undated``).
+
+    ``verify``: every replayed ``POST /responses/compact`` and ``POST /responses`` is also sent
+    to the live service with the client's own credentials, and kept with its answer in
+    ``Recording.live_calls`` (see :mod:`._verify`); the block still gets the recorded answers.
 
     When the block ends, problems (requests not in the cassette, schema violations, a secret
     that stopped the write) raise :class:`ReplayError` unless ``raise_on_exit`` is false.
@@ -678,6 +772,12 @@ def use_cassette(
     )
     if hint is not None:
         recording.hint = hint
+    recording.max_age = parse_age(options.get("max_age"))
+    recording.max_age_action = check_action(options.get("max_age_action"))
+    recording._stamp = recorded_at
+    if verify:
+        recording.verify = True
+        recording._verifier = Verifier(recording._credentials)
     if version:
         recording.version  # noqa: B018 - an unknown version fails here, before any traffic
 
