@@ -45,7 +45,7 @@ from .._listener import LocalService
 from ..cassette._body import MAX_SIZE_ENV, decode_body, max_cassette_bytes
 from ..cassette._document import scan_document
 from ..cassette._exchange import CassetteError, Exchange
-from ..cassette._file import CassetteNotFound, interaction_text, load_cassette
+from ..cassette._file import CassetteNotFound, interaction_text, load_cassette, recording_time
 from ..cassette._find import cassette_file
 from ..cassette._redact import (
     DEFAULT_FILTER_HEADERS,
@@ -227,6 +227,9 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
             self.cassette_dialect = data.dialect
         self.data: list[Exchange] = list(data.exchanges) if data else []
         self.loaded_count = len(self.data)
+        # A file that keeps loaded exchanges keeps their date; one of this run's only is dated now.
+        self._loaded_recorded_at = data.recorded_at if data else None
+        self._recorded_at = recording_time()
         self.play_counts = [0] * len(self.data)
         self.version = resolve_version(version or (data.schema_version if data else None))
 
@@ -426,12 +429,14 @@ class CompactionProxy(LocalService[ProxyHTTPServer], Tallied):
         with self._lock:
             indices = self._to_write()
             texts = [loaded[i] if i < self.loaded_count else self._texts[i] for i in indices]
+            keeps_loaded = any(i < self.loaded_count for i in indices)
             return Snapshot(
                 self._kept,
                 self.extra,
                 self.version,
                 self._dialect_to_store(indices),
                 [text for text in texts if text is not None],
+                self._loaded_recorded_at if keeps_loaded else self._recorded_at,
             )
 
     def _flush(self, generation: int) -> None:

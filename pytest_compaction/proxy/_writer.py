@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class Snapshot:
     schema_version: str | None
     dialect: str | None
     interactions: Sequence[bytes]
+    recorded_at: datetime | None = None  # the head's date (None: left out)
 
 
 class CassetteWriter:
@@ -59,6 +61,7 @@ class CassetteWriter:
                     snap.dialect,
                     len(snap.interactions),
                     as_json=self.as_json,
+                    recorded_at=snap.recorded_at,
                 )
                 pieces = [before.encode()]
                 for n, text in enumerate(snap.interactions):

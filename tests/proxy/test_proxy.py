@@ -160,6 +160,26 @@ def test_record_modes_follow_vcrpy(tmp_path: Path, upstream: Upstream) -> None:
     )
 
 
+def test_the_proxy_dates_its_cassettes_and_keeps_the_date_of_kept_exchanges(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.yaml"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # 2026-01-01T00:00:00Z
+    with CompactionProxy(upstream.base_url, path, record_mode="once") as px:
+        httpx.post(px.url + "/a", json={"n": 1})
+    assert yaml.safe_load(path.read_text())["compaction"]["recorded_at"] == "2026-01-01T00:00:00Z"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767312000")  # a day later
+    # new_episodes keeps the loaded exchange: the file keeps its date
+    with CompactionProxy(upstream.base_url, path, record_mode="new_episodes") as px:
+        httpx.post(px.url + "/b", json={"n": 2})
+    assert yaml.safe_load(path.read_text())["compaction"]["recorded_at"] == "2026-01-01T00:00:00Z"
+    # rewrite holds this run's exchanges only: dated now
+    with CompactionProxy(upstream.base_url, path, record_mode="rewrite") as px:
+        httpx.post(px.url + "/a", json={"n": 1})
+    assert load_cassette(path).recorded_at is not None
+    assert yaml.safe_load(path.read_text())["compaction"]["recorded_at"] == "2026-01-02T00:00:00Z"
+
+
 def test_the_upstream_prefix_and_query_and_json_value_matching(
     tmp_path: Path, upstream: Upstream
 ) -> None:
