@@ -118,6 +118,9 @@ if TYPE_CHECKING:  # the lazy names, as type checkers see them
         RequestNotRecorded as RequestNotRecorded,
     )
     from .replay._recorder import (
+        StaleCassetteWarning as StaleCassetteWarning,
+    )
+    from .replay._recorder import (
         use_cassette as use_cassette,
     )
     from .replay._transport import (
