@@ -332,8 +332,9 @@ def derive(
 def default_name(spec_path: str | Path, overlays: Sequence[Overlay] = ()) -> str:
     """``2026-08-21_f85dbe223d40_openapi.yaml`` -> ``2026-08-21_f85dbe223d40``.
 
-    With overlays, the newest evidence names it (``2026-11-19_openai-3.57.0``) when the overlay
-    says when its evidence was released; else the spec's name and the overlays' file stems.
+    With overlays, the last overlay's evidence names it (``2026-11-26_openai-3.60.0`` after the
+    openai 3.57.0 and 3.60.0 overlays) when that overlay says when its evidence was released;
+    else the spec's name and the overlays' file stems.
     """
     stem = Path(spec_path).name.split(".")[0].removesuffix("_openapi")
     covered = [o.evidence for o in overlays if o.evidence is not None]

@@ -136,7 +136,7 @@ def test_real_recordings_by_default_are_judged_by_the_newest(
 ) -> None:
     code, out, _ = run(capsys, str(recorded[0]))
     assert code == 1
-    assert "[2026-11-19_openai-3.57.0, assumed]" in out
+    assert "[2026-11-26_openai-3.60.0, assumed]" in out
     assert (
         "response: usage.input_tokens_details: missing required property 'cache_write_tokens'"
         in out

@@ -73,32 +73,40 @@ def test_schemas_list_shows_each_versions_source_date_source_and_the_default() -
     assert head.split() == ["version", "source", "date", "source"]
     versions = available_versions()
     assert list(rows) == list(versions)
-    for name in versions[:-1]:
+    overlaid = []
+    for name in versions:
         manifest = json.loads((version_folder(name) / "manifest.json").read_bytes())
+        if manifest.get("overlays"):
+            overlaid.append(name)
+            continue
         spec = manifest["source"]["file"]
         # the committed specs' dates are those their file names start with
         assert manifest["source"]["date"] == spec[:10] == name[:10]
         assert rows[name].split() == [name, spec[:10], "spec", spec], rows[name]
-    newest = versions[-1]
-    manifest = json.loads((version_folder(newest) / "manifest.json").read_bytes())
-    covers, spec = manifest["covers"], manifest["source"]
-    assert rows[newest].split() == [
-        newest,
-        covers["released"],
-        "openai",
-        covers["version"],
-        "SDK",
-        "types",
-        "(overlay",
-        f"{manifest['overlays'][0]['file']})",
-        "over",
-        "spec",
-        spec["file"],
-        f"({spec['date']})",
-        "(newest,",
-        "default)",
-    ]
-    assert (covers["released"], spec["date"]) == ("2026-11-19", "2026-08-21")
+    assert overlaid == [versions[-2], versions[-1]]
+    # an overlaid version: the release its evidence covers, and each overlay it applied, in order
+    for name in overlaid:
+        manifest = json.loads((version_folder(name) / "manifest.json").read_bytes())
+        covers, spec = manifest["covers"], manifest["source"]
+        files = ", ".join(overlay["file"] for overlay in manifest["overlays"])
+        default = ["(newest,", "default)"] if name == versions[-1] else []
+        assert rows[name].split() == [
+            name,
+            covers["released"],
+            "openai",
+            covers["version"],
+            "SDK",
+            "types",
+            "(overlay",
+            *f"{files})".split(),
+            "over",
+            "spec",
+            spec["file"],
+            f"({spec['date']})",
+            *default,
+        ], rows[name]
+    covers = json.loads((version_folder(versions[-1]) / "manifest.json").read_bytes())["covers"]
+    assert (covers["released"], covers["version"]) == ("2026-11-26", "3.60.0")
     # the columns line up: every date starts where the header's does
     column = head.index("source date")
     assert {line[column : column + 10] for line in rows.values()} == {

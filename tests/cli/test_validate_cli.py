@@ -16,7 +16,7 @@ from conftest import REFERENCE
 from pytest_compaction import load_cassette
 
 CLI = [sys.executable, "-m", "pytest_compaction"]
-NEWEST = "2026-11-19_openai-3.57.0"
+NEWEST = "2026-11-26_openai-3.60.0"
 CACHE_WRITE = "usage.input_tokens_details: missing required property 'cache_write_tokens'"
 RECORDED = REFERENCE / "recorded" / "pydantic-ai-stock-vcrpy"
 

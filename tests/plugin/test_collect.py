@@ -94,7 +94,7 @@ def test_ini_key_named_paths_and_the_default_off(pytester: pytest.Pytester, suit
     }
     result.stdout.fnmatch_lines(
         [
-            "*does not conform to schema version 2026-11-19_openai-3.57.0:",
+            "*does not conform to schema version 2026-11-26_openai-3.60.0:",
             "  response: usage.input_tokens_details: missing required property*cache_write_tokens*",
         ]
     )

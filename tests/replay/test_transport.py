@@ -334,7 +334,7 @@ def test_a_real_recording_is_validated_as_it_plays(reference: Path) -> None:
         v.endswith("usage.input_tokens_details: missing required property 'cache_write_tokens'")
         for v in newest.violations
     )
-    newest_name = r"2026-11-19_openai-3\.57\.0"
+    newest_name = r"2026-11-26_openai-3\.60\.0"
     with pytest.raises(AssertionError, match=rf"8 violation\(s\) of schema version {newest_name}"):
         newest.assert_valid()
 

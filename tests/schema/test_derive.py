@@ -72,17 +72,30 @@ def spec_files() -> list[Path]:
 OVERLAYS = COMMITTED / "overlays"
 
 
-def overlaid() -> list[tuple[Path, Path]]:
-    """(spec, overlay) of each bundled overlay: the spec its ``extends`` names."""
+def overlaid() -> list[tuple[Path, list[Path]]]:
+    """(spec, overlays) of each bundled overlaid version, oldest first.
+
+    The bundled overlays are deltas: in the order their evidence was released, each applies
+    after the ones before it, to the spec its ``extends`` names. The version of an overlay is
+    that spec with it and every earlier overlay.
+    """
+    found = []
+    for overlay in OVERLAYS.glob("*.overlay.yaml"):
+        document = yaml.safe_load(overlay.read_text())
+        found.append((document["x-evidence"]["released"], document["extends"], overlay))
+    found.sort()
     out = []
-    for overlay in sorted(OVERLAYS.glob("*.overlay.yaml")):
-        extends = yaml.safe_load(overlay.read_text())["extends"]
-        out.append((SPECS / extends, overlay))
+    for count, (_, extends, _) in enumerate(found, 1):
+        out.append((SPECS / extends, [overlay for _, _, overlay in found[:count]]))
     return out
 
 
-def overlaid_name(spec: Path, overlay: Path) -> str:
-    return default_name(spec, [load_overlay(overlay)])
+def overlaid_name(spec: Path, overlays: list[Path]) -> str:
+    return default_name(spec, [load_overlay(overlay) for overlay in overlays])
+
+
+def overlay_flags(overlays: list[Path]) -> list[str]:
+    return [flag for overlay in overlays for flag in ("--overlay", str(overlay))]
 
 
 def version_dirs() -> list[Path]:
@@ -155,7 +168,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         [*CLI, "schemas", "derive", "--spec", str(s), "--out", str(out)] for s in spec_files()
     ]
     commands += [
-        [*CLI, "schemas", "derive", "--spec", str(s), "--overlay", str(o), "--out", str(out)]
+        [*CLI, "schemas", "derive", "--spec", str(s), *overlay_flags(o), "--out", str(out)]
         for s, o in overlaid()
     ]
     # a hash seed of their own: set/dict order must not leak into the output
@@ -178,14 +191,19 @@ def derived(reference: Reference) -> dict[str, Derivation]:
 
 # -- regeneration -------------------------------------------------------------------------
 @needs_specs
-def test_four_reference_specs_one_overlay_and_five_committed_folders() -> None:
+def test_four_reference_specs_two_overlays_and_six_committed_folders() -> None:
     names = [default_name(s) for s in spec_files()]
     assert len(names) == 4
     assert [n[:10] for n in names] == ["2026-04-13", "2026-05-13", "2026-07-15", "2026-08-21"]
-    ((spec, overlay),) = overlaid()
-    assert spec.is_file(), f"{overlay.name} extends {spec.name}, which is not a reference spec"
-    names.append(overlaid_name(spec, overlay))
-    assert names[-1] == "2026-11-19_openai-3.57.0"
+    chains = overlaid()
+    assert [[o.name for o in overlays] for _, overlays in chains] == [
+        ["openai-3.57.0.overlay.yaml"],
+        ["openai-3.57.0.overlay.yaml", "openai-3.60.0.overlay.yaml"],
+    ]
+    for spec, overlays in chains:
+        assert spec.is_file(), f"{overlays[-1].name} extends {spec.name}, not a reference spec"
+        names.append(overlaid_name(spec, overlays))
+    assert names[-2:] == ["2026-11-19_openai-3.57.0", "2026-11-26_openai-3.60.0"]
     assert [p.name for p in version_dirs()] == names
     assert sorted(p.name for p in COMMITTED.iterdir() if p.is_dir()) == [*names, "overlays"]
 
@@ -203,7 +221,8 @@ def test_committed_schemas_regenerate_byte_for_byte(derived: dict[str, Derivatio
         assert not changed, (
             f"schemas/{name}: {changed} differ from a fresh derivation of {derivation.spec.name};"
             f" regenerate: pytest-compaction schemas derive --spec {derivation.spec} --out schemas"
-            " (with --overlay schemas/overlays/<file> for an overlaid version)"
+            " (with --overlay schemas/overlays/<file> for an overlaid version, once per overlay"
+            " of its manifest, in order)"
         )
         assert f"wrote {derivation.folder}" in derivation.result.stdout
 
@@ -585,23 +604,26 @@ def test_bad_specs_through_the_command_exit_2_without_traceback(tmp_path: Path) 
 
 
 # -- listing and packaging --------------------------------------------------------------------
-def test_schemas_list_shows_the_five_versions_newest_last() -> None:
+def test_schemas_list_shows_the_six_versions_newest_last() -> None:
     [result] = run_all([[*CLI, "schemas", "list"]])
     assert result.returncode == 0, result.stderr
     head, *lines = result.stdout.splitlines()
     assert head.split("  ")[0].strip() == "version" and "source date" in head
     folders = [p.name for p in version_dirs()]
     assert [line.split()[0] for line in lines] == folders
-    assert len(lines) == 5
+    assert len(lines) == 6
     # each spec version: the date of its spec and the spec file
-    for line in lines[:-1]:
+    for line in lines[:4]:
         name, date, *source = line.split()
         assert (date, " ".join(source)) == (name[:10], f"spec {name}_openapi.yaml"), line
-    assert " ".join(lines[-1].split()) == (
+    # each overlaid version: its evidence's release date, and every overlay it applied, in order
+    assert [" ".join(line.split()) for line in lines[4:]] == [
         "2026-11-19_openai-3.57.0 2026-11-19 openai 3.57.0 SDK types (overlay "
-        "openai-3.57.0.overlay.yaml) over spec 2026-08-21_f85dbe223d40_openapi.yaml (2026-08-21) "
-        "(newest, default)"
-    )
+        "openai-3.57.0.overlay.yaml) over spec 2026-08-21_f85dbe223d40_openapi.yaml (2026-08-21)",
+        "2026-11-26_openai-3.60.0 2026-11-26 openai 3.60.0 SDK types (overlay "
+        "openai-3.57.0.overlay.yaml, openai-3.60.0.overlay.yaml) over spec "
+        "2026-08-21_f85dbe223d40_openapi.yaml (2026-08-21) (newest, default)",
+    ]
     assert all("newest" not in line for line in lines[:-1])
 
 

@@ -1,10 +1,14 @@
-"""The openai 3.57.0 overlay against the SDK's own types.
+"""The bundled overlays against the installed SDK's own types.
 
-Every action of ``schemas/overlays/openai-3.57.0.overlay.yaml`` cites an SDK type in its
-description (``openai 3.57.0 <module>.<Class>: ...``). Each property an action adds must exist on
-that type with the same required-ness, and each enum must hold exactly the values of the SDK's
-``Literal``. Derivation with the overlay must accept SDK-built bodies that the 2026-08-21 contract
-does not.
+The overlays in ``schemas/overlays`` are deltas: in the order their evidence was released
+(``openai-3.57.0``, then ``openai-3.60.0``), each applies after the ones before it to the
+2026-08-21 spec, and the newest one's evidence is the SDK release the dev extra pins. Every
+action cites an SDK type in its description (``openai <its overlay's version> <module>.<Class>:
+...``). On the spec with every overlay applied, each property an action adds must exist on that
+type of the installed SDK with the same required-ness, and each enum must hold exactly the values
+of the SDK's ``Literal``. Derivation with the overlays must accept SDK-built bodies that the
+2026-08-21 contract does not, and what only the newest overlay adds must be undocumented in the
+version before it.
 """
 
 from __future__ import annotations
@@ -29,17 +33,27 @@ from pytest_compaction import validate  # noqa: E402
 from pytest_compaction.schema._derive import derive_to  # noqa: E402
 from pytest_compaction.schema._overlay import Action, apply_overlay, load_overlay  # noqa: E402
 
-OVERLAY = (
-    Path(__file__).resolve().parents[2] / "schemas" / "overlays" / "openai-3.57.0.overlay.yaml"
-)
+OVERLAY_DIR = Path(__file__).resolve().parents[2] / "schemas" / "overlays"
 SPEC = REFERENCE / "openai-openapi" / "2026-08-21_f85dbe223d40_openapi.yaml"
 BASE_VERSION = "2026-08-21"
-EVIDENCE = re.compile(r"^openai 3\.57\.0 (?P<name>[A-Za-z_][\w.]*): \S")
+PREVIOUS_VERSION = "2026-11-19_openai-3.57.0"  # the bundled version before the newest
+EVIDENCE = re.compile(r"^openai (?P<version>\d+\.\d+\.\d+) (?P<name>[A-Za-z_][\w.]*): \S")
 
 needs_spec = pytest.mark.skipif(
     not SPEC.is_file(), reason=f"reference spec not found at {SPEC} (only in a full checkout)"
 )
-ACTIONS = load_overlay(OVERLAY).actions
+
+
+def raw_overlay(path: Path) -> dict[str, Any]:
+    return typing.cast(dict[str, Any], yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+# Oldest first: the order they apply in. The last one's evidence is the installed SDK.
+CHAIN = sorted(
+    OVERLAY_DIR.glob("*.overlay.yaml"), key=lambda p: raw_overlay(p)["x-evidence"]["released"]
+)
+NEWEST = CHAIN[-1]
+ACTIONS = [(path, action) for path in CHAIN for action in load_overlay(path).actions]
 
 
 # -- the SDK side ---------------------------------------------------------------------------
@@ -231,20 +245,22 @@ def check_value(spec: dict[str, Any], schema: Any, annotation: Any, where: str) 
     return count
 
 
-def evidence(action: Action) -> Any:
+def evidence(overlay: Path, action: Action) -> Any:
+    version = raw_overlay(overlay)["x-evidence"]["version"]
     found = EVIDENCE.match(action.description)
-    assert found, (
-        f"description does not start with 'openai 3.57.0 <model>: ': {action.description!r}"
+    assert found and found["version"] == version, (
+        f"{overlay.name}: description does not start with 'openai {version} <model>: ': "
+        f"{action.description!r}"
     )
     return import_dotted(found["name"])
 
 
-def check_action(spec: dict[str, Any], action: Action) -> int:
+def check_action(spec: dict[str, Any], overlay: Path, action: Action) -> int:
     """Compare what one action changes with its SDK type; returns how many values it compared."""
-    sdk = evidence(action)
+    sdk = evidence(overlay, action)
     update = action.update
     target = action.target
-    sdk_field = OVERLAY_EXTRAS[action.index].get("x-sdk-field")
+    sdk_field = OVERLAY_EXTRAS[overlay][action.index].get("x-sdk-field")
     if target == "$.components.schemas":
         (name,) = update
         return check_object(spec, spec["components"]["schemas"][name], sdk, name)
@@ -272,10 +288,11 @@ def check_action(spec: dict[str, Any], action: Action) -> int:
     raise AssertionError(f"{target}: no check for this kind of action")
 
 
-OVERLAY_EXTRAS = [
-    {k: v for k, v in raw.items() if str(k).startswith("x-")}
-    for raw in yaml.safe_load(OVERLAY.read_text(encoding="utf-8"))["actions"]
-]
+OVERLAY_EXTRAS = {
+    path: [{k: v for k, v in raw.items() if str(k).startswith("x-")} for raw in document]
+    for path in CHAIN
+    for document in [raw_overlay(path)["actions"]]
+}
 
 
 @pytest.fixture(scope="module")
@@ -286,31 +303,40 @@ def base_spec() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def overlaid(base_spec: dict[str, Any]) -> dict[str, Any]:
-    return apply_overlay(base_spec, load_overlay(OVERLAY))
+    out = base_spec
+    for path in CHAIN:
+        out = apply_overlay(out, load_overlay(path))
+    return out
 
 
-def test_overlay_names_its_evidence() -> None:
-    document = yaml.safe_load(OVERLAY.read_text(encoding="utf-8"))
-    assert document["x-evidence"] == {
-        "package": "openai",
-        "version": "3.57.0",
-        "released": "2026-11-19",
-    }
-    assert openai.__version__ == "3.57.0", "the overlay's evidence is openai 3.57.0"
+def test_overlays_name_their_evidence_and_the_newest_is_installed() -> None:
+    assert [raw_overlay(p)["x-evidence"] for p in CHAIN] == [
+        {"package": "openai", "version": "3.57.0", "released": "2026-11-19"},
+        {"package": "openai", "version": "3.60.0", "released": "2026-11-26"},
+    ]
+    assert [p.name for p in CHAIN] == ["openai-3.57.0.overlay.yaml", "openai-3.60.0.overlay.yaml"]
+    assert openai.__version__ == "3.60.0", "the newest overlay's evidence is openai 3.60.0"
 
 
 @needs_spec
 def test_every_action_applies(base_spec: dict[str, Any]) -> None:
-    overlay = load_overlay(OVERLAY)
-    out = apply_overlay(base_spec, overlay)
-    assert out is not base_spec
-    assert len(overlay.actions) == len(OVERLAY_EXTRAS)
+    out = base_spec
+    for path in CHAIN:
+        overlay = load_overlay(path)
+        applied = apply_overlay(out, overlay)
+        assert applied is not out
+        assert len(overlay.actions) == len(OVERLAY_EXTRAS[path])
+        out = applied
 
 
 @needs_spec
-@pytest.mark.parametrize("action", ACTIONS, ids=[f"{a.index}:{a.target}" for a in ACTIONS])
-def test_action_matches_sdk(overlaid: dict[str, Any], action: Action) -> None:
-    assert check_action(overlaid, action) > 0
+@pytest.mark.parametrize(
+    ("overlay", "action"),
+    ACTIONS,
+    ids=[f"{p.name.removesuffix('.overlay.yaml')}:{a.index}:{a.target}" for p, a in ACTIONS],
+)
+def test_action_matches_sdk(overlaid: dict[str, Any], overlay: Path, action: Action) -> None:
+    assert check_action(overlaid, overlay, action) > 0
 
 
 # -- bodies built from the SDK's types --------------------------------------------------------
@@ -392,11 +418,78 @@ def create_request() -> dict[str, Any]:
     }
 
 
+# What the openai 3.60.0 types add (schemas/overlays/openai-3.60.0.overlay.yaml).
+SAFETY_IDENTIFIER = "user-7f3a"
+
+
+def compact_request_360() -> dict[str, Any]:
+    from openai.types.responses.response_compact_params import ResponseCompactParams
+
+    body: ResponseCompactParams = {
+        "model": "gpt-6.2-sol-healthcare",
+        "input": [{"role": "user", "content": "hello"}],
+        "safety_identifier": SAFETY_IDENTIFIER,
+    }
+    return dict(body)
+
+
+def compact_response_360() -> dict[str, Any]:
+    from openai.types.responses.compacted_response import CompactedResponse
+
+    resource = CompactedResponse.model_validate(
+        {
+            "id": "resp_002",
+            "object": "response.compaction",
+            "created_at": 1775143637,
+            "output": [{"id": "cmp_002", "type": "compaction", "encrypted_content": "gAAAAB"}],
+            "usage": {
+                "input_tokens": 10,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": 5,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 15,
+            },
+            "safety_identifier": SAFETY_IDENTIFIER,
+            "service_tier": "default",
+        }
+    )
+    return resource.model_dump(mode="json", exclude_none=True)
+
+
+def beta_compact_request_360() -> dict[str, Any]:
+    from openai.types.beta.response_compact_params import ResponseCompactParams
+
+    body: ResponseCompactParams = {
+        "model": "gpt-6.2-astra-healthcare",
+        "input": [{"role": "user", "content": "hello"}],
+        "safety_identifier": SAFETY_IDENTIFIER,
+    }
+    return dict(body)
+
+
+def beta_compact_response_360() -> dict[str, Any]:
+    from openai.types.beta.beta_compacted_response import BetaCompactedResponse
+
+    resource = BetaCompactedResponse.model_validate(compact_response_360())
+    return resource.model_dump(mode="json", exclude_none=True)
+
+
 BODIES = {
     "compacting-event": ("responses.event", compacting_event),
     "compact-request": ("request", compact_request),
     "compact-response": ("response", compact_response),
     "create-request": ("responses.request", create_request),
+    "compact-request-3.60": ("request", compact_request_360),
+    "compact-response-3.60": ("response", compact_response_360),
+    "beta-compact-request-3.60": ("beta.request", beta_compact_request_360),
+    "beta-compact-response-3.60": ("beta.response", beta_compact_response_360),
+}
+# What each 3.60 body carries that the version before the newest does not declare.
+NEW_IN_360 = {
+    "compact-request-3.60": ["/safety_identifier"],
+    "compact-response-3.60": ["/safety_identifier", "/service_tier"],
+    "beta-compact-request-3.60": ["/safety_identifier"],
+    "beta-compact-response-3.60": ["/safety_identifier", "/service_tier"],
 }
 
 
@@ -404,8 +497,8 @@ BODIES = {
 def derived(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not SPEC.is_file():
         pytest.skip(f"reference spec not found at {SPEC} (only in a full checkout)")
-    target = derive_to(SPEC, tmp_path_factory.mktemp("overlaid"), overlays=[OVERLAY])
-    assert target.name == "2026-11-19_openai-3.57.0"
+    target = derive_to(SPEC, tmp_path_factory.mktemp("overlaid"), overlays=CHAIN)
+    assert target.name == "2026-11-26_openai-3.60.0"
     return target
 
 
@@ -422,3 +515,23 @@ def test_sdk_bodies_not_clean_under_base(case: str) -> None:
     kind, build = BODIES[case]
     report = validate(kind, build(), version=BASE_VERSION)
     assert not (report.valid and not report.drift), report
+
+
+@pytest.mark.parametrize("case", sorted(NEW_IN_360))
+def test_what_360_adds_is_strictly_valid_in_the_newest_and_undocumented_before(case: str) -> None:
+    kind, build = BODIES[case]
+    body = build()
+    newest = validate(kind, body, version="2026-11-26", strict=True)
+    assert newest.version == "2026-11-26_openai-3.60.0"
+    assert newest.valid and not newest.drift, newest
+    before = validate(kind, body, version=PREVIOUS_VERSION, strict=True)
+    assert sorted(v.path for v in before.violations) == NEW_IN_360[case], before
+    for violation in before.violations:
+        name = violation.path.lstrip("/")
+        assert violation.message == (
+            f"{name}: undocumented property (newer than the contract: schema version "
+            "2026-11-26_openai-3.60.0 declares it) (strict)"
+        )
+    # not strict: drift, not a violation
+    loose = validate(kind, body, version=PREVIOUS_VERSION)
+    assert loose.valid and sorted(n.path for n in loose.drift) == NEW_IN_360[case], loose

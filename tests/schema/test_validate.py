@@ -32,12 +32,13 @@ from pytest_compaction.schema._versions import schemas_root
 
 RECORDED = REFERENCE / "recorded"
 SPECS = REFERENCE / "openai-openapi"
-V0413, V0513, V0715, V0821, V1119 = (
+V0413, V0513, V0715, V0821, V1119, V1126 = (
     "2026-04-13_tryAGI-85fe06bb6f18",
     "2026-05-13_5162af98d314",
     "2026-07-15_535f5dc97632",
     "2026-08-21_f85dbe223d40",
     "2026-11-19_openai-3.57.0",  # the 2026-08-21 spec with the openai 3.57.0 SDK's overlay
+    "2026-11-26_openai-3.60.0",  # ... and then the openai 3.60.0 SDK's overlay
 )
 CACHE_WRITE = "usage.input_tokens_details: missing required property 'cache_write_tokens'"
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -53,9 +54,9 @@ def shape(report: Report) -> list[tuple[str, str]]:
     return [(v.path, v.message) for v in report.violations]
 
 
-def test_bundled_versions_are_the_four_reference_versions_and_the_overlaid_one() -> None:
-    assert available_versions() == (V0413, V0513, V0715, V0821, V1119)
-    assert newest_version() == V1119
+def test_bundled_versions_are_the_four_reference_versions_and_the_overlaid_two() -> None:
+    assert available_versions() == (V0413, V0513, V0715, V0821, V1119, V1126)
+    assert newest_version() == V1126
 
 
 # -- real recordings ----------------------------------------------------------------------
@@ -365,13 +366,14 @@ def test_a_violation_and_drift_are_both_reported() -> None:
 
 # -- versions ----------------------------------------------------------------------------------
 def test_versions_by_folder_name_date_prefix_folder_path_or_default() -> None:
-    assert resolve_version(None) == resolve_version("") == V1119
+    assert resolve_version(None) == resolve_version("") == V1126
+    assert resolve_version("2026-11-19") == V1119
     assert resolve_version("2026-07-15") == V0715
     assert resolve_version("2026-04") == V0413
     assert resolve_version(V0513) == V0513
     assert Path(resolve_version(schemas_root() / V0513)) == (schemas_root() / V0513).resolve()
     assert validate("request", {"model": "m"}, version="2026-05-13").version == V0513
-    assert validate("request", {"model": "m"}).version == V1119
+    assert validate("request", {"model": "m"}).version == V1126
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
-"""The embedded server and the shapes the API sends today (openai SDK 3.57.0).
+"""The embedded server and the shapes the API sends today (openai SDK 3.57.0 and 3.60.0).
 
 Compacting progress events, the streamed ``compaction_trigger`` flow, ``response.completed``
-without its output, ``configuration_update`` items and the ``image`` option, and the beta
-compact route. Driven over real HTTP on 127.0.0.1 through the openai SDK, with httpx for the
-raw server-sent events; only shapes the newest bundled schema version knows are validated.
+without its output, ``configuration_update`` items and the ``image`` option, the compact
+request's ``safety_identifier`` (3.60.0), and the beta compact route. Driven over real HTTP on
+127.0.0.1 through the openai SDK, with httpx for the raw server-sent events; only shapes the
+newest bundled schema version knows are validated.
 """
 
 from __future__ import annotations
@@ -340,6 +341,65 @@ def test_malformed_newer_shapes_are_refused_by_the_servers_own_rules(
     error = answer.json()["error"]
     assert (error["param"], error["code"], error["type"]) == (param, code, "invalid_request_error")
     assert_valid("error", answer.json())
+
+
+# -- safety_identifier (openai SDK 3.60.0) ---------------------------------------------------------
+SAFETY_IDENTIFIER = "user-7f3a"
+# The version before the one that declares safety_identifier (the openai 3.60.0 overlay).
+BEFORE_SAFETY_IDENTIFIER = "2026-11-19_openai-3.57.0"
+
+
+def safety_compact(sdk: openai.OpenAI, route: str) -> Any:
+    """A compact call through the SDK's own ``safety_identifier`` argument, raw."""
+    if route == "beta":
+        return sdk.beta.responses.with_raw_response.compact(
+            model="gpt-6.2-astra-healthcare",
+            input="summarize the plan",
+            safety_identifier=SAFETY_IDENTIFIER,
+            betas=BETA,  # type: ignore[arg-type]
+        )
+    return sdk.responses.with_raw_response.compact(
+        model="gpt-6.2-sol-healthcare",
+        input="summarize the plan",
+        safety_identifier=SAFETY_IDENTIFIER,
+    )
+
+
+@pytest.mark.parametrize("route", ["plain", "beta"])
+def test_a_compact_with_a_safety_identifier_is_taken_by_the_newest_version(
+    route: str, server: CompactionServer, client: openai.OpenAI
+) -> None:
+    raw = safety_compact(client, route)
+    assert raw.status_code == 200, raw.text
+    kind = "beta.request" if route == "beta" else "request"
+    sent = server.requests[-1].json()
+    assert sent["safety_identifier"] == SAFETY_IDENTIFIER
+    assert validate(kind, sent, version=newest_version(), strict=True).valid  # type: ignore[arg-type]
+    body = json.loads(raw.text)
+    # Not echoed: the SDK's CompactedResponse.safety_identifier is "A stable identifier that was
+    # used for safety monitoring and abuse detection", not a statement that the API returns
+    # what the request sent.
+    assert "safety_identifier" not in body and "service_tier" not in body
+    kind = "beta.response" if route == "beta" else "response"
+    assert validate(kind, body, version=newest_version(), strict=True).valid  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("route", ["plain", "beta"])
+def test_a_compact_with_a_safety_identifier_is_refused_by_the_version_before(route: str) -> None:
+    with (
+        CompactionServer(deterministic=True, schema_version=BEFORE_SAFETY_IDENTIFIER) as srv,
+        openai.OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0, timeout=10) as sdk,
+        pytest.raises(openai.BadRequestError) as refused,
+    ):
+        safety_compact(sdk, route)
+    assert refused.value.status_code == 400
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"], error["message"]) == (
+        "safety_identifier",
+        "unknown_parameter",
+        "Unknown parameter: 'safety_identifier'.",
+    )
 
 
 # -- the beta compact route ------------------------------------------------------------------------
