@@ -61,6 +61,11 @@ checked:
    maximhq/bifrost#2441, bigduu/Bamboo-agent#64). Its ``source_pointer`` is ``/store`` in that
    exchange's request.
 
+**Recovery.** Once a request continuing an answer is refused with ``400
+invalid_encrypted_content``, that answer's compaction item cannot be used any more: the
+documented recovery drops it or compacts the full history again. A later request continuing
+the same answer is then not held to rules 1 and 2 (what it leaves out); the other rules hold.
+
 Which earlier answer a request continues, among the successful (2xx) ``POST /responses`` and
 ``/responses/compact`` exchanges before it, is decided once per request (see :mod:`._links`),
 and every rule reads the request against that answer. How a request and its answer are read,
@@ -175,6 +180,8 @@ class _Chain:
         self.links = Links()
         self.found: list[ChainViolation] = []
         self._seen: set[tuple[int, int, str]] = set()
+        # Answers whose compaction token a continuing request had refused (see Recovery).
+        self._refused: set[int] = set()
 
     # -- findings ---------------------------------------------------------------------------------
     def report(
@@ -483,8 +490,10 @@ class _Chain:
         source = self.links.link(turn, previous, resent)
         self.tokens_kept(turn, source if source is not None else previous)
         self.stateful(turn, resent)
-        if source is not None:
+        if source is not None and source not in self._refused:
             self.rule_for(turn, source)
+        if source is not None and turn.refused_token:
+            self._refused.add(source)
 
     def rule_for(self, turn: Turn, index: int) -> None:
         earlier = self.links.turns[index]

@@ -53,6 +53,8 @@ class Turn:
     store: bool | None = None  # the request's ``store`` (None: not set)
     threshold: int | None = None  # the lowest ``compact_threshold`` of ``context_management``
     input_tokens: int | None = None  # the answer's ``usage.input_tokens``
+    # Answered 400 ``invalid_encrypted_content``: a compaction token it passed was refused.
+    refused_token: bool = False
 
 
 def sse_events(text: str) -> list[tuple[str, Any]]:
@@ -192,6 +194,10 @@ def turn_of_exchange(index: int, exchange: Exchange) -> Turn | None:
         return None
     turn = new_turn(index, compact, body)
     if not 200 <= exchange.status < 300:
+        # The code is matched in the whole body: gateways quote the API's error in their own.
+        turn.refused_token = exchange.status == 400 and _REFUSED_TOKEN in (
+            exchange.response_body or b""
+        )
         return turn
     raw = exchange.response_body or b""
     is_json, value = _parsed(raw)
@@ -200,6 +206,9 @@ def turn_of_exchange(index: int, exchange: Exchange) -> Turn | None:
     elif is_json:
         from_response(turn, value)
     return turn
+
+
+_REFUSED_TOKEN = b"invalid_encrypted_content"
 
 
 def _streamed(headers: Mapping[str, list[str]], raw: bytes, request: Any, is_json: bool) -> bool:

@@ -488,6 +488,42 @@ def test_the_fault_by_header_with_times_and_its_cassette(
         ).raise_for_status()
 
 
+@pytest.mark.parametrize("recovery", ["drop the compaction item", "compact the full history"])
+def test_the_documented_recovery_after_a_refused_token_keeps_the_chain(
+    tmp_path: Path, server: CompactionServer, capsys: pytest.CaptureFixture[str], recovery: str
+) -> None:
+    refused = {"x-compaction-fault": "invalid-encrypted-content"}
+
+    def continued(compacted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if recovery == "drop the compaction item":
+            return [*[i for i in compacted if i["type"] != "compaction"], NEXT]
+        return [*HISTORY, NEXT]
+
+    def steps(with_refusal: bool) -> Callable[[openai.OpenAI], None]:
+        def run(client: openai.OpenAI) -> None:
+            compacted = dumped(client.responses.compact(model=MODEL, input=HISTORY).output)  # type: ignore[arg-type]
+            if with_refusal:
+                with pytest.raises(openai.BadRequestError, match="could not be verified"):
+                    client.responses.compact(
+                        model=MODEL,
+                        input=[*compacted, NEXT],  # type: ignore[list-item]
+                        extra_headers=refused,
+                    )
+            client.responses.compact(model=MODEL, input=continued(compacted))  # type: ignore[arg-type]
+
+        return run
+
+    recovered = tmp_path / "recovered.yaml"
+    assert [e.status for e in record(recovered, server, steps(True))] == [200, 400, 200]
+    status, out = check(recovered, capsys)
+    assert status == 0, out
+    # Without the refusal the same request prunes a good compaction item: rule 1 still holds.
+    pruned = tmp_path / "pruned.yaml"
+    assert [e.status for e in record(pruned, server, steps(False))] == [200, 200]
+    status, out = check(pruned, capsys)
+    assert status == 1 and "rule 1 (compact-output): exchange 1 input" in out, out
+
+
 def test_the_serve_command_takes_the_fault() -> None:
     command = "from pytest_compaction.cli import main; raise SystemExit(main())"
     serve = ["serve", "--port", "0", "--deterministic", "--fault", "invalid-encrypted-content"]
