@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "._demo",
     "._proxy",
     "._diff",
+    "._corpus",
 )
 
 

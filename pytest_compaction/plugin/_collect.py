@@ -3,10 +3,11 @@
 Every cassette under the cassette directories (the configured one, else each ``cassettes``
 folder: beside a test module, or at the rootdir) becomes a collector with one item per
 ``POST /responses/compact`` or ``POST /responses`` exchange, which validates the exchange like
-``pytest-compaction check`` does. A downstream suite thus runs its regression checks with
-plain ``pytest`` (and in parallel under xdist, since items are ordinary items). Cassettes that
-the normal collection walk does not reach are added when pytest was started without explicit
-paths; with paths, only the cassettes under them are collected.
+``pytest-compaction check`` does, and, when it holds two or more of them, a ``chain`` item that
+checks the chaining rules across them (``contract._chain``). A downstream suite thus runs its
+regression checks with plain ``pytest`` (and in parallel under xdist, since items are ordinary
+items). Cassettes that the normal collection walk does not reach are added when pytest was
+started without explicit paths; with paths, only the cassettes under them are collected.
 """
 
 from __future__ import annotations
@@ -135,11 +136,15 @@ class CassetteFile(pytest.File):
             yield UnreadableCassette.from_parent(self, name="load", error=str(exc))
             return
         assert data is not None  # an explicit read never skips
+        calls = 0
         for index, exchange in enumerate(data.exchanges):
             if route_of(exchange.method, exchange.uri) is not None:
+                calls += 1
                 yield ExchangeItem.from_parent(
                     self, name=f"exchange[{index}]", data=data, index=index, exchange=exchange
                 )
+        if calls > 1:  # the chaining rules link a request to an earlier answer
+            yield ChainItem.from_parent(self, name="chain", data=data)
 
 
 class ExchangeFailed(Exception):
@@ -197,6 +202,29 @@ class ExchangeItem(pytest.Item):
             None,
             f"{self.path.name} exchange {self.index}: {self.exchange.method} {path}",
         )
+
+
+class ChainItem(pytest.Item):
+    """Checks the chaining rules across the cassette's exchanges, as replay and ``check`` do."""
+
+    def __init__(self, *, data: CassetteData, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data = data
+
+    def runtest(self) -> None:
+        from ..contract._chain import chain_failure
+
+        message = chain_failure(self.data.exchanges, f"cassette {self.path}")
+        if message is not None:
+            raise ExchangeFailed(message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, ExchangeFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.path.name}: chaining rules"
 
 
 class UnreadableCassette(pytest.Item):

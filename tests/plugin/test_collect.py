@@ -59,8 +59,9 @@ def test_one_item_per_exchange_under_xdist(pytester: pytest.Pytester, suite: Pat
         "-n", "2", "-v", *QUIET,
         "--compaction-check-cassettes", "--compaction-version", "2026-05-13",
     )  # fmt: skip
-    # every POST /responses/compact and /responses exchange is an item
-    result.assert_outcomes(passed=13, failed=2)
+    # every POST /responses/compact and /responses exchange is an item, and each cassette of
+    # two or more of them has a chain item (both chains here keep the rules)
+    result.assert_outcomes(passed=15, failed=2)
     out = result.stdout.str()
     chain = load_cassette(suite / CHAIN).exchanges
     compact = [i for i, ex in enumerate(chain) if ex.path.endswith("/responses/compact")]
@@ -68,6 +69,8 @@ def test_one_item_per_exchange_under_xdist(pytester: pytest.Pytester, suite: Pat
     assert items(out) == {
         *(f"cassettes/{CHAIN}::exchange[{i}]" for i in range(8)),
         *(f"cassettes/stock/{MESSAGES}::exchange[{i}]" for i in range(4)),
+        f"cassettes/{CHAIN}::chain",
+        f"cassettes/stock/{MESSAGES}::chain",
         "cassettes/ours/broken.yaml::exchange[0]",
         "cassettes/unreadable.yaml::load",
     }
@@ -88,7 +91,7 @@ def test_ini_key_named_paths_and_the_default_off(pytester: pytest.Pytester, suit
     pytester.makeini("[pytest]\ntestpaths = tests\ncompaction_check_cassettes = true\n")
     # paths on the command line: only the cassettes under them; versions default to the newest
     result = pytester.runpytest_inprocess(*QUIET, "cassettes/stock")
-    result.assert_outcomes(failed=4)
+    result.assert_outcomes(failed=4, passed=1)  # the passing one: the cassette's chain item
     assert items(result.stdout.str()) == {
         f"cassettes/stock/{MESSAGES}::exchange[{i}]" for i in range(4)
     }
