@@ -516,8 +516,10 @@ def _compaction_id(broken: bool) -> Steps:
     def steps(endpoint: Endpoint) -> None:
         client = endpoint.client()
         out = _dumped(client.responses.compact(model=MODEL, input=HISTORY).output)
-        if broken:  # a proxy re-mints the id as it forwards the item
+        if broken:  # a proxy re-mints the id as it forwards the item: refused, as by the API
             out[-1]["id"] = "cmp_reminted0001"
+            _expect_error(lambda: client.responses.create(model=MODEL, input=[*out, NEXT]), 400)
+            return
         client.responses.create(model=MODEL, input=[*out, NEXT])
 
     return steps
@@ -627,9 +629,8 @@ def _check_entries() -> list[Entry]:
         *pair(
             "compaction-id",
             "chain rule 5: the compaction item keeps the id it was returned with",
-            "the compaction item forwarded under a re-minted id (the embedded server answers "
-            'it; the live API refuses it: "Encrypted content item_id did not match the target '
-            'item id")',
+            "the compaction item forwarded under a re-minted id, refused as the live API "
+            'refuses it: 400 "Encrypted content item_id did not match the target item id."',
             _compaction_id,
             Verdict(fails=("compaction-id",)),
         ),

@@ -23,6 +23,7 @@ as assistant turns are.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import threading
 from dataclasses import dataclass, field
@@ -47,6 +48,11 @@ _TOKEN_PREVIEW = 8
 _OVER_WINDOW = (
     "Your input exceeds the context window of this model. Please adjust your input and try again."
 )
+
+
+def _digest(state: dict[str, Any]) -> bytes:
+    """What identifies a sealed state across its tokens (a stream re-encrypts it)."""
+    return hashlib.sha256(canonical_json(state)).digest()
 
 
 def estimate_tokens(value: object) -> int:
@@ -114,10 +120,15 @@ class Compactor:
         context_window: int,
         clock: Any,
         sealer: TokenSealer | None = None,
+        binds_item_ids: bool = False,
     ) -> None:
         # ``sealer``: how tokens are made (a gateway's wire may use plaintext tokens).
         self._sealer: TokenSealer = sealer or Sealer(key, deterministic=deterministic)
         self._ids = ids
+        # ``binds_item_ids``: a compaction item passed back must keep the id its token was
+        # issued under. Sealed states (by digest) -> the ids of the items that carried them.
+        self.binds_item_ids = binds_item_ids
+        self._item_ids: dict[bytes, set[str]] = {}
         self.context_window = context_window
         self._clock = clock
         self._store: dict[str, list[dict[str, Any]]] = {}
@@ -132,15 +143,38 @@ class Compactor:
     def now(self) -> int:
         return int(self._clock())
 
-    def seal_state(self, state: dict[str, Any], variant: int = 0) -> str:
-        """A compaction token for ``state`` (``variant``: another token for the same state).
+    def seal_state(
+        self, state: dict[str, Any], variant: int = 0, *, item_id: str | None = None
+    ) -> str:
+        """A compaction token for ``state`` (``variant``: another token for the same state),
+        for the compaction item ``item_id`` (bound to it: see :meth:`open_item`).
 
         A state too large for a token is refused as a context over the model's window.
         """
         try:
-            return self._sealer.seal(state, now=self.now(), variant=variant)
+            token = self._sealer.seal(state, now=self.now(), variant=variant)
         except StateTooLarge:
             raise bad_request(_OVER_WINDOW, param="input", code="context_length_exceeded") from None
+        if item_id is not None:
+            with self._lock:
+                self._item_ids.setdefault(_digest(state), set()).add(item_id)
+        return token
+
+    def _check_item_id(self, item: dict[str, Any], state: dict[str, Any], where: str) -> None:
+        """A token passed under another id than the one it was issued with is refused."""
+        given = item.get("id")
+        if not self.binds_item_ids or not isinstance(given, str):
+            return  # an item without id is matched by its token alone
+        with self._lock:
+            issued = self._item_ids.get(_digest(state))
+        if issued is not None and given not in issued:
+            # The message the API answers (Soju06/codex-lb#1316); param and code as reported:
+            # not given.
+            raise bad_request(
+                "Encrypted content item_id did not match the target item id.",
+                param=None,
+                code=None,
+            )
 
     def prior_items(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """A copy of the items a request continues from (``previous_response_id``; [] if none).
@@ -216,10 +250,11 @@ class Compactor:
             "instructions": ctx.instructions,
             "items": ctx.transcript,
         }
+        compaction_id = self._ids.new("cmp")
         compaction = {
-            "id": self._ids.new("cmp"),
+            "id": compaction_id,
             "type": "compaction",
-            "encrypted_content": self.seal_state(state),
+            "encrypted_content": self.seal_state(state, item_id=compaction_id),
         }
         output = [*ctx.reissued, compaction]
         output_tokens = estimate_tokens(output)
@@ -301,4 +336,6 @@ class Compactor:
                 param=f"{where}.encrypted_content" if where else "previous_response_id",
                 code="invalid_encrypted_content",
             ) from None
+        if where is not None:
+            self._check_item_id(item, state, where)
         return state

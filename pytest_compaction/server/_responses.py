@@ -154,11 +154,12 @@ class Responder:
                 "instructions": sealed_instructions,
                 "items": [*opened.transcript, copy.deepcopy(message)],
             }
+            compaction_id = ids.new("cmp")
             output.append(
                 {
-                    "id": ids.new("cmp"),
+                    "id": compaction_id,
                     "type": _COMPACTION,
-                    "encrypted_content": self._compactor.seal_state(state),
+                    "encrypted_content": self._compactor.seal_state(state, item_id=compaction_id),
                 }
             )
         output_tokens = estimate_tokens(self._open(output, [None] * len(output)).shown)

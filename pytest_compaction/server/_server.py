@@ -103,6 +103,7 @@ class CompactionServer(LocalService[CompactionHTTPServer]):
             context_window=context_window,
             clock=clock,
             sealer=wire.sealer(),
+            binds_item_ids=wire.binds_item_ids,
         )
         self._state = ServerState(
             compactor=compactor,

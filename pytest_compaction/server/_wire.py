@@ -144,6 +144,10 @@ class Wire:
     """OpenAI's own wire; the gateways below override what they change."""
 
     name: ClassVar[str] = "openai"
+    # The token is bound to the compaction item's id, as the API binds it ("Encrypted content
+    # item_id did not match the target item id"); gateways that forward items unchanged to
+    # OpenAI keep the binding, servers that issue their own tokens do not document one.
+    binds_item_ids: ClassVar[bool] = True
 
     def __init__(self, *, key: bytes = b"", deterministic: bool = False) -> None:
         self.profile: Dialect = get_dialect(self.name)
@@ -587,6 +591,7 @@ class OllamaWire(Wire):
     """
 
     name = "ollama"
+    binds_item_ids = False
 
     @property
     def routes(self) -> frozenset[str]:
@@ -701,6 +706,7 @@ class VllmWire(Wire):
     """
 
     name = "vllm"
+    binds_item_ids = False
 
     @property
     def routes(self) -> frozenset[str]:
@@ -741,6 +747,7 @@ class LlamaStackWire(Wire):
     """
 
     name = "llamastack"
+    binds_item_ids = False
 
     @property
     def routes(self) -> frozenset[str]:
@@ -791,6 +798,7 @@ class XaiWire(Wire):
     """
 
     name = "xai"
+    binds_item_ids = False
 
     def __init__(self, *, key: bytes = b"", deterministic: bool = False) -> None:
         super().__init__(key=key, deterministic=deterministic)

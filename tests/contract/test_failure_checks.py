@@ -193,12 +193,42 @@ def test_a_renamed_compaction_item_fails_the_recording_block(
     def steps(client: openai.OpenAI) -> None:
         compacted = dumped(client.responses.compact(model=MODEL, input=HISTORY).output)  # type: ignore[arg-type]
         compacted[-1]["id"] = "cmp_reminted0001"
-        client.responses.compact(model=MODEL, input=[*compacted, NEXT])  # type: ignore[list-item]
+        # the embedded server refuses the token under another id, as the API does
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.compact(model=MODEL, input=[*compacted, NEXT])  # type: ignore[list-item]
+        assert refused.value.message.endswith(
+            "Encrypted content item_id did not match the target item id."
+        )
 
     path = tmp_path / "sdk.yaml"
     expected = r"rule 5 \(compaction-id\): exchange 1 input\[\d\]\.id"
     with pytest.raises(ReplayError, match=expected), use_cassette(path, record_mode="once"):
         steps(client_of(server))
+
+
+@pytest.mark.parametrize("dialect", ["openai", "azure", "litellm", "bifrost", "xai", "ollama"])
+def test_the_server_binds_a_token_to_its_item_id_where_the_api_does(dialect: str) -> None:
+    # The API and the gateways that forward items to it unchanged refuse a token under another
+    # id; servers that issue their own tokens (xAI, Ollama...) document no such binding.
+    binds = dialect not in ("xai", "ollama")
+    with CompactionServer(deterministic=True, dialect=dialect) as server:
+        client = openai.OpenAI(
+            base_url=server.base_url, api_key="sk-test", max_retries=0, timeout=10,
+            default_headers={"api-key": "sk-test"},
+        )  # fmt: skip
+        compacted = dumped(client.responses.compact(model=MODEL, input=HISTORY).output)  # type: ignore[arg-type]
+        item = compacted[-1]
+        assert item["type"] == "compaction"
+        # as returned, and without an id: the token alone is enough
+        client.responses.compact(model=MODEL, input=[*compacted, NEXT])  # type: ignore[list-item]
+        bare = {k: v for k, v in item.items() if k != "id"}
+        client.responses.compact(model=MODEL, input=[bare, NEXT])  # type: ignore[list-item]
+        reminted = {**item, "id": "cmp_reminted0001"}
+        if not binds:
+            client.responses.compact(model=MODEL, input=[reminted, NEXT])  # type: ignore[list-item]
+            return
+        with pytest.raises(openai.BadRequestError, match="item_id did not match"):
+            client.responses.compact(model=MODEL, input=[reminted, NEXT])  # type: ignore[list-item]
 
 
 # -- 2. one compaction item per answer -------------------------------------------------------------
@@ -580,7 +610,8 @@ def test_kept():
 def test_reminted():
     out = dumped(client().responses.compact(model="gpt-5.4", input=HISTORY).output)
     out[-1]["id"] = "cmp_reminted0001"
-    client().responses.create(model="gpt-5.4", input=[*out, NEXT])
+    with pytest.raises(openai.BadRequestError, match="item_id did not match"):
+        client().responses.create(model="gpt-5.4", input=[*out, NEXT])
 
 
 @pytest.mark.compaction

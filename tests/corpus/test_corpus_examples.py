@@ -151,15 +151,16 @@ def test_the_library_replays_without_the_marker(client: openai.OpenAI) -> None:
 
 def test_a_breaks_cassette_fails_the_replay(client: openai.OpenAI) -> None:
     # What the test of a client that re-mints compaction ids sees: the recorded answers come
-    # back, and when the block ends the cassette fails the chaining rule it breaks.
+    # back (the refusal too), and when the block ends the cassette fails the chaining rule it
+    # breaks.
     with (
         pytest.raises(ReplayError, match=r"rule 5 \(compaction-id\): exchange 1 input\[2\]\.id"),
         use_cassette(cassette("checks/compaction-id/breaks.yaml")),
     ):
         out = dumped(client.responses.compact(model=MODEL, input=HISTORY).output)  # type: ignore[arg-type]
         out[-1]["id"] = "cmp_reminted0001"
-        answer = client.responses.create(model=MODEL, input=[*out, NEXT])
-        assert answer.output_text == "Echo: And 5+5?"
+        with pytest.raises(openai.BadRequestError, match="item_id did not match"):
+            client.responses.create(model=MODEL, input=[*out, NEXT])
 
 
 # The README's example, as a user writes it after copying the cassette into the plugin's layout.

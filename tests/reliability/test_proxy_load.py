@@ -108,6 +108,11 @@ def test_sigkill_loses_no_exchange_whose_answer_a_client_read_to_its_end(tmp_pat
             threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
             for thread in threads:
                 thread.start()
+            # The kill falls at a random point of the load, once the proxy is answering (its
+            # first answer waits for the validators to be built).
+            deadline = time.monotonic() + 30
+            while not answered and time.monotonic() < deadline:
+                time.sleep(0.01)
             time.sleep(rng.uniform(0.3, 1.5))
             process.kill()
             process.wait(30)

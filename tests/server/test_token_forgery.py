@@ -228,9 +228,12 @@ def test_tampered_tokens_of_each_kind_are_refused_with_the_apis_error(
             client.responses.compact(model="gpt-5", input=[item])
         assert caught.value.status_code == 400, kind
         assert caught.value.body == refusal(reason)["error"], kind
-    # the token as issued still opens
-    item = {"type": "compaction", "id": "cmp_forged", "encrypted_content": token}
+    # the token as issued still opens, on its own; under an id it was not issued with it is
+    # refused as the API refuses it
+    item = {"type": "compaction", "encrypted_content": token}
     assert client.responses.compact(model="gpt-5", input=[item]).output[-1].type == "compaction"
+    with pytest.raises(openai.BadRequestError, match="item_id did not match the target item id"):
+        client.responses.compact(model="gpt-5", input=[{**item, "id": "cmp_forged"}])
 
 
 def test_the_refusal_has_the_shape_of_the_live_apis(
