@@ -5,6 +5,10 @@ Without ``--check`` the corpus is recorded and written into ``--out`` (see
 recorded into a temporary folder and compared byte for byte with ``--out``, which is left as
 it is. Exit 0 when written (or identical), 1 when a recording failed or the folder differs,
 2 for a usage problem (the openai SDK missing, an ``--out`` that is not a folder).
+
+``--litellm-proxy`` records ``--out``'s ``litellm-proxy/`` folder instead, through the real
+LiteLLM proxy (``demo._corpus_litellm``); with ``--check`` it is compared by shape and verdict,
+not bytes. Exit 2 when the proxy is not installed beside the interpreter.
 """
 
 from __future__ import annotations
@@ -48,6 +52,13 @@ def register(commands: Any) -> None:
         help="record into a temporary folder and compare with DIR byte for byte; DIR is not "
         "changed",
     )
+    corpus.add_argument(
+        "--litellm-proxy",
+        action="store_true",
+        help="record DIR/litellm-proxy/ instead, through the real LiteLLM proxy (started here, "
+        "on 127.0.0.1) in front of the embedded server; with --check, compare with DIR/"
+        "litellm-proxy/ by shape and verdict (ids, tokens, timestamps normalised), not bytes",
+    )
     corpus.set_defaults(handler=run)
 
 
@@ -72,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("openai") is None:
         return usage_error("corpus", OPENAI_MISSING)
     out = Path(args.out)
+    if args.litellm_proxy:
+        return _run_litellm(out, check=args.check)
     problem = _usable(out, check=args.check)
     if problem is not None:
         return usage_error("corpus", problem)
@@ -133,5 +146,70 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"OK: {recorded}; {len(done.written)} written, {len(done.unchanged)} unchanged, "
         f"{len(done.removed)} removed in {out}"
+    )
+    return 0
+
+
+def _run_litellm(out: Path, *, check: bool) -> int:
+    """``--litellm-proxy``: record ``out/litellm-proxy/`` through the proxy, or check it."""
+    from ..demo._corpus_litellm import (
+        FOLDER,
+        LiteLLMMissing,
+        build_litellm,
+        check_litellm,
+        require_proxy,
+        summary,
+        write_litellm,
+    )
+
+    folder = out / FOLDER
+    try:
+        require_proxy()
+    except LiteLLMMissing as exc:
+        return usage_error("corpus", exc)
+    problem = _usable(out if check else folder, check=check)
+    if problem is not None:
+        return usage_error("corpus", problem)
+    if check and not folder.is_dir():
+        return usage_error("corpus", f"--out {out}: no {FOLDER}/ directory to check")
+    started = time.monotonic()
+    try:
+        recorded = build_litellm()
+    except CompactionError as exc:
+        print(f"FAILED: {exc}; {folder} left as it was")
+        return 1
+    seconds = time.monotonic() - started
+    if not recorded.ok:
+        for line in recorded.problems:
+            print(f"problem   {line}")
+        print(
+            f"FAILED: {counted(len(recorded.problems), 'problem')} recording through the "
+            f"LiteLLM proxy; {folder} left as it was"
+        )
+        return 1
+    said = summary(recorded, seconds)
+    if check:
+        found = check_litellm(folder, recorded)
+        for line in found.differences:
+            print(f"differs   {line}")
+        if not found.same:
+            print(
+                f"DIFFERENT: {said}; {folder}: {counted(len(found.differences), 'difference')} "
+                "beyond normalised values (folder -> fresh recording). Re-record with: "
+                f"pytest-compaction corpus --litellm-proxy --out {out}"
+            )
+            return 1
+        print(
+            f"OK: {said}; {folder} has the same shape and verdicts "
+            f"({counted(found.normalised, 'normalised value')} differ)"
+        )
+        return 0
+    try:
+        written = write_litellm(folder, recorded.files)
+    except OSError as exc:
+        return usage_error("corpus", f"--out {out}: cannot write {FOLDER}/: {exc.strerror or exc}")
+    print(
+        f"OK: {said}; {len(written)} written, "
+        f"{len(recorded.files) - len(written)} unchanged in {folder}"
     )
     return 0

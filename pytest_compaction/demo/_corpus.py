@@ -17,6 +17,9 @@ start at ``0001`` and no file depends on another. The layout::
     checks/<check>/breaks.yaml         and one that breaks it
     README.md                          every file, what it shows and its expected verdict
     SHA256SUMS                         the digest of every file above (``sha256sum -c``)
+    litellm-proxy/                     recorded through the real LiteLLM proxy by
+                                       ``corpus --litellm-proxy`` (``_corpus_litellm``): not
+                                       this run's, not in ``SHA256SUMS``, never compared here
 
 Each cassette's verdict under ``pytest-compaction check`` (what fails, what is noted) is part of
 its entry, and :func:`build_corpus` checks every recorded cassette against it: a recording that
@@ -67,6 +70,8 @@ if TYPE_CHECKING:
 RECORDED_AT = datetime.fromtimestamp(FIXED_CREATED_AT, UTC)  # 2026-01-01T00:00:00Z
 README = "README.md"
 MANIFEST = "SHA256SUMS"
+# Recorded by ``corpus --litellm-proxy`` (demo._corpus_litellm), never by this run.
+LITELLM_FOLDER = "litellm-proxy"
 # The first line of the README: what the folder is and how it is made.
 HEADLINE = "# The cassettes/ corpus (generated: `pytest-compaction corpus`, do not edit)"
 
@@ -1018,9 +1023,12 @@ class Comparison:
 
 def compare_folders(expected: Path, out: Path) -> Comparison:
     """Compare ``out`` byte for byte with ``expected`` (a fresh recording): every file
-    either folder holds, hidden ones included."""
+    either folder holds, hidden ones included, but ``out``'s ``litellm-proxy/`` (its own run's,
+    compared by shape)."""
     result = Comparison()
     present = set(_files_under(out)) if out.is_dir() else set()
+    # The proxy-recorded subfolder is another run's (``--litellm-proxy``), checked by shape.
+    present = {p for p in present if not p.startswith(f"{LITELLM_FOLDER}/")}
     recorded = set(_files_under(expected))
     for relative in sorted(recorded):
         if relative not in present:
