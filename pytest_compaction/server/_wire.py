@@ -194,13 +194,28 @@ class Wire:
         return exc.body()
 
 
-class AzureWire(Wire):
-    name = "azure"
-    API_VERSIONS = ("v1", "preview", "latest")
+class GatewayWire(Wire):
+    """A gateway or another server: it answers its own compaction paths (and ``/responses``
+    beside each), not every gateway's as the plain server does."""
 
     @property
     def routes(self) -> frozenset[str]:
         return _with_responses(self.profile.compact_paths)
+
+
+class PlaintextWire(GatewayWire):
+    """A server whose ``encrypted_content`` is readable JSON it issues itself: its tokens are
+    plaintext, and no binding to the item's id is documented."""
+
+    binds_item_ids = False
+
+    def sealer(self) -> TokenSealer:
+        return PlaintextSealer()
+
+
+class AzureWire(GatewayWire):
+    name = "azure"
+    API_VERSIONS = ("v1", "preview", "latest")
 
     def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
         if not (headers.get("api-key") or headers.get("authorization")):
@@ -230,7 +245,7 @@ def _azure_error(status: int, code: str, message: str) -> GatewayError:
     return error
 
 
-class LiteLLMWire(Wire):
+class LiteLLMWire(GatewayWire):
     name = "litellm"
     EXCEPTIONS: ClassVar[dict[int, str]] = {
         400: "BadRequestError",
@@ -250,10 +265,6 @@ class LiteLLMWire(Wire):
         super().__init__(key=key, deterministic=deterministic)
         # LiteLLM's response id security (``disable_responses_id_security`` turns it off).
         self.id_security = id_security
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
 
     def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
         if not any(headers.get(name) for name in self.profile.auth_headers):
@@ -395,12 +406,8 @@ def _derived_nonce(key: bytes, litellm_id: str) -> bytes:
     return hmac.new(_seal_key(key), litellm_id.encode("utf-8"), "sha256").digest()[:_SEAL_NONCE]
 
 
-class TrueFoundryWire(Wire):
+class TrueFoundryWire(GatewayWire):
     name = "truefoundry"
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
 
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         model = body.get("model")
@@ -418,13 +425,9 @@ class TrueFoundryWire(Wire):
         return body
 
 
-class BifrostWire(Wire):
+class BifrostWire(GatewayWire):
     name = "bifrost"
     PROVIDERS = ("openai",)
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
 
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
@@ -567,7 +570,7 @@ def _cached_only(usage: Any) -> Any:
     return out
 
 
-class OllamaWire(Wire):
+class OllamaWire(PlaintextWire):
     """Ollama's OpenAI-compatible server (``ollama serve``, ``http://localhost:11434/v1``).
 
     ``POST /v1/responses/compact`` summarizes with the requested model and answers ``{"id",
@@ -591,11 +594,6 @@ class OllamaWire(Wire):
     """
 
     name = "ollama"
-    binds_item_ids = False
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
 
     def sealer(self) -> TokenSealer:
         return PlaintextSealer("ollama")
@@ -692,7 +690,7 @@ def _ollama_required(body: dict[str, Any]) -> None:
         raise _ollama_refusal("input is required")
 
 
-class VllmWire(Wire):
+class VllmWire(PlaintextWire):
     """vLLM's OpenAI-compatible server (``vllm serve``, ``http://localhost:8000/v1``).
 
     Compaction: ``POST /v1/responses/compact`` (vllm-project/vllm#56970, open; the vLLM
@@ -706,14 +704,6 @@ class VllmWire(Wire):
     """
 
     name = "vllm"
-    binds_item_ids = False
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
-
-    def sealer(self) -> TokenSealer:
-        return PlaintextSealer()
 
     def admit(self, call: Call, query: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -732,7 +722,7 @@ class VllmWire(Wire):
         return {"error": {"message": message, "type": kind, "param": exc.param, "code": exc.status}}
 
 
-class LlamaStackWire(Wire):
+class LlamaStackWire(PlaintextWire):
     """Llama Stack (now OGX) serving the Responses API (``llama stack run``, ``/v1``).
 
     ``POST /v1/responses/compact`` (llamastack/llama-stack#5327, ogx-ai/ogx) summarizes with an
@@ -747,14 +737,6 @@ class LlamaStackWire(Wire):
     """
 
     name = "llamastack"
-    binds_item_ids = False
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
-
-    def sealer(self) -> TokenSealer:
-        return PlaintextSealer()
 
     def response(self, call: Call, payload: dict[str, Any]) -> dict[str, Any]:
         if "usage" not in payload:
@@ -784,7 +766,7 @@ XAI_STATUS_TEXT = {
 XAI_UNKNOWN = "Unknown error"
 
 
-class XaiWire(Wire):
+class XaiWire(GatewayWire):
     """xAI's API (``api.x.ai``) compacting with its own model, which the upstream stands for.
 
     ``POST /v1/responses/compact`` answers a single ``compaction`` item that stands in for the
@@ -803,10 +785,6 @@ class XaiWire(Wire):
     def __init__(self, *, key: bytes = b"", deterministic: bool = False) -> None:
         super().__init__(key=key, deterministic=deterministic)
         self._upstream: dict[str, str] = {}  # cmp_<uuid> as shown -> the upstream's id
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
 
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
@@ -910,7 +888,7 @@ class OpenRouterWire(Wire):
         return {"error": shown}
 
 
-class VercelWire(Wire):
+class VercelWire(GatewayWire):
     """Vercel's AI Gateway (``ai-gateway.vercel.sh/v1``): OpenAI's paths, ``provider/model`` ids.
 
     ``POST /v1/responses/compact`` is forwarded to OpenAI unchanged apart from the model id, and
@@ -921,10 +899,6 @@ class VercelWire(Wire):
     """
 
     name = "vercel"
-
-    @property
-    def routes(self) -> frozenset[str]:
-        return _with_responses(self.profile.compact_paths)
 
     def upstream_request(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         model = body.get("model")

@@ -25,28 +25,6 @@ INSTALL_COMMAND = "python -m pip install -e '.[dev]'"
 SDK_MODULES = ("litellm", "aiohttp")
 PROXY_MODULES = ("litellm", "uvicorn", "fastapi", "litellm_proxy_extras", "nacl")
 
-# Variables that could point LiteLLM elsewhere: another interpreter's modules, an HTTP proxy,
-# a database, a cache, a license server or a real OpenAI account.
-_DROPPED_ENV = (
-    "pythonpath",
-    "pythonhome",
-    "pythonstartup",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "database_url",
-    "direct_url",
-    "redis_host",
-    "redis_url",
-    "litellm_license",
-    "openai_api_key",
-    "openai_base_url",
-    "openai_api_base",
-    "litellm_master_key",
-    "litellm_salt_key",
-)
-
 
 def unavailable(reason: str) -> NoReturn:
     """Skip; under CI, where LiteLLM must be tested, fail instead."""
@@ -56,18 +34,11 @@ def unavailable(reason: str) -> NoReturn:
 
 
 def litellm_env(**extra: str) -> dict[str, str]:
-    """The environment LiteLLM runs in: this one, without what could send it off the machine."""
-    env = {k: v for k, v in os.environ.items() if k.lower() not in _DROPPED_ENV}
-    env.update(
-        LITELLM_LOCAL_MODEL_COST_MAP="True",  # else the price list is downloaded at import
-        LITELLM_MODE="PRODUCTION",  # else a .env file found on the way up is loaded
-        LITELLM_LOG="ERROR",
-        NO_PROXY="*",
-        PYTHONUNBUFFERED="1",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.update(extra)
-    return env
+    """The environment LiteLLM runs in: the one the corpus command starts its proxy in (this
+    one, without what could send it off the machine), plus ``extra``."""
+    from pytest_compaction.demo._corpus_litellm import proxy_env
+
+    return {**proxy_env(), **extra}
 
 
 @dataclass(frozen=True)
