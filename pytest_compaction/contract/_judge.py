@@ -190,19 +190,18 @@ def judge_response(
     the request's, whose ``"stream": true`` marks a stream whose content-type was scrubbed.
     A successful answer's compaction items are read too (see ``_reported``): notes only.
     """
+    stream = is_stream(headers, body=body, request_body=request_body)
     judged = _judge_body(
         method,
         uri,
         status,
-        headers,
         body,
+        stream=stream,
         version=version,
         dialect=dialect,
         strict=strict,
         request_headers=request_headers,
-        request_body=request_body,
     )
-    stream = is_stream(headers, body=body, request_body=request_body)
     noted = answer_notes(route_of(method, uri), status, request_body, body, stream=stream)
     return judged._replace(notes=(*judged.notes, *noted)) if noted else judged
 
@@ -211,18 +210,18 @@ def _judge_body(
     method: str,
     uri: str,
     status: int,
-    headers: Mapping[str, Any],
     body: Any,
     *,
+    stream: bool,
     version: str,
     dialect: str | Dialect | None = None,
     strict: bool = False,
     request_headers: Mapping[str, Any] | None = None,
-    request_body: Any = None,
 ) -> Judged:
-    """:func:`judge_response` without the notes on the answer's compaction items."""
+    """:func:`judge_response` without the notes on the answer's compaction items (``stream``:
+    whether the answer is an event stream, as :func:`is_stream` read it)."""
     route = route_of(method, uri)
-    if is_stream(headers, body=body, request_body=request_body):
+    if stream:
         return _judge_stream(route, body, version=version, strict=strict, dialect=dialect)
     if route is None:
         return Judged(None)
