@@ -82,6 +82,8 @@ def _usable(out: Path, *, check: bool) -> str | None:
 def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("openai") is None:
         return usage_error("corpus", OPENAI_MISSING)
+    if not args.out.strip():
+        return usage_error("corpus", "--out is empty: name the folder to write the corpus to")
     out = Path(args.out)
     if args.litellm_proxy:
         return _run_litellm(out, check=args.check)
@@ -208,6 +210,8 @@ def _run_litellm(out: Path, *, check: bool) -> int:
         written = write_litellm(folder, recorded.files)
     except OSError as exc:
         return usage_error("corpus", f"--out {out}: cannot write {FOLDER}/: {exc.strerror or exc}")
+    except CompactionError as exc:
+        return usage_error("corpus", f"--out {out}: {exc}")
     print(
         f"OK: {said}; {len(written)} written, "
         f"{len(recorded.files) - len(written)} unchanged in {folder}"

@@ -961,20 +961,40 @@ def _inside(out: Path, relative: str) -> Path:
     return target
 
 
+def _holds(target: Path, data: bytes) -> bool:
+    """Whether ``target`` is a regular file of exactly ``data`` (a named pipe is never read)."""
+    try:
+        return target.is_file() and target.read_bytes() == data
+    except OSError:
+        return False
+
+
 def write_corpus(out: Path, files: dict[str, bytes]) -> Written:
     """Write ``files`` under ``out`` atomically (each only when its bytes changed), the
     manifest last; remove what the previous manifest listed and ``files`` no longer holds, when
-    the file still has the listed bytes. Nothing else in ``out`` is touched."""
+    the file still has the listed bytes. Nothing else in ``out`` is touched: a file in the way
+    that the previous manifest does not list (a user's README.md, say) stops the write with a
+    CorpusError naming it, before anything is written."""
     done = Written()
     previous = _listed(out)
+    foreign = [
+        relative
+        for relative in sorted(files)
+        if relative not in previous
+        and relative != MANIFEST
+        and _inside(out, relative).exists()
+        and not _holds(_inside(out, relative), files[relative])
+    ]
+    if foreign:
+        raise CorpusError(
+            f"{counted(len(foreign), 'file')} in the way that no earlier corpus run wrote (not "
+            f"in {MANIFEST}): {', '.join(foreign)}; move them, or write the corpus to another "
+            "folder"
+        )
     for relative in sorted(files, key=lambda p: p == MANIFEST):
         target = _inside(out, relative)
         data = files[relative]
-        try:  # only a regular file is read: a named pipe in its place would block
-            same = target.is_file() and target.read_bytes() == data
-        except OSError:
-            same = False
-        if same:
+        if _holds(target, data):
             done.unchanged.append(relative)
             continue
         write_atomic(target, data)

@@ -472,7 +472,23 @@ def readme(entries: list[LiteLLMEntry], run: LiteLLMRun) -> str:
 
 
 def write_litellm(folder: Path, files: dict[str, bytes]) -> list[str]:
-    """Write ``files`` into ``folder`` atomically; the names written (nothing else touched)."""
+    """Write ``files`` into ``folder`` atomically; the names written (nothing else touched).
+
+    The folder is the command's when its README.md opens with :data:`HEADLINE` (or it has
+    none); otherwise a file the run would replace stops it with a CorpusError naming it.
+    """
+    readme = folder / "README.md"
+    try:
+        ours = not readme.exists() or readme.read_text(encoding="utf-8").startswith(HEADLINE)
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        foreign = sorted(name for name in files if (folder / name).exists())
+        if foreign:
+            raise CorpusError(
+                f"{folder}: {', '.join(foreign)} would be replaced, and {readme.name} there was "
+                "not written by this command; move them, or write to another folder"
+            )
     written = []
     for name, data in sorted(files.items()):
         target = folder / name

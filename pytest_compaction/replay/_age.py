@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from .._errors import CompactionError
 from .._settings import AGE_ACTIONS as AGE_ACTIONS
 
-AGE_FORMS = "a whole number followed by s, m, h, d or w (30d, 12h, 2w)"
+AGE_FORMS = "a positive whole number followed by s, m, h, d or w (30d, 12h, 2w)"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 

@@ -25,6 +25,7 @@ from pytest_compaction.cli import main
 from pytest_compaction.demo._corpus import (
     MANIFEST,
     README,
+    CorpusError,
     Entry,
     Verdict,
     build_corpus,
@@ -229,6 +230,31 @@ def test_bad_input_is_one_line_and_status_2(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"pytest-compaction corpus: --out {below_a_file}: cannot write")
     assert "Not a directory" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""  # nothing was recorded
+
+
+def test_a_file_no_run_wrote_is_never_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "README.md").write_text("my project\n")  # corpus --out . in a repository
+    files = {"README.md": b"generated\n", "a.yaml": b"a\n"}
+    with pytest.raises(CorpusError, match=r"1 file in the way .*: README\.md; move them"):
+        write_corpus(out, {**files, MANIFEST: _manifest(files)})
+    assert (out / "README.md").read_text() == "my project\n"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]  # nothing was written
+    # once a run's manifest lists it, the file is the corpus's to replace
+    (out / "README.md").unlink()
+    write_corpus(out, {**files, MANIFEST: _manifest(files)})
+    again = {"README.md": b"generated again\n", "a.yaml": b"a\n"}
+    assert "README.md" in write_corpus(out, {**again, MANIFEST: _manifest(again)}).written
+    # through the command: one line, status 2, the user's file kept
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "README.md").write_text("mine\n")
+    done = run("--out", str(other))
+    assert done.returncode == 2 and "README.md; move them" in done.stderr, done.stderr
+    assert (other / "README.md").read_text() == "mine\n" and "Traceback" not in done.stderr
+    done = run("--out", "")
+    assert done.returncode == 2 and "--out is empty" in done.stderr
 
 
 def test_a_stale_file_goes_only_when_it_is_the_one_written(tmp_path: Path) -> None:
@@ -484,3 +510,19 @@ def test_the_plugin_replays_and_checks_every_cassette(
     total = len(items) + len(chains) + len(replays)
     # a test failed at teardown is counted as passed too (its call passed)
     assert outcomes["passed"] in (total - failing, total - failing + outcomes.get("errors", 0))
+
+
+def test_the_litellm_part_never_overwrites_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    from pytest_compaction.demo._corpus_litellm import HEADLINE, write_litellm
+
+    folder = tmp_path / "litellm-proxy"
+    folder.mkdir()
+    (folder / "README.md").write_text("notes of mine\n")
+    (folder / "errors.yaml").write_text("my own cassette\n")
+    with pytest.raises(CorpusError, match=r"README\.md, errors\.yaml would be replaced"):
+        write_litellm(folder, {"README.md": HEADLINE.encode(), "errors.yaml": b"new\n"})
+    assert (folder / "errors.yaml").read_text() == "my own cassette\n"
+    # the command's own folder (its README opens with the headline) is rewritten
+    (folder / "README.md").write_text(HEADLINE + "\n")
+    written = write_litellm(folder, {"README.md": HEADLINE.encode(), "errors.yaml": b"new\n"})
+    assert written == ["README.md", "errors.yaml"]

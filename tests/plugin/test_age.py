@@ -172,7 +172,8 @@ def test_a_bad_max_age_is_one_usage_error_naming_the_option_and_the_forms(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert (
-        f"{named} is not an age: use a whole number followed by s, m, h, d or w (30d, 12h, 2w)"
+        f"{named} is not an age: use a positive whole number followed by s, m, h, d or w "
+        "(30d, 12h, 2w)"
         in err
     )
     assert "Traceback" not in err
