@@ -173,8 +173,7 @@ def test_a_bad_max_age_is_one_usage_error_naming_the_option_and_the_forms(
     err = result.stderr.str()
     assert (
         f"{named} is not an age: use a positive whole number followed by s, m, h, d or w "
-        "(30d, 12h, 2w)"
-        in err
+        "(30d, 12h, 2w)" in err
     )
     assert "Traceback" not in err
 
